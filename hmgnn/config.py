@@ -1,0 +1,269 @@
+"""Typed configuration: one dataclass per pipeline step, loaded from TOML and overridable from the CLI.
+
+Config files hold values only; every field is documented and checked here. `--set section.key=value` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hmgnn.errors import ConfigError
+
+KAGGLE_FIRST_DAY = "2018-09-20"
+KAGGLE_LAST_DAY = "2020-09-22"
+
+
+def _check_date(section: str, name: str, value: str, allow_empty: bool = False) -> None:
+    if allow_empty and value == "":
+        return
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{section}.{name} = {value!r} is not a date; write it as YYYY-MM-DD") from None
+
+
+def _check_positive(section: str, **values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"{section}.{name} must be > 0, got {value}")
+
+
+@dataclass
+class SynthConfig:
+    """`hmgnn synth`: a synthetic data set in the exact Kaggle schema, calibrated to real H&M statistics."""
+
+    customers: int = 2_000
+    """Number of customers written to customers.csv (full Kaggle: 1,371,980)."""
+    articles: int = 1_500
+    """Number of articles written to articles.csv (full Kaggle: 105,542)."""
+    transactions: int = 46_000
+    """Target number of rows in transactions_train.csv (full Kaggle: 31,788,324); hit within about 0.5%."""
+    start_date: str = KAGGLE_FIRST_DAY
+    """First transaction day."""
+    end_date: str = KAGGLE_LAST_DAY
+    """Last transaction day."""
+    taste_strength: float = 1.0
+    """How strongly a customer's purchases follow their own taste (0 = everybody buys bestsellers)."""
+
+    def __post_init__(self) -> None:
+        _check_positive("synth", customers=self.customers, articles=self.articles, transactions=self.transactions)
+        _check_date("synth", "start_date", self.start_date)
+        _check_date("synth", "end_date", self.end_date)
+        if self.end_date <= self.start_date:
+            raise ConfigError("synth.end_date must be after synth.start_date")
+        if self.taste_strength < 0:
+            raise ConfigError(f"synth.taste_strength must be >= 0, got {self.taste_strength}")
+
+
+@dataclass
+class IngestConfig:
+    """`hmgnn ingest`: the three Kaggle files to typed parquet tables."""
+
+    keep_unknown: bool = True
+    """Keep transactions whose customer or article is missing from the metadata files (an 'unknown' row is added)."""
+
+
+@dataclass
+class GraphConfig:
+    """`hmgnn build-graph`: the heterogeneous customer-article graph and its node features."""
+
+    text_dim: int = 32
+    """Dimensions of the TF-IDF + truncated-SVD embedding of articles' detail_desc (0 to leave it out)."""
+    text_max_features: int = 20_000
+    """Vocabulary size of the TF-IDF vectoriser."""
+
+    def __post_init__(self) -> None:
+        if self.text_dim < 0:
+            raise ConfigError(f"graph.text_dim must be >= 0, got {self.text_dim}")
+        _check_positive("graph", text_max_features=self.text_max_features)
+
+
+@dataclass
+class SampleConfig:
+    """`hmgnn sample`: the leak-free time split, optional customer downsampling and fixed negatives."""
+
+    cutoff: str = ""
+    """Last day of history+validation; the test window is the `test_days` after it. Empty: the data's last
+    day minus `test_days`."""
+    test_days: int = 7
+    """Length of the test window (Kaggle: 7 days)."""
+    val_days: int = 7
+    """Length of the validation window just before the test window (model selection only)."""
+    customers: int = 0
+    """Keep only this many customers (seeded, complete histories); 0 keeps all."""
+    negatives: int = 1
+    """Uniform negatives per positive test/validation edge, for the reference project's binary metrics."""
+    popularity_negatives: bool = False
+    """Also draw popularity-weighted negatives (saved beside the uniform ones)."""
+
+    def __post_init__(self) -> None:
+        _check_date("sample", "cutoff", self.cutoff, allow_empty=True)
+        _check_positive("sample", test_days=self.test_days, val_days=self.val_days, negatives=self.negatives)
+        if self.customers < 0:
+            raise ConfigError(f"sample.customers must be >= 0, got {self.customers}")
+
+
+@dataclass
+class EvaluateConfig:
+    """`hmgnn evaluate`: MAP@12 as Kaggle scored it, beside the baselines, plus the reference binary metrics."""
+
+    k: int = 12
+    """Cut-off of the ranking metrics (Kaggle: 12)."""
+    models: list[str] = field(default_factory=lambda: ["popular", "popular-new", "repurchase", "trending"])
+    """Models to evaluate; a trained `gnn` is added when <workdir>/model has one."""
+    window: str = "test"
+    """Which window to score: `test` (models see history+validation) or `validation` (models see history)."""
+    max_k_plot: int = 100
+    """Largest K in the Recall@K / MAP@K curves."""
+
+    def __post_init__(self) -> None:
+        _check_positive("evaluate", k=self.k, max_k_plot=self.max_k_plot)
+        if self.window not in ("test", "validation"):
+            raise ConfigError(f"evaluate.window must be 'test' or 'validation', got {self.window!r}")
+
+
+@dataclass
+class RecommendConfig:
+    """`hmgnn recommend`: top-k articles for one customer or for everybody."""
+
+    k: int = 12
+    """Number of articles per customer (Kaggle submission: 12)."""
+    model: str = "trending"
+    """Model that recommends: a baseline name or `gnn` (needs `hmgnn train`)."""
+    batch_size: int = 512
+    """Customers scored per batch in `--all` (memory stays flat)."""
+
+    def __post_init__(self) -> None:
+        _check_positive("recommend", k=self.k, batch_size=self.batch_size)
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration: one section per step plus the seed and the workdir."""
+
+    seed: int = 42
+    """Seed for every random choice: the same seed gives the same artifacts and recommendations."""
+    workdir: str = "work/default"
+    """Folder that holds one sub-folder per step (raw/, tables/, graph/, split/, model/, evaluate/)."""
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The part of the config that decides a step's output: its own section plus the seed."""
+        out: dict[str, Any] = {"seed": self.seed}
+        if name in _SECTIONS:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        return out
+
+
+def _section_classes() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: tp for name, tp in hints.items() if dataclasses.is_dataclass(tp)}
+
+
+_SECTIONS = _section_classes()
+
+
+def _type_ok(tp: Any, value: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_type_ok(item, v) for v in value)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    return False
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    return float(value) if tp is float else value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)) if typing.get_origin(tp) is None else str(tp)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{where}.{key}" if where else key
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"unknown config key '{name}' (known keys{' in [' + where + ']' if where else ''}: {known})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{name}' must be a [{name}] section, got {value!r}")
+            kwargs[key] = _build(tp, value, name)
+        elif not _type_ok(tp, value):
+            raise ConfigError(f"config key '{name}' must be of type {_type_name(tp)}, got {value!r}")
+        else:
+            kwargs[key] = _coerce(tp, value)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse one `section.key=value` override; the value is read as TOML, else taken as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: write it as section.key=value, e.g. --set synth.customers=5000")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r}: the key is empty")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def _merge(base: dict[str, Any], path: list[str], value: Any) -> None:
+    node = base
+    for part in path[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"config key '{'.'.join(path)}': '{part}' is not a section")
+        node = nxt
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                workdir: str | Path | None = None) -> Config:
+    """Load a TOML config (or the defaults), apply `--set` overrides and an explicit workdir."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass one of configs/*.toml")
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _merge(values, key, value)
+    if workdir is not None:
+        values["workdir"] = str(workdir)
+    try:
+        return _build(Config, values, "")
+    except TypeError as exc:  # a dataclass rejected its arguments
+        raise ConfigError(f"invalid config: {exc}") from None

@@ -1,0 +1,17 @@
+"""Errors that the CLI turns into one line on stderr and exit code 1 (no traceback unless HMGNN_DEBUG=1)."""
+
+
+class HmgnnError(Exception):
+    """A problem the user can fix: the message says what is wrong, where, and how to fix it."""
+
+
+class ConfigError(HmgnnError):
+    """A bad config file, key, type or value."""
+
+
+class InputError(HmgnnError):
+    """A bad or missing input file, column, row or id."""
+
+
+class MissingArtifactError(HmgnnError):
+    """A step's input folder is missing or incomplete: the message names the command that makes it."""
