@@ -84,6 +84,7 @@ def ingest(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: known errors become one line on stderr and exit code 1."""
     import click
+    from rich.markup import escape
 
     debug = os.environ.get("HMGNN_DEBUG") or "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
@@ -99,7 +100,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except HmgnnError as exc:
         if debug:
             raise
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted")
@@ -107,7 +108,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Exception as exc:  # an unexpected failure: still one line unless debugging
         if debug:
             raise
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
                       highlight=False, soft_wrap=True)
         sys.exit(1)
 
