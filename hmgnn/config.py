@@ -188,13 +188,17 @@ def _type_ok(tp: Any, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
+    if tp is str:  # TOML reads a bare 2020-09-01 as a date: dates are kept as ISO strings
+        return isinstance(value, (str, dt.date))
     return False
 
 
 def _coerce(tp: Any, value: Any) -> Any:
-    return float(value) if tp is float else value
+    if tp is float:
+        return float(value)
+    if tp is str and isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def _type_name(tp: Any) -> str:

@@ -1,0 +1,84 @@
+"""The artifact contract: atomic step folders, manifests, fingerprints and up-to-date checks."""
+
+import json
+
+import pytest
+
+from hmgnn import artifacts
+from hmgnn.errors import MissingArtifactError
+
+
+def _write(so, name="a.txt", text="hello"):
+    (so.dir / name).write_text(text)
+
+
+def test_step_output_writes_manifest_and_renames(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("input")
+    out = tmp_path / "w" / "step"
+    with artifacts.StepOutput(out, "demo", {"seed": 1}, {"seed": 1}, [src]) as so:
+        _write(so)
+        so.rows["things"] = 3
+        assert not out.exists()  # nothing visible until the step finishes
+    manifest = json.loads((out / artifacts.MANIFEST).read_text())
+    assert (out / "a.txt").read_text() == "hello"
+    assert manifest["step"] == "demo" and manifest["rows"] == {"things": 3}
+    assert manifest["inputs"][0]["bytes"] == 5
+    assert manifest["inputs"][0]["fingerprint"].startswith("blake2b:")
+    assert {"version", "created_at", "wall_time_s", "config", "step_config"} <= set(manifest)
+    assert [p.name for p in out.parent.iterdir()] == ["step"]  # no temporary leftovers
+
+
+def test_failed_step_leaves_nothing(tmp_path):
+    out = tmp_path / "step"
+    with pytest.raises(RuntimeError):
+        with artifacts.StepOutput(out, "demo", {}, {}, []) as so:
+            _write(so)
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_rerun_keeps_the_previous_output(tmp_path):
+    out = tmp_path / "step"
+    with artifacts.StepOutput(out, "demo", {}, {}, []) as so:
+        _write(so, text="first")
+    with pytest.raises(RuntimeError):
+        with artifacts.StepOutput(out, "demo", {}, {}, []) as so:
+            _write(so, text="second")
+            raise RuntimeError
+    assert (out / "a.txt").read_text() == "first"
+
+
+def test_up_to_date_follows_inputs_and_config(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("v1")
+    out = tmp_path / "step"
+    with artifacts.StepOutput(out, "demo", {}, {"seed": 1}, [src]) as so:
+        _write(so)
+    assert artifacts.is_up_to_date(out, "demo", {"seed": 1}, [src])
+    assert not artifacts.is_up_to_date(out, "demo", {"seed": 2}, [src])
+    assert not artifacts.is_up_to_date(out, "other", {"seed": 1}, [src])
+    src.write_text("v2")
+    assert not artifacts.is_up_to_date(out, "demo", {"seed": 1}, [src])
+    assert artifacts.skip_if_current(out, "demo", {"seed": 1}, [src], force=False) is False
+
+
+def test_fingerprint_of_large_file_is_sampled_and_sensitive(tmp_path):
+    big = tmp_path / "big.bin"
+    size = (64 << 20) + 10
+    with big.open("wb") as f:
+        f.truncate(size)
+    before = artifacts.fingerprint(big)
+    assert before.startswith("blake2b-sampled:")
+    with big.open("r+b") as f:  # the first and last chunks are always sampled
+        f.seek(size - 1)
+        f.write(b"x")
+    assert artifacts.fingerprint(big) != before
+
+
+def test_require_names_the_producer(tmp_path):
+    with pytest.raises(MissingArtifactError, match="hmgnn ingest"):
+        artifacts.require(tmp_path / "tables", ["transactions.parquet"], artifacts.TABLES)
+    (tmp_path / "tables").mkdir()
+    with pytest.raises(MissingArtifactError, match="transactions.parquet"):
+        artifacts.require(tmp_path / "tables", ["transactions.parquet"], artifacts.TABLES)
