@@ -96,17 +96,107 @@ class SampleConfig:
     val_days: int = 7
     """Length of the validation window just before the test window (model selection only)."""
     customers: int = 0
-    """Keep only this many customers (seeded, complete histories); 0 keeps all."""
+    """Keep only this many customers, drawn (seeded) among those with a purchase, each with their complete
+    history; indices are not remapped. 0 keeps all."""
     negatives: int = 1
     """Uniform negatives per positive test/validation edge, for the reference project's binary metrics."""
     popularity_negatives: bool = False
-    """Also draw popularity-weighted negatives (saved beside the uniform ones)."""
+    """Also draw popularity-weighted negatives (by purchases before the window; kind `popularity`, saved beside
+    the uniform ones)."""
 
     def __post_init__(self) -> None:
         _check_date("sample", "cutoff", self.cutoff, allow_empty=True)
         _check_positive("sample", test_days=self.test_days, val_days=self.val_days, negatives=self.negatives)
         if self.customers < 0:
             raise ConfigError(f"sample.customers must be >= 0, got {self.customers}")
+
+
+RECIPES = ("gnn", "reference")
+LOSSES = ("bpr", "bce", "softmax")
+NEGATIVES = ("uniform", "popularity")
+SUPERVISION = ("recent", "disjoint")
+
+
+@dataclass
+class TrainConfig:
+    """`hmgnn train`: the heterogeneous GraphSAGE recommender (or the reference project's recipe)."""
+
+    recipe: str = "gnn"
+    """`gnn` (hmgnn's hybrid: ID embeddings, time-aware inputs, ranking loss, blended with popularity and
+    repurchase) or `reference` (the reference project: features only, hidden 128, BCE, 1:1 uniform negatives).
+    The reference recipe writes to <workdir>/reference instead of <workdir>/model."""
+    hidden: int = 64
+    """Width of the embeddings and of every GraphSAGE layer."""
+    layers: int = 2
+    """Number of GraphSAGE layers (message-passing hops)."""
+    id_embeddings: bool = True
+    """Learn a per-node ID embedding beside the features (collaborative signal)."""
+    time_features: bool = True
+    """Feed customer recency/activity and article popularity/trend, computed as of each training day."""
+    dropout: float = 0.0
+    """Dropout between layers."""
+    decoder: str = "dot"
+    """`dot` product or a small `mlp` on the pair of embeddings."""
+    loss: str = "bpr"
+    """`bpr` (ranking), `bce` (binary cross-entropy, the reference objective) or `softmax` (sampled softmax
+    over in-batch negatives with a log-popularity correction)."""
+    negatives: str = "uniform"
+    """How negatives for bpr/bce are drawn: `uniform` over articles or by `popularity` (count^0.75)."""
+    num_negatives: int = 1
+    """Negatives per positive for bpr/bce."""
+    lr: float = 0.01
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    epochs: int = 30
+    """Largest number of epochs (passes over the supervision edges)."""
+    patience: int = 4
+    """Stop after this many epochs without a better validation MAP@12."""
+    batch_size: int = 65_536
+    """Positive edges per optimisation step (each step is one full-batch message pass)."""
+    supervision: str = "recent"
+    """Which purchases are the targets: `recent` (the last `target_days` of history, predicted from message
+    passing over the purchases before them, like the test task) or `disjoint` (a random `disjoint_ratio` of
+    history edges each epoch, message passing over the rest)."""
+    target_days: int = 28
+    """Length of the `recent` supervision window."""
+    disjoint_ratio: float = 0.3
+    """Share of history edges held out as targets each epoch with `disjoint` supervision."""
+    recency_half_life: float = 14.0
+    """Half-life (days) of the weight of a target purchase: recent purchases count more; 0 weighs all alike."""
+    val_customers: int = 20_000
+    """Validation customers scored each epoch (a seeded sample of the validation window's buyers; 0 = all)."""
+    blend: bool = True
+    """Blend the GNN score with log popularity and the customer's repurchase signal, weights fit on the
+    validation window (whether bought articles are dropped, kept or boosted is chosen there too)."""
+    device: str = "auto"
+    """`auto` (CUDA when available), `cpu` or `cuda`."""
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("recipe", self.recipe, RECIPES), ("loss", self.loss, LOSSES),
+                                     ("negatives", self.negatives, NEGATIVES),
+                                     ("supervision", self.supervision, SUPERVISION),
+                                     ("decoder", self.decoder, ("dot", "mlp")),
+                                     ("device", self.device, ("auto", "cpu", "cuda"))):
+            if value not in allowed:
+                raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}; got {value!r}")
+        _check_positive("train", hidden=self.hidden, layers=self.layers, lr=self.lr, epochs=self.epochs,
+                        patience=self.patience, batch_size=self.batch_size, target_days=self.target_days,
+                        num_negatives=self.num_negatives)
+        if not 0 < self.disjoint_ratio < 1:
+            raise ConfigError(f"train.disjoint_ratio must be in (0, 1), got {self.disjoint_ratio}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout}")
+        if self.recency_half_life < 0 or self.weight_decay < 0 or self.val_customers < 0:
+            raise ConfigError("train.recency_half_life, train.weight_decay and train.val_customers must be >= 0")
+
+    def resolved(self) -> TrainConfig:
+        """The settings actually used: the `reference` recipe pins the reference project's choices."""
+        if self.recipe != "reference":
+            return self
+        return dataclasses.replace(self, hidden=128, layers=2, id_embeddings=False, time_features=False,
+                                   decoder="dot", loss="bce", negatives="uniform", num_negatives=1,
+                                   supervision="disjoint", recency_half_life=0.0, blend=False)
 
 
 @dataclass
@@ -124,6 +214,8 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         _check_positive("evaluate", k=self.k, max_k_plot=self.max_k_plot)
+        if not self.models:
+            raise ConfigError("evaluate.models must name at least one model, e.g. ['popular', 'trending']")
         if self.window not in ("test", "validation"):
             raise ConfigError(f"evaluate.window must be 'test' or 'validation', got {self.window!r}")
 
@@ -155,6 +247,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
 
