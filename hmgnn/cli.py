@@ -81,6 +81,105 @@ def ingest(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
     info(f"[green]ingest[/green] wrote {step.run(cfg, inp=raw, out=out, force=force)}")
 
 
+@app.command("build-graph")
+def build_graph(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+                tables: Annotated[Optional[Path], typer.Option("--tables", "--in", help="Folder with the ingested tables. Default: <workdir>/tables.")] = None,
+                out: OutOpt = None, force: ForceOpt = False) -> None:
+    """Build the customer-buys-article graph (PyG HeteroData) with customer and article features.
+
+    Example: [bold]hmgnn build-graph -c configs/demo.toml --set graph.text_dim=16[/bold]
+    """
+    cfg = _config(config, workdir, set_)
+    from hmgnn import graph as step
+
+    info(f"[green]build-graph[/green] wrote {step.run(cfg, inp=tables, out=out, force=force)}")
+
+
+@app.command()
+def sample(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+           customers: Annotated[Optional[int], typer.Option("--customers", help="Keep N customers with their complete histories (shortcut for --set sample.customers=N).")] = None,
+           graph: Annotated[Optional[Path], typer.Option("--graph", "--in", help="Folder with graph.pt. Default: <workdir>/graph.")] = None,
+           out: OutOpt = None, force: ForceOpt = False) -> None:
+    """Split purchases by time into history / validation / test (no leakage) and draw the fixed negatives.
+
+    Example: [bold]hmgnn sample -c configs/demo.toml --customers 100000[/bold]
+    """
+    overrides = list(set_ or []) + ([f"sample.customers={customers}"] if customers is not None else [])
+    cfg = _config(config, workdir, overrides)
+    from hmgnn import split as step
+
+    info(f"[green]sample[/green] wrote {step.run(cfg, inp=graph, out=out, force=force)}")
+
+
+@app.command()
+def train(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None, inp: InOpt = None,
+          out: OutOpt = None, force: ForceOpt = False,
+          recipe: Annotated[Optional[str], typer.Option("--recipe", help="gnn (default) or reference (the reference project's recipe).")] = None,
+          device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")] = None) -> None:
+    """Train the GNN on the history window, select it on the validation window (resumes after a kill).
+
+    Example: [bold]hmgnn train -c configs/demo.toml[/bold]   (reference recipe: [bold]--recipe reference[/bold])
+    """
+    extra = ([f"train.recipe={recipe}"] if recipe else []) + ([f"train.device={device}"] if device else [])
+    cfg = _config(config, workdir, (set_ or []) + extra)
+    from hmgnn import train as step
+
+    info(f"[green]train[/green] wrote {step.run(cfg, inp=inp, out=out, force=force)}")
+
+
+@app.command()
+def evaluate(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None, inp: InOpt = None,
+             out: OutOpt = None, force: ForceOpt = False) -> None:
+    """Score every model on the held-out week: MAP@12 as Kaggle scored it, recall, NDCG, coverage, AUC and F1.
+
+    Example: [bold]hmgnn evaluate -c configs/demo.toml --set evaluate.models="['popular','trending']"[/bold]
+    """
+    cfg = _config(config, workdir, set_)
+    from rich.console import Console
+
+    from hmgnn import evaluate as step
+
+    path = step.run(cfg, inp=inp, out=out, force=force)
+    Console(width=None if sys.stdout.isatty() else 160).print(step.metrics_table(path))  # piped: never cut
+    info(f"[green]evaluate[/green] wrote {path}")
+
+
+@app.command()
+def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+              customer_id: Annotated[Optional[str], typer.Option("--customer-id", help="A customer_id from customers.csv (64 hex characters).")] = None,
+              all_: Annotated[bool, typer.Option("--all", help="Recommend for every customer in tables/customers.parquet (needs --out).")] = False,
+              out: Annotated[Optional[Path], typer.Option("--out", help="With --all: submission.csv (Kaggle format) or recs.parquet.")] = None,
+              k: Annotated[Optional[int], typer.Option("--k", help="Articles per customer (default: recommend.k, 12).")] = None,
+              model: Annotated[Optional[str], typer.Option("--model", help="popular, popular-new, repurchase, trending or gnn (default: recommend.model).")] = None,
+              json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """Top-k articles for one customer (table or JSON on stdout), or for everybody as a Kaggle submission.
+
+    Examples: [bold]hmgnn recommend -c configs/demo.toml --customer-id 00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657 --json[/bold]
+    [bold]hmgnn recommend -c configs/demo.toml --all --out submission.csv[/bold]
+    """
+    import json
+
+    overrides = list(set_ or [])
+    if k is not None:
+        overrides.append(f"recommend.k={k}")
+    if model is not None:
+        overrides.append(f"recommend.model={json.dumps(model)}")
+    cfg = _config(config, workdir, overrides)
+    from rich.console import Console
+
+    from hmgnn import recommend as step
+
+    result = step.run(cfg, customer_id=customer_id, all_customers=all_, out=out)
+    if isinstance(result, Path):
+        info(f"[green]recommend[/green] wrote {result}")
+    elif json_:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        Console().print(step.render_table(result))
+        if result.fallback:
+            info(f"[yellow]fallback[/yellow]: {result.fallback}")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: known errors become one line on stderr and exit code 1."""
     import click

@@ -1,0 +1,305 @@
+"""`hmgnn evaluate`: every model fit on the days before the scored window, every article ranked, MAP@12 as Kaggle
+scored it beside recall, NDCG, coverage and the binary metrics; writes metrics.json, report.md and plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hmgnn import artifacts as A
+from hmgnn.config import Config, EvaluateConfig
+from hmgnn.console import info
+from hmgnn.metrics import binary_metrics, hits_matrix, map_at_k_curve, ranking_metrics, recall_at_k_curve, to_probability
+from hmgnn.models import Interactions, Recommender, create_model, model_class
+
+# Pair files per docs/CONTRACT.md; artifacts.py's older *_negatives names are read too.
+PAIRS = {"test": ["test_pairs.parquet", A.TEST_NEGATIVES_PARQUET],
+         "validation": ["validation_pairs.parquet", A.VAL_NEGATIVES_PARQUET]}
+MAP_PLOT = "map_at_k.png"
+RECALL_PLOT = "recall_at_k.png"
+POPULARITY_PLOT = "popularity.png"
+BINARY_KINDS = ("positive", "uniform")
+# Trained models and the folder of their model.pt: evaluate adds each one that exists.
+TRAINED = {"gnn": A.MODEL, "reference": "reference"}
+
+SCORE_MAPPING = {
+    "rank": "rank-normalised over the pairs ((rank - 0.5) / n, ties averaged): the 0.5 threshold is the median score",
+    "logit": "sigmoid of the score",
+    "probability": "the score itself (a probability)",
+}
+
+
+@dataclass
+class IdMaps:
+    """Sizes of tables/' id maps and each customer's age (-1 where unknown), for every model's fit."""
+
+    n_customers: int
+    n_articles: int
+    ages: np.ndarray
+
+    @classmethod
+    def read(cls, tables: Path) -> IdMaps:
+        customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "age"])
+        n_articles = pl.scan_parquet(tables / A.ARTICLES_PARQUET).select(pl.len()).collect().item()
+        ages = np.full(customers.height, -1, np.int16)
+        ages[customers["customer_index"].to_numpy()] = customers["age"].fill_null(-1).to_numpy()
+        return cls(customers.height, int(n_articles), ages)
+
+    def interactions(self, frame: pl.DataFrame) -> Interactions:
+        return Interactions.from_frame(frame, self.n_customers, self.n_articles, self.ages)
+
+
+@dataclass
+class Window:
+    """What the models may see, and the window they are scored on."""
+
+    name: str
+    seen: Interactions
+    as_of: dt.date
+    start: dt.date
+    end: dt.date
+    bought: pl.DataFrame
+    customers: np.ndarray
+    pairs: pl.DataFrame | None
+    pairs_file: str | None
+    split: dict[str, Any]
+
+
+def load_window(split: Path, tables: Path, window: str) -> Window:
+    """Read split/ for `window`: test -> models see history + validation; validation -> history only."""
+    history = pl.read_parquet(split / A.HISTORY_PARQUET)
+    validation = pl.read_parquet(split / A.VALIDATION_PARQUET)
+    test = pl.read_parquet(split / A.TEST_PARQUET)
+    windows = (A.read_manifest(split) or {}).get("windows") or {}
+
+    def day(key: str, frame: pl.DataFrame, pick: str) -> dt.date | None:
+        if windows.get(key):
+            return dt.date.fromisoformat(windows[key])
+        return getattr(frame["t_dat"], pick)() if frame.height else None
+
+    test_start, test_end = day("test_start", test, "min"), day("test_end", test, "max")
+    val_start, val_end = day("val_start", validation, "min"), day("val_end", validation, "max")
+    if window == "test":
+        seen, scored, start, end = pl.concat([history, validation]), test, test_start, test_end
+    else:
+        seen, scored, start, end = history, validation, val_start, val_end
+    if start is None:
+        raise A.MissingArtifactError(f"{split / (A.TEST_PARQUET if window == 'test' else A.VALIDATION_PARQUET)} "
+                                     f"is empty: nothing to score; run `hmgnn sample` with a longer window")
+    ids = IdMaps.read(tables)
+    pairs, pairs_file = None, None
+    for name in PAIRS[window]:
+        if (split / name).is_file():
+            pairs = pl.read_parquet(split / name).filter(pl.col("kind").is_in(BINARY_KINDS))
+            pairs_file = name
+            break
+    bought = scored.select("customer_index", "article_index").unique()
+    customers = np.sort(bought["customer_index"].unique().to_numpy()).astype(np.int64)
+    cutoff = windows.get("val_end") or (val_end.isoformat() if val_end else None)
+    return Window(
+        name=window, seen=ids.interactions(seen), as_of=start - dt.timedelta(days=1), start=start, end=end,
+        bought=bought, customers=customers,
+        pairs=pairs, pairs_file=pairs_file,
+        split={"cutoff": cutoff, "test_start": test_start.isoformat() if test_start else None,
+               "test_end": test_end.isoformat() if test_end else None,
+               "test_customers": int(test["customer_index"].n_unique()), "window": window,
+               "scored_start": start.isoformat(), "scored_end": end.isoformat(),
+               "scored_customers": len(customers), "as_of": (start - dt.timedelta(days=1)).isoformat()})
+
+
+def evaluate_model(model: Recommender, data: Window, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Fit `model` on what the window allows, rank every article for every scored customer, and measure."""
+    t0 = time.perf_counter()
+    model.fit(data.seen, data.as_of)
+    t1 = time.perf_counter()
+    depth = max(cfg.k, cfg.max_k_plot)
+    recommended, _ = model.recommend(data.customers, k=depth)
+    t2 = time.perf_counter()
+    if recommended.shape[1] < depth:  # a catalogue smaller than K: the curves stay flat beyond it
+        recommended = np.pad(recommended, ((0, 0), (0, depth - recommended.shape[1])), constant_values=-1)
+    hits, n_relevant = hits_matrix(recommended, data.customers, data.bought["customer_index"].to_numpy(),
+                                   data.bought["article_index"].to_numpy())
+    metrics = ranking_metrics(recommended, hits, n_relevant, cfg.k, model.n_articles)
+    nan = float("nan")
+    binary = {"auc": nan, "ap": nan, "accuracy": nan, "f1": nan}
+    if data.pairs is not None and data.pairs.height:
+        scores = model.score(data.pairs["customer_index"].to_numpy(), data.pairs["article_index"].to_numpy())
+        binary = binary_metrics(data.pairs["label"].to_numpy(), to_probability(scores, model.score_kind))
+    return {
+        "metrics": metrics | binary,
+        "curves": {"map": map_at_k_curve(hits, n_relevant).tolist(), "recall": recall_at_k_curve(hits, n_relevant).tolist()},
+        "top_k": recommended[:, :cfg.k],
+        "details": {"repr": repr(model), "fit_s": round(t1 - t0, 3), "recommend_s": round(t2 - t1, 3),
+                    "cold_start_customers": int(model.is_cold(data.customers).sum()),
+                    "score_mapping": model.score_kind},
+    }
+
+
+def model_list(cfg: Config) -> list[str]:
+    """cfg.evaluate.models, plus each trained model (`gnn`, `reference`) whose folder holds a model.pt."""
+    names = list(dict.fromkeys(cfg.evaluate.models))
+    for name, folder in TRAINED.items():
+        if name not in names and (A.step_dir(cfg.workdir, folder) / A.MODEL_PT).is_file():
+            names.append(name)
+    for name in names:
+        model_class(name)  # unknown names fail before any data is read
+    return names
+
+
+def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bool = False) -> Path:
+    """Evaluate every model on cfg.evaluate.window; returns the evaluate/ folder."""
+    split = Path(inp) if inp else A.step_dir(cfg.workdir, A.SPLIT)
+    tables = A.step_dir(cfg.workdir, A.TABLES)
+    out = Path(out) if out else A.step_dir(cfg.workdir, A.EVALUATE)
+    A.require(split, [A.HISTORY_PARQUET, A.VALIDATION_PARQUET, A.TEST_PARQUET], A.SPLIT)
+    A.require(tables, [A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
+    names = model_list(cfg)
+    inputs = [split, tables / A.CUSTOMERS_PARQUET, tables / A.ARTICLES_PARQUET]
+    inputs += [A.step_dir(cfg.workdir, TRAINED[n]) for n in names if n in TRAINED]
+    step_config = cfg.section("evaluate") | {"models": names}
+    if A.skip_if_current(out, "evaluate", step_config, inputs, force):
+        return out
+
+    data = load_window(split, tables, cfg.evaluate.window)
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        results[name] = evaluate_model(create_model(name, cfg), data, cfg.evaluate)
+        r = results[name]
+        info(f"  {name}: map@{cfg.evaluate.k} {r['metrics'][f'map@{cfg.evaluate.k}']:.5f} "
+             f"(fit {r['details']['fit_s']:.1f}s, rank {r['details']['recommend_s']:.1f}s)")
+
+    with A.StepOutput(out, "evaluate", cfg.to_dict(), step_config, inputs) as so:
+        metrics = {
+            "split": data.split,
+            "k": cfg.evaluate.k,
+            "models": {n: _finite(r["metrics"]) for n, r in results.items()},
+            "details": {n: r["details"] for n, r in results.items()},
+            "curves": {n: r["curves"] for n, r in results.items()},
+        }
+        A.atomic_write_text(so.dir / A.METRICS_JSON, json.dumps(metrics, indent=2) + "\n")
+        popularity = np.bincount(data.seen.article_index, minlength=data.seen.n_articles)
+        _plots(so.dir, results, popularity, data, cfg.evaluate.k)
+        A.atomic_write_text(so.dir / A.REPORT_MD, _report(metrics, data, results))
+        so.rows = {"scored_customers": len(data.customers), "models": len(names),
+                   "pairs": data.pairs.height if data.pairs is not None else 0}
+    return out
+
+
+def _finite(values: dict[str, float]) -> dict[str, float | None]:
+    # JSON has no NaN: a metric that cannot be computed is null
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+
+
+def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndarray, data: Window, k: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key, file, label in (("map", MAP_PLOT, "MAP@K"), ("recall", RECALL_PLOT, "Recall@K")):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for name, r in results.items():
+            curve = r["curves"][key]
+            ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
+        ax.axvline(k, color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="K (articles recommended)", ylabel=label, title=f"{label}, {data.name} window")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / file, dpi=110)
+        plt.close(fig)
+
+    # how mainstream each model's top-k is, against what customers actually bought
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    q = np.linspace(0, 1, 201)
+    series = {name: r["top_k"][r["top_k"] >= 0] for name, r in results.items()}
+    series["bought (truth)"] = data.bought["article_index"].to_numpy()
+    for name, articles in series.items():
+        if len(articles):
+            values = np.quantile(np.log10(1 + popularity[articles]), q)
+            ax.plot(values, q, label=name, lw=2.5 if name == "bought (truth)" else 1.5,
+                    color="black" if name == "bought (truth)" else None)
+    ax.set(xlabel="log10(1 + purchases of the article before the window)", ylabel="share of articles at or below",
+           title=f"Popularity of recommended (top {k}) vs bought articles")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / POPULARITY_PLOT, dpi=110)
+    plt.close(fig)
+
+
+def _report(metrics: dict[str, Any], data: Window, results: dict[str, dict[str, Any]]) -> str:
+    k = metrics["k"]
+    s = metrics["split"]
+    names = list(metrics["models"])
+    cols = list(next(iter(metrics["models"].values())))
+    fmt = (lambda v: "n/a" if v is None else f"{v:.5f}")
+    lines = [
+        f"# Evaluation: the {data.name} window",
+        "",
+        f"Models are fit on every purchase up to {s['as_of']} and scored on {s['scored_start']} .. {s['scored_end']}: "
+        f"{s['scored_customers']:,} customers with at least one purchase in the window, every one of the "
+        f"{data.seen.n_articles:,} articles ranked (no sampling).",
+        "",
+        "| model | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+        *(f"| {n} | " + " | ".join(fmt(metrics["models"][n][c]) for c in cols) + " |" for n in names),
+        "",
+        "## Definitions",
+        f"- **map@{k}** as Kaggle scored it: per customer AP@{k} = (1 / min(#distinct articles bought, {k})) x "
+        f"the sum of precision@i over the ranks i <= {k} that hit; the mean over the scored customers.",
+        f"- **recall@{k}**: share of a customer's distinct bought articles in the top {k}; **hit@{k}**: share of "
+        f"customers with at least one; **precision@{k}**: hits / {k}; **ndcg@{k}**: binary gains, log2 discount; "
+        f"**coverage@{k}**: share of all articles in anybody's top {k}.",
+    ]
+    if data.pairs is not None:
+        share = float(data.pairs["label"].mean()) if data.pairs.height else 0.0
+        lines.append(f"- **auc, ap, accuracy, f1** (scikit-learn) on the {data.pairs.height:,} fixed pairs of "
+                     f"split/{data.pairs_file} with kind positive or uniform ({share:.1%} positive); accuracy and "
+                     "F1 threshold the mapped probability at 0.5. Scores were mapped to (0, 1) as follows:")
+        for n in names:
+            kind = results[n]["details"]["score_mapping"]
+            lines.append(f"  - {n}: {SCORE_MAPPING.get(kind, kind)}")
+    else:
+        lines.append(f"- The binary metrics are n/a: split/ holds no {' or '.join(PAIRS[data.name])}.")
+    lines += ["", "## Models", ""]
+    for n in names:
+        d = results[n]["details"]
+        lines.append(f"- {n}: `{d['repr']}`; fit {d['fit_s']:.2f} s, ranking {d['recommend_s']:.2f} s; "
+                     f"{d['cold_start_customers']:,} scored customers had no history and got the age-band "
+                     "bestsellers fallback")
+    lines += ["", "## Plots", "", f"![MAP@K]({MAP_PLOT})", "", f"![Recall@K]({RECALL_PLOT})", "",
+              f"![Popularity of recommended vs bought articles]({POPULARITY_PLOT})", ""]
+    return "\n".join(lines)
+
+
+def metrics_table(folder: Path):
+    """The metrics of evaluate/metrics.json as a rich table, one row per model."""
+    from rich import box
+    from rich.table import Table
+
+    metrics = json.loads((Path(folder) / A.METRICS_JSON).read_text())
+    models = metrics["models"]
+    cols = list(next(iter(models.values()))) if models else []
+    table = Table(title=f"{metrics['split'].get('window', 'test')} window, "
+                        f"{metrics['split'].get('scored_customers', 0):,} customers", box=box.SIMPLE_HEAD)
+    table.add_column("model", style="bold")
+    for c in cols:
+        table.add_column(c, justify="right")
+    best = {c: max((v[c] for v in models.values() if v[c] is not None), default=None) for c in cols}
+    for name, values in models.items():
+        cells = []
+        for c in cols:
+            v = values[c]
+            text = "n/a" if v is None else f"{v:.4f}"
+            cells.append(f"[green]{text}[/green]" if v is not None and v == best[c] and len(models) > 1 else text)
+        table.add_row(name, *cells)
+    return table

@@ -1,0 +1,38 @@
+"""The model registry: every recommender by name, the baselines and (imported on first use) the trained `gnn`
+and `reference`; `create_model(name, cfg)` builds one, and an unknown name is a ConfigError listing the known."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from hmgnn.errors import ConfigError
+from hmgnn.models import baselines  # noqa: F401  (registers the baselines)
+from hmgnn.models.base import MODELS, Interactions, Recommender, register
+
+# Registered on first use: importing them pulls in heavy dependencies (torch_geometric).
+LAZY_MODELS = {"gnn": "hmgnn.models.gnn_recommender", "reference": "hmgnn.models.gnn_recommender"}
+
+__all__ = ["MODELS", "Interactions", "Recommender", "register", "create_model", "model_names", "model_class"]
+
+
+def model_names() -> list[str]:
+    """Every model name the config accepts."""
+    return sorted(set(MODELS) | set(LAZY_MODELS))
+
+
+def model_class(name: str) -> type[Recommender]:
+    if name not in MODELS and name in LAZY_MODELS:
+        try:
+            importlib.import_module(LAZY_MODELS[name])
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"model '{name}' is not available here ({exc})") from None
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}' (known: {', '.join(model_names())})")
+    return MODELS[name]
+
+
+def create_model(name: str, cfg: Any = None) -> Recommender:
+    """A fresh, unfitted model; models with a checkpoint read it via their `from_config(cfg)`."""
+    cls = model_class(name)
+    return cls.from_config(cfg) if cfg is not None else cls()

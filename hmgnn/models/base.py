@@ -1,0 +1,562 @@
+"""The recommender interface that every model implements (the baselines and the GNN), shaped like implicit's:
+a model gives dense scores; the base ranks them in chunks with exact ties, filters, restricts and falls back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import torch
+
+ArrayLike = Any  # an int, a sequence of ints or a numpy/torch integer array
+R = TypeVar("R", bound="Recommender")
+
+# Cold-start segments: [low, high) years; customers without an age get the global bestsellers.
+AGE_BANDS: tuple[tuple[int, int, str], ...] = (
+    (0, 25, "under 25"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-54"), (55, 200, "55+"))
+GLOBAL_BAND = len(AGE_BANDS)
+BESTSELLER_DAYS = 7
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """The purchases a model may see, as parallel arrays, with the sizes of the id maps in tables/.
+
+    Args:
+        customer_index: int [n_rows] rows of customers.parquet.
+        article_index: int [n_rows] rows of articles.parquet.
+        t_dat: datetime64[D] [n_rows] purchase days.
+        n_customers: number of customers (every index is < this; customers without rows are cold).
+        n_articles: number of articles.
+        customer_age: optional int [n_customers], -1 where unknown; picks the cold-start age band.
+    """
+
+    customer_index: np.ndarray
+    article_index: np.ndarray
+    t_dat: np.ndarray
+    n_customers: int
+    n_articles: int
+    customer_age: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.customer_index)
+        if len(self.article_index) != n or len(self.t_dat) != n:
+            raise ValueError("customer_index, article_index and t_dat must have the same length")
+        if n and (self.customer_index.min() < 0 or self.customer_index.max() >= self.n_customers):
+            raise ValueError(f"customer_index must lie in [0, {self.n_customers})")
+        if n and (self.article_index.min() < 0 or self.article_index.max() >= self.n_articles):
+            raise ValueError(f"article_index must lie in [0, {self.n_articles})")
+        if self.customer_age is not None and len(self.customer_age) != self.n_customers:
+            raise ValueError(f"customer_age needs one entry per customer ({self.n_customers})")
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, n_customers: int | None = None, n_articles: int | None = None,
+                   customer_age: np.ndarray | None = None) -> Interactions:
+        """From a frame with customer_index, article_index and t_dat (the tables/ and split/ schema)."""
+        cust = frame["customer_index"].to_numpy().astype(np.int32, copy=False)
+        art = frame["article_index"].to_numpy().astype(np.int32, copy=False)
+        days = frame["t_dat"].cast(pl.Date).to_numpy().astype("datetime64[D]")
+        return cls(cust, art, days,
+                   n_customers if n_customers is not None else int(cust.max(initial=-1)) + 1,
+                   n_articles if n_articles is not None else int(art.max(initial=-1)) + 1,
+                   customer_age)
+
+    def __len__(self) -> int:
+        return len(self.customer_index)
+
+    @property
+    def last_day(self) -> dt.date | None:
+        return self.t_dat.max().astype(dt.date) if len(self) else None
+
+    def until(self, as_of: dt.date) -> Interactions:
+        """Only the purchases on or before `as_of`."""
+        keep = self.t_dat <= np.datetime64(as_of, "D")
+        if keep.all():
+            return self
+        return Interactions(self.customer_index[keep], self.article_index[keep], self.t_dat[keep],
+                            self.n_customers, self.n_articles, self.customer_age)
+
+    def days_before(self, as_of: dt.date) -> np.ndarray:
+        """Days between each purchase and `as_of` (0 on `as_of`)."""
+        return (np.datetime64(as_of, "D") - self.t_dat).astype(np.int64)
+
+    def user_items(self) -> sp.csr_matrix:
+        """[n_customers, n_articles] purchase counts, sorted indices (for filtering and lookups)."""
+        m = sp.csr_matrix((np.ones(len(self), np.float32), (self.customer_index, self.article_index)),
+                          shape=(self.n_customers, self.n_articles))
+        m.sum_duplicates()
+        return m
+
+
+def window_popularity(inter: Interactions, as_of: dt.date, days: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Purchases of each article in the `days` days up to `as_of`, plus an all-time tie-break in [0, 1).
+
+    The tie-break keeps the ranking total (and useful beyond the window's few articles on small data).
+    """
+    art = inter.article_index if rows is None else inter.article_index[rows]
+    recent = inter.days_before(as_of) < days
+    if rows is not None:
+        recent = recent[rows]
+    window = np.bincount(art[recent], minlength=inter.n_articles).astype(np.float64)
+    all_time = np.bincount(art, minlength=inter.n_articles).astype(np.float64)
+    return window + all_time / (all_time.max(initial=0) + 1)
+
+
+def age_band(ages: np.ndarray) -> np.ndarray:
+    """Band number of each age (AGE_BANDS order); GLOBAL_BAND where the age is unknown (< 0)."""
+    ages = np.asarray(ages)
+    band = np.digitize(ages, [low for low, _, _ in AGE_BANDS[1:]])
+    return np.where(ages < 0, GLOBAL_BAND, band)
+
+
+class ColdStartFallback:
+    """Bestsellers of the last week per age band, for customers without a purchase history.
+
+    Args:
+        inter: the purchases the model was fit on.
+        as_of: the last day the model may see.
+    """
+
+    def __init__(self, inter: Interactions, as_of: dt.date) -> None:
+        ages = inter.customer_age if inter.customer_age is not None else np.full(inter.n_customers, -1)
+        self.band = age_band(ages).astype(np.int8)
+        overall = window_popularity(inter, as_of, BESTSELLER_DAYS)
+        recent = inter.days_before(as_of) < BESTSELLER_DAYS
+        buyer_band = self.band[inter.customer_index]
+        vectors = []
+        for b in range(len(AGE_BANDS)):
+            counts = np.bincount(inter.article_index[recent & (buyer_band == b)], minlength=inter.n_articles)
+            # the band's own bestsellers first; the overall ranking breaks ties and fills the rest
+            vectors.append(counts + overall / (overall.max(initial=0) + 1))
+        vectors.append(overall)
+        self.vectors = vectors  # separate arrays: each keeps its cached ranking order (see Recommender._order)
+
+    def reason(self, customer_index: int) -> str:
+        b = int(self.band[customer_index])
+        if b == GLOBAL_BAND:
+            return "no purchase history and no age: this week's global bestsellers"
+        return f"no purchase history: this week's bestsellers among customers aged {AGE_BANDS[b][2]}"
+
+
+class Recommender(ABC):
+    """A recommender: `fit` on purchases up to a day, then `recommend` top-k articles or `score` pairs.
+
+    Subclasses implement `_fit` and `score_all` (raw dense scores); the base does the rest: chunked exact
+    top-k (ties go to the smaller article_index), already-bought filtering, candidate sets, the cold-start
+    fallback for customers without history, and pairwise scores. Models whose scores are one shared vector
+    plus sparse per-customer boosts also implement `shared_scores`, which lets the base rank without ever
+    building a dense [batch, n_articles] matrix.
+
+    Args:
+        cold_start: give customers without a purchase history their age band's bestsellers.
+        batch_size: customers scored per dense chunk.
+    """
+
+    name: ClassVar[str] = ""
+    filters_bought: ClassVar[bool] = False
+    """True when the model never recommends an article the customer already bought (`popular-new`)."""
+    score_kind: ClassVar[str] = "rank"
+    """What a score means for the binary metrics: 'logit', 'probability' or 'rank' (only the order counts)."""
+
+    def __init__(self, cold_start: bool = True, batch_size: int = 1024) -> None:
+        self.cold_start = cold_start
+        self.batch_size = batch_size
+        self.as_of: dt.date | None = None
+
+    @classmethod
+    def from_config(cls: type[R], cfg: Any) -> R:
+        """Build the model for a run; models with a checkpoint (the GNN) load it from `cfg.workdir` here."""
+        return cls()
+
+    def __repr__(self) -> str:
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        args = ", ".join(f"{p}={getattr(self, p)!r}" for p in names if hasattr(self, p))
+        return f"{type(self).__name__}({args})"
+
+    # ---- what a model implements -------------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
+        """Learn from `interactions` (already cut at `as_of`)."""
+
+    @abstractmethod
+    def score_all(self, customer_indices: np.ndarray) -> np.ndarray | torch.Tensor:
+        """Raw scores [len(customer_indices), n_articles] (higher is better; -inf never recommended), as a new
+        array or tensor: the base writes the filter into it."""
+
+    def shared_scores(self) -> tuple[np.ndarray, sp.csr_matrix | None] | None:
+        """Optional fast path: (shared [n_articles], boosts [n_customers, n_articles] or None) such that
+        score_all(c) == shared + boosts[c]. None (the default) means: use score_all."""
+        return None
+
+    # ---- fitting ---------------------------------------------------------------------------------------------
+    def fit(self: R, interactions: Interactions | pl.DataFrame, as_of: dt.date | None = None) -> R:
+        """Fit on the purchases up to and including `as_of` (default: the last day in `interactions`)."""
+        if isinstance(interactions, pl.DataFrame):
+            interactions = Interactions.from_frame(interactions)
+        as_of = as_of or interactions.last_day or dt.date.today()
+        interactions = interactions.until(as_of)  # no leakage: nothing after as_of is ever seen
+        self.as_of = as_of
+        self.n_customers, self.n_articles = interactions.n_customers, interactions.n_articles
+        self.user_items = interactions.user_items()
+        self._history = np.diff(self.user_items.indptr) > 0
+        self._fallback = ColdStartFallback(interactions, as_of)
+        self._orders: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._fit(interactions, as_of)
+        shared = self.shared_scores()
+        for vector in self._fallback.vectors + ([shared[0]] if shared is not None else []):
+            self._order(vector, None)  # sorted now, so no single request pays for it
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.as_of is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    # ---- cold start -----------------------------------------------------------------------------------------
+    def is_cold(self, customer_indices: ArrayLike) -> np.ndarray:
+        """True for customers that get the cold-start fallback (no purchase seen at fit time)."""
+        self._check_fitted()
+        customers = self._customers(customer_indices)
+        if not self.cold_start:
+            return np.zeros(len(customers), bool)
+        return ~self._history[customers]
+
+    def fallback_reason(self, customer_index: int) -> str | None:
+        """Why `customer_index` gets the fallback, in words; None when the model ranks them itself."""
+        if not self.is_cold(int(customer_index))[0]:
+            return None
+        return self._fallback.reason(int(customer_index))
+
+    def recommend_unknown(self, k: int = 12, age: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k for a customer missing from the id maps: the bestsellers of their age band (or global)."""
+        self._check_fitted()
+        band = GLOBAL_BAND if age is None or age < 0 else int(age_band(np.array([age]))[0])
+        ids, vals = self._rank_shared(self._fallback.vectors[band], None, np.zeros(1, np.int64),
+                                      min(k, self.n_articles), False, None)
+        return ids[0], vals[0]
+
+    # ---- ranking ---------------------------------------------------------------------------------------------
+    def recommend(self, customer_indices: ArrayLike, k: int = 12, filter_already_bought: bool = False,
+                  candidates: ArrayLike | None = None, filter_items: ArrayLike | None = None,
+                  batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k article indices and their scores, best first, ties broken by the smaller article_index.
+
+        Args:
+            customer_indices: one index (1-D results of length k) or an array of them (2-D [n, k]).
+            k: number of articles; clipped to the number of articles that can be ranked.
+            filter_already_bought: drop the articles the customer bought in the fit data.
+            candidates: rank only these article indices.
+            filter_items: never recommend these article indices (not together with `candidates`).
+            batch_size: customers per dense chunk (default: the model's).
+
+        Returns:
+            (article_indices int64, scores float32); a slot that nothing can fill holds -1 and -inf.
+
+        Raises:
+            ValueError: on bad indices, k < 1, or conflicting options (candidates with filter_items, or
+                candidates that are all filtered for some customer).
+        """
+        self._check_fitted()
+        single = np.ndim(customer_indices) == 0
+        customers = self._customers(customer_indices)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        cand = self._candidates(candidates, filter_items)
+        n_avail = self.n_articles if cand is None else len(cand)
+        k = min(k, n_avail)
+        filt = filter_already_bought or self.filters_bought
+        if filt and candidates is not None:
+            self._check_candidates_left(customers, cand)
+        ids = np.full((len(customers), k), -1, np.int64)
+        vals = np.full((len(customers), k), -np.inf, np.float32)
+        batch = batch_size or self.batch_size
+        cold = self.is_cold(customers)
+        if cold.any():  # one shared vector per age band: always the fast path
+            bands = self._fallback.band[customers]
+            for b in np.unique(bands[cold]):
+                rows = np.flatnonzero(cold & (bands == b))
+                self._fill(ids, vals, rows, customers, k, filt, cand, self._fallback.vectors[b], None, batch)
+        warm = np.flatnonzero(~cold)
+        if len(warm):
+            shared = self.shared_scores()
+            if shared is not None:
+                self._fill(ids, vals, warm, customers, k, filt, cand, shared[0], shared[1], batch)
+            else:
+                for start in range(0, len(warm), batch):
+                    rows = warm[start:start + batch]
+                    i, v = self._rank_dense(customers[rows], k, filt, cand)
+                    ids[rows], vals[rows] = i, v
+        return (ids[0], vals[0]) if single else (ids, vals)
+
+    def _fill(self, ids: np.ndarray, vals: np.ndarray, rows: np.ndarray, customers: np.ndarray, k: int, filt: bool,
+              cand: np.ndarray | None, shared: np.ndarray, boosts: sp.csr_matrix | None, batch: int) -> None:
+        # the sparse path is cheap per customer, so it takes bigger chunks than the dense one
+        step = max(batch, 4096)
+        for start in range(0, len(rows), step):
+            r = rows[start:start + step]
+            i, v = self._rank_shared(shared, boosts, customers[r], k, filt, cand)
+            ids[r], vals[r] = i, v
+
+    def _rank_dense(self, customers: np.ndarray, k: int, filt: bool,
+                    cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        scores = torch.as_tensor(self.score_all(customers))
+        if not scores.is_floating_point() or scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()
+        if cand is not None:
+            scores = scores[:, torch.as_tensor(cand, device=scores.device)]
+        if filt:
+            r, c = self._bought(customers, cand)
+            scores[torch.as_tensor(r, device=scores.device), torch.as_tensor(c, device=scores.device)] = -torch.inf
+        vals, pos = _top_k(scores, k)
+        vals, pos = vals.cpu().numpy(), pos.cpu().numpy()
+        ids = pos if cand is None else cand[pos]
+        ids = np.where(np.isneginf(vals), -1, ids)
+        return ids, vals.astype(np.float32)
+
+    def _rank_shared(self, shared: np.ndarray, boosts: sp.csr_matrix | None, customers: np.ndarray, k: int,
+                     filt: bool, cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of shared + boosts[c] without a dense matrix: the best unboosted articles are a prefix of
+        one global order, so only k + (#boosted or filtered) of it can matter per customer."""
+        n_rows = len(customers)
+        v = shared if cand is None else shared[cand]
+        order, rank_of = self._order(shared, cand)
+        pos_of = None
+        if cand is not None:
+            pos_of = np.full(self.n_articles, -1, np.int64)
+            pos_of[cand] = np.arange(len(cand))
+        parts = []  # (row, position, score) of every article whose score differs from `shared`
+        if boosts is not None:
+            r, c, b = _rows_entries(boosts, customers)
+            p = c if pos_of is None else pos_of[c]
+            keep = p >= 0
+            parts.append((r[keep], p[keep], v[p[keep]] + b[keep]))
+        if filt:
+            r, p = self._bought(customers, cand)
+            parts.append((r, p, np.full(len(r), -np.inf)))
+        if parts:
+            r = np.concatenate([x[0] for x in parts])
+            p = np.concatenate([x[1] for x in parts])
+            s = np.concatenate([x[2] for x in parts])
+            o = np.lexsort((s, p, r))  # per (row, position) the lowest first: a filter beats a boost
+            r, p, s = r[o], p[o], s[o]
+            first = np.ones(len(r), bool)
+            first[1:] = (r[1:] != r[:-1]) | (p[1:] != p[:-1])
+            r, p, s = r[first], p[first], s[first]
+        else:
+            r = p = np.zeros(0, np.int64)
+            s = np.zeros(0)
+        per_row = np.bincount(r, minlength=n_rows)
+        width = min(len(v), k + int(per_row.max(initial=0)))
+        head = order[:width]
+        # the k best of the head that are not special
+        masked = np.zeros((n_rows, width), bool)
+        in_head = rank_of[p] < width
+        masked[r[in_head], rank_of[p[in_head]]] = True
+        slot = np.cumsum(~masked, axis=1) - 1
+        keep = ~masked & (slot < k)
+        kr, kc = np.nonzero(keep)
+        top_pos = np.full((n_rows, 2 * k), -1, np.int64)
+        top_val = np.full((n_rows, 2 * k), -np.inf)
+        top_pos[kr, slot[kr, kc]] = head[kc]
+        top_val[kr, slot[kr, kc]] = v[head[kc]]
+        # the k best special ones
+        o = np.lexsort((p, -s, r))
+        r, p, s = r[o], p[o], s[o]
+        starts = np.concatenate([[0], np.cumsum(per_row)[:-1]])
+        within = np.arange(len(r)) - starts[r]
+        sel = within < k
+        top_pos[r[sel], k + within[sel]] = p[sel]
+        top_val[r[sel], k + within[sel]] = s[sel]
+        o = np.lexsort((top_pos, -top_val), axis=1)[:, :k]
+        pos = np.take_along_axis(top_pos, o, 1)
+        val = np.take_along_axis(top_val, o, 1)
+        ids = pos if cand is None else np.where(pos >= 0, cand[pos], -1)
+        ids = np.where(np.isneginf(val), -1, ids)
+        return ids, val.astype(np.float32)
+
+    def _order(self, shared: np.ndarray, cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions by (score desc, position asc) and the inverse permutation; cached for the full catalogue."""
+        cached = self._orders.get(id(shared))
+        if cand is None and cached is not None and cached[0] is shared:
+            return cached[1], cached[2]
+        v = shared if cand is None else shared[cand]
+        order = np.argsort(-v, kind="stable")
+        rank_of = np.empty(len(v), np.int64)
+        rank_of[order] = np.arange(len(v))
+        if cand is None:  # the cache holds the array itself, so its id cannot be reused meanwhile
+            self._orders[id(shared)] = (shared, order, rank_of)
+        return order, rank_of
+
+    # ---- pairwise scores -------------------------------------------------------------------------------------
+    def score(self, customer_indices: ArrayLike, article_indices: ArrayLike) -> np.ndarray:
+        """Scores of (customer, article) pairs, on the same scale `recommend` ranks by (float32 [n])."""
+        self._check_fitted()
+        customers = self._customers(customer_indices)
+        articles = np.atleast_1d(np.asarray(article_indices)).astype(np.int64)
+        if articles.shape != customers.shape:
+            raise ValueError("customer_indices and article_indices must have the same length")
+        if len(articles) and (articles.min() < 0 or articles.max() >= self.n_articles):
+            raise ValueError(f"article indices must lie in [0, {self.n_articles})")
+        out = np.empty(len(customers), np.float64)
+        cold = self.is_cold(customers)
+        if cold.any():
+            out[cold] = np.stack(self._fallback.vectors)[self._fallback.band[customers[cold]], articles[cold]]
+        warm = ~cold
+        shared = self.shared_scores()
+        if shared is not None:
+            out[warm] = shared[0][articles[warm]]
+            if shared[1] is not None:
+                out[warm] += _lookup(shared[1], customers[warm], articles[warm])
+        elif warm.any():
+            out[warm] = self._score_dense(customers[warm], articles[warm])
+        if self.filters_bought:
+            out[_lookup(self.user_items, customers, articles) > 0] = -np.inf
+        return out.astype(np.float32)
+
+    def _score_dense(self, customers: np.ndarray, articles: np.ndarray) -> np.ndarray:
+        uniq, inv = np.unique(customers, return_inverse=True)
+        out = np.empty(len(customers), np.float64)
+        order = np.argsort(inv, kind="stable")
+        bounds = np.searchsorted(inv[order], np.arange(0, len(uniq) + self.batch_size, self.batch_size))
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if lo == hi:
+                continue
+            first = i * self.batch_size
+            scores = torch.as_tensor(self.score_all(uniq[first:first + self.batch_size])).float().cpu().numpy()
+            idx = order[lo:hi]
+            out[idx] = scores[inv[idx] - first, articles[idx]]
+        return out
+
+    # ---- argument checks and helpers ----------------------------------------------------------------------
+    def _customers(self, customer_indices: ArrayLike) -> np.ndarray:
+        if isinstance(customer_indices, torch.Tensor):
+            customer_indices = customer_indices.cpu().numpy()
+        customers = np.atleast_1d(np.asarray(customer_indices))
+        if customers.ndim != 1:
+            raise ValueError(f"customer_indices must be an int or a 1-D array, got shape {customers.shape}")
+        if len(customers) and not np.issubdtype(customers.dtype, np.integer):
+            raise ValueError(f"customer_indices must be integers, got {customers.dtype}")
+        customers = customers.astype(np.int64, copy=False)
+        if len(customers) and (customers.min() < 0 or customers.max() >= self.n_customers):
+            raise ValueError(f"customer indices must lie in [0, {self.n_customers})")
+        return customers
+
+    def _candidates(self, candidates: ArrayLike | None, filter_items: ArrayLike | None) -> np.ndarray | None:
+        if candidates is not None and filter_items is not None:
+            raise ValueError("pass candidates or filter_items, not both")
+        if candidates is None and filter_items is None:
+            return None
+        given = np.unique(np.asarray(candidates if candidates is not None else filter_items)).astype(np.int64)
+        if len(given) and (given.min() < 0 or given.max() >= self.n_articles):
+            raise ValueError(f"article indices must lie in [0, {self.n_articles})")
+        cand = given if candidates is not None else np.setdiff1d(np.arange(self.n_articles), given)
+        if not len(cand):
+            raise ValueError("no article left to rank: candidates is empty" if candidates is not None
+                             else "no article left to rank: filter_items holds every article")
+        return cand
+
+    def _check_candidates_left(self, customers: np.ndarray, cand: np.ndarray) -> None:
+        r, _ = self._bought(customers, cand)
+        left = len(cand) - np.bincount(r, minlength=len(customers))
+        if (left == 0).any():
+            c = int(customers[np.argmax(left == 0)])
+            raise ValueError(f"customer {c} already bought every candidate article; pass other candidates "
+                             "or filter_already_bought=False")
+
+    def _bought(self, customers: np.ndarray, cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(row, position) of each bought article, positions within `cand` when given."""
+        r, c, _ = _rows_entries(self.user_items, customers)
+        if cand is None:
+            return r, c
+        p = np.searchsorted(cand, c)
+        hit = (p < len(cand)) & (cand[np.minimum(p, len(cand) - 1)] == c)
+        return r[hit], p[hit]
+
+
+def _rows_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row number in `rows`, column, value) of every stored entry of matrix[rows]."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+        sub = matrix[int(rows[0]):int(rows[-1]) + 1]  # a contiguous range slices without a copy of indices
+    else:
+        sub = matrix[rows]
+    r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+    return r, sub.indices.astype(np.int64), sub.data
+
+
+def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """matrix[rows[i], cols[i]] for each i (0 where nothing is stored), without densifying."""
+    out = np.zeros(len(rows), np.float64)
+    if not len(rows):
+        return out
+    uniq, inv = np.unique(rows, return_inverse=True)
+    r, c, data = _rows_entries(matrix, uniq)
+    n = matrix.shape[1]
+    keys = r * n + c  # sorted: rows ascending, then columns
+    q = inv.astype(np.int64) * n + cols
+    at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
+    found = (keys[at] == q) if len(keys) else np.zeros(len(q), bool)
+    out[found] = data[at[found]]
+    return out
+
+
+def _top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top k columns per row by (score desc, column asc): exact on ties, which plain torch.topk is not.
+
+    NaN counts as -inf. `scores` may be modified in place.
+    """
+    extra = int(k < scores.shape[1])  # the (k+1)-th value tells whether ties cross the boundary
+    vals, cols = torch.topk(scores, k + extra, dim=1, sorted=True)
+    if vals.isnan().any():  # topk ranks NaN first: only then pay for a pass over everything
+        torch.nan_to_num_(scores, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
+        vals, cols = torch.topk(scores, k + extra, dim=1, sorted=True)
+    thr = vals[:, k - 1:k]
+    ambiguous = (vals[:, k] == vals[:, k - 1]).nonzero().flatten().tolist() if extra else []
+    vals, cols = vals[:, :k], cols[:, :k]
+    for r in ambiguous:  # more ties at the boundary than slots: keep the smallest columns (rare)
+        row = scores[r]
+        above = (row > thr[r]).nonzero().flatten()
+        tied = (row == thr[r]).nonzero().flatten()[: k - len(above)]
+        cols[r] = torch.cat([above, tied])
+    vals = scores.gather(1, cols)
+    o = torch.argsort(cols, dim=1, stable=True)
+    vals, cols = vals.gather(1, o), cols.gather(1, o)
+    o = torch.argsort(vals, dim=1, descending=True, stable=True)
+    return vals.gather(1, o), cols.gather(1, o)
+
+
+class SharedScoreRecommender(Recommender):
+    """A model whose scores are one vector shared by all customers plus sparse per-customer boosts.
+
+    Subclasses set `self.shared` (float64 [n_articles]) and `self.boosts` (csr or None) in `_fit`.
+    """
+
+    shared: np.ndarray
+    boosts: sp.csr_matrix | None = None
+
+    def shared_scores(self) -> tuple[np.ndarray, sp.csr_matrix | None]:
+        return self.shared, self.boosts
+
+    def score_all(self, customer_indices: np.ndarray) -> np.ndarray:
+        customers = np.asarray(customer_indices, np.int64)
+        out = np.tile(self.shared, (len(customers), 1))
+        if self.boosts is not None:
+            r, c, b = _rows_entries(self.boosts, customers)
+            out[r, c] += b
+        return out
+
+
+MODELS: dict[str, type[Recommender]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a recommender available under `name` (config, CLI, shared tests)."""
+    def wrap(cls: type[Recommender]) -> type[Recommender]:
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+    return wrap

@@ -1,0 +1,107 @@
+"""The baselines every model must beat: last week's bestsellers, the same without re-buys, the customer's own
+recent purchases, and time-decayed trending articles; each a full recommender behind the shared interface."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from hmgnn.models.base import Interactions, SharedScoreRecommender, register, window_popularity
+
+
+@register("popular")
+class PopularRecommender(SharedScoreRecommender):
+    """The same top-k for everybody: the most bought articles of the last `days` days before `as_of`.
+
+    Scores are purchase counts in the window plus an all-time tie-break in [0, 1).
+
+    Args:
+        days: length of the popularity window (default 7, as in the Kaggle baselines).
+        cold_start: give customers without history their age band's bestsellers.
+    """
+
+    def __init__(self, days: int = 7, cold_start: bool = True) -> None:
+        super().__init__(cold_start=cold_start)
+        if days < 1:
+            raise ValueError(f"days must be >= 1, got {days}")
+        self.days = days
+
+    def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
+        self.shared = window_popularity(interactions, as_of, self.days)
+        self.boosts = None
+
+
+@register("popular-new")
+class PopularNewRecommender(PopularRecommender):
+    """`popular` without the articles each customer already bought: the honest bar where nobody re-buys."""
+
+    filters_bought = True
+
+
+@register("repurchase")
+class RepurchaseRecommender(PopularRecommender):
+    """The customer's own purchases, most recent first, then by how often bought, then `popular`.
+
+    A bought article scores 1 + (R - days since last bought) * (C + 1) + times bought, plus the popularity
+    in [0, 1), where R and C are one more than the largest day gap and count: recency always dominates,
+    and every bought article ranks above every article not bought.
+
+    Args:
+        days: length of the popularity window that fills the list (default 7).
+        cold_start: give customers without history their age band's bestsellers.
+    """
+
+    def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
+        super()._fit(interactions, as_of)
+        self.shared = self.shared / (self.shared.max(initial=0) + 1)  # in [0, 1): below any own purchase
+        pairs = (pl.DataFrame({"c": interactions.customer_index, "a": interactions.article_index,
+                               "d": interactions.days_before(as_of)})
+                 .group_by("c", "a").agg(pl.col("d").min().alias("last"), pl.len().alias("n")))
+        last, n = pairs["last"].to_numpy(), pairs["n"].to_numpy()
+        gap, count = int(last.max(initial=0)) + 1, int(n.max(initial=0)) + 1
+        boost = 1.0 + (gap - last) * count + n
+        self.boosts = sp.csr_matrix((boost, (pairs["c"].to_numpy(), pairs["a"].to_numpy())),
+                                    shape=(interactions.n_customers, interactions.n_articles))
+        self.boosts.sort_indices()
+
+
+@register("trending")
+class TrendingRecommender(SharedScoreRecommender):
+    """Time-decayed popularity plus the customer's own purchases (the Kaggle "trending products" family).
+
+    score(c, a) = trend(a) + repeat_weight * sum over c's purchases of a of 0.5 ** (days ago / half_life),
+    where trend(a) is the sum of 1 / (days ago + 1) over the purchases of `a` in the last `days` days,
+    scaled to a maximum of 1 (so an own purchase made on `as_of` weighs as much as the top trending article).
+
+    Args:
+        days: window of the trend (default 28).
+        half_life_days: half-life of an own purchase's weight (default 30).
+        repeat_weight: weight of own purchases against the trend (default 1; 0 gives pure trend).
+        cold_start: give customers without history their age band's bestsellers.
+    """
+
+    def __init__(self, days: int = 28, half_life_days: float = 30.0, repeat_weight: float = 1.0,
+                 cold_start: bool = True) -> None:
+        super().__init__(cold_start=cold_start)
+        if days < 1 or half_life_days <= 0 or repeat_weight < 0:
+            raise ValueError("days must be >= 1, half_life_days > 0 and repeat_weight >= 0")
+        self.days, self.half_life_days, self.repeat_weight = days, half_life_days, repeat_weight
+
+    def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
+        ago = interactions.days_before(as_of)
+        recent = ago < self.days
+        trend = np.bincount(interactions.article_index[recent], weights=1.0 / (ago[recent] + 1),
+                            minlength=interactions.n_articles).astype(np.float64)  # int64 when empty
+        trend /= max(trend.max(initial=0), 1e-12)
+        # far below any trend: orders the articles nobody bought lately by all-time sales
+        all_time = np.bincount(interactions.article_index, minlength=interactions.n_articles)
+        self.shared = trend + 1e-9 * all_time / (all_time.max(initial=0) + 1)
+        self.boosts = None
+        if self.repeat_weight > 0:
+            weight = self.repeat_weight * 0.5 ** (ago / self.half_life_days)
+            self.boosts = sp.csr_matrix((weight, (interactions.customer_index, interactions.article_index)),
+                                        shape=(interactions.n_customers, interactions.n_articles))
+            self.boosts.sum_duplicates()

@@ -1,0 +1,205 @@
+"""`hmgnn recommend`: top-k articles for one customer (a table or JSON) or for every customer (the Kaggle
+submission CSV, or parquet), from a model fit on all of tables/transactions.parquet (the deployed setting)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hmgnn import artifacts as A
+from hmgnn.config import Config
+from hmgnn.console import info, progress
+from hmgnn.errors import InputError
+from hmgnn.evaluate import IdMaps
+from hmgnn.models import Recommender, create_model, model_class
+
+CUSTOMER_ID = re.compile(r"[0-9a-f]{64}")
+ARTICLE_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass
+class CustomerRecommendations:
+    """One customer's top-k: article rows best first, and why a fallback was used (None when personal)."""
+
+    customer_id: str
+    model: str
+    k: int
+    fallback: str | None
+    recommendations: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_customer_id(text: str) -> str:
+    """The id in canonical (lower-case) form; anything but 64 hex characters is an InputError."""
+    cid = text.strip().lower()
+    if not CUSTOMER_ID.fullmatch(cid):
+        shown = text if len(text) <= 70 else text[:67] + "..."
+        raise InputError(f"customer id must be 64 hexadecimal characters (as in customers.csv), got {shown!r} "
+                         f"({len(text)} characters)")
+    return cid
+
+
+def fit_model(cfg: Config) -> tuple[Recommender, IdMaps]:
+    """cfg.recommend.model fit on every purchase in tables/ (the deployed setting)."""
+    tables = A.step_dir(cfg.workdir, A.TABLES)
+    A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
+    ids = IdMaps.read(tables)
+    purchases = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET, columns=["customer_index", "article_index", "t_dat"])
+    model = create_model(cfg.recommend.model, cfg).fit(ids.interactions(purchases))
+    return model, ids
+
+
+def _article_ids(tables: Path) -> np.ndarray:
+    frame = pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id"]).sort("article_index")
+    return frame["article_id"].to_numpy()
+
+
+def recommend_customer(cfg: Config, customer_id: str) -> CustomerRecommendations:
+    """Top cfg.recommend.k articles for one customer id; an id without history gets the labelled fallback."""
+    cid = check_customer_id(customer_id)
+    model_class(cfg.recommend.model)  # a bad model name fails before the data is read
+    model, _ = fit_model(cfg)
+    tables = A.step_dir(cfg.workdir, A.TABLES)
+    row = (pl.scan_parquet(tables / A.CUSTOMERS_PARQUET).filter(pl.col("customer_id") == cid)
+           .select("customer_index").collect())
+    k = cfg.recommend.k
+    if row.height:
+        index = int(row.item(0, 0))
+        article_index, scores = model.recommend(index, k=k)
+        fallback = model.fallback_reason(index)
+    else:
+        article_index, scores = model.recommend_unknown(k=k)
+        fallback = "customer id not in tables/customers.parquet: this week's global bestsellers"
+    keep = article_index >= 0
+    article_index, scores = article_index[keep], scores[keep]
+    articles = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
+                .sort("article_index"))[article_index]
+    recs = [{"rank": i + 1, "article_id": f"{a['article_id']:010d}", **{c: a[c] for c in ARTICLE_COLUMNS},
+             "score": round(float(s), 6)} for i, (a, s) in enumerate(zip(articles.iter_rows(named=True), scores))]
+    return CustomerRecommendations(cid, cfg.recommend.model, k, fallback, recs)
+
+
+def write_all(cfg: Config, out: Path) -> Path:
+    """Recommendations for every customer in customers.parquet, streamed to `out` (.csv or .parquet)."""
+    out = Path(out)
+    if out.suffix not in OUTPUT_SUFFIXES:
+        raise InputError(f"--out {out}: write a .csv (Kaggle submission) or a .parquet file")
+    model_class(cfg.recommend.model)
+    model, _ = fit_model(cfg)
+    tables = A.step_dir(cfg.workdir, A.TABLES)
+    customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"])
+    index = customers["customer_index"].to_numpy()
+    cold = int(model.is_cold(index).sum())
+    if cold:
+        info(f"{cold:,} of {len(index):,} customers have no purchase history: they get their age band's "
+             "bestsellers (the cold-start fallback)")
+    return write_recommendations(model, index, customers["customer_id"].to_numpy(), _article_ids(tables), out,
+                                 cfg.recommend.k, cfg.recommend.batch_size)
+
+
+def write_recommendations(model: Recommender, customer_index: np.ndarray, customer_ids: np.ndarray,
+                          article_ids: np.ndarray, out: Path, k: int = 12, batch_size: int = 512,
+                          show_progress: bool = True) -> Path:
+    """Stream `model`'s top-k for each customer to `out` in batches (memory stays flat), via a temporary name.
+
+    .csv: the Kaggle submission (customer_id,prediction with k space-separated 10-digit article ids);
+    .parquet: one row per (customer_id, rank, article_id, score).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = A.atomic_path(out)
+    # formatted once; index -1 (an empty slot) picks the trailing ""
+    labels = np.array([f"{a:010d}" for a in article_ids.tolist()] + [""], dtype=object)
+    writer = _ParquetWriter(tmp) if out.suffix == ".parquet" else _CsvWriter(tmp, labels)
+    try:
+        with progress() if show_progress else contextlib.nullcontext() as bar:
+            task = bar.add_task(f"recommend ({model.name})", total=len(customer_index)) if bar else None
+            for start in range(0, len(customer_index), batch_size):
+                stop = start + batch_size
+                ids, scores = model.recommend(customer_index[start:stop], k=k)
+                writer.write(customer_ids[start:stop], ids, scores, article_ids)
+                if bar:
+                    bar.advance(task, len(ids))
+        writer.close()
+        os.replace(tmp, out)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+class _CsvWriter:
+    def __init__(self, path: Path, labels: np.ndarray) -> None:
+        self.file = path.open("w", encoding="utf-8", newline="\n")
+        self.file.write("customer_id,prediction\n")
+        self.labels = labels
+
+    def write(self, customer_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray, article_ids: np.ndarray) -> None:
+        rows = self.labels[ids].tolist()
+        self.file.write("".join(f"{c},{' '.join(r).rstrip()}\n" for c, r in zip(customer_ids.tolist(), rows)))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.pa = pa
+        self.schema = pa.schema([("customer_id", pa.string()), ("rank", pa.int16()), ("article_id", pa.int64()),
+                                 ("score", pa.float32())])
+        self.writer = pq.ParquetWriter(path, self.schema)
+
+    def write(self, customer_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray, article_ids: np.ndarray) -> None:
+        keep = ids >= 0
+        row, rank = np.nonzero(keep)
+        self.writer.write_table(self.pa.table({
+            "customer_id": self.pa.array(customer_ids[row], self.pa.string()),
+            "rank": (rank + 1).astype(np.int16),
+            "article_id": article_ids[ids[keep]].astype(np.int64),
+            "score": scores[keep].astype(np.float32),
+        }, schema=self.schema))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def run(cfg: Config, customer_id: str | None = None, all_customers: bool = False,
+        out: Path | None = None) -> CustomerRecommendations | Path:
+    """One customer's recommendations (returned), or every customer's written to `out` (its path returned)."""
+    if (customer_id is None) == (not all_customers):
+        raise InputError("pass either --customer-id ID or --all --out FILE")
+    if all_customers:
+        if out is None:
+            raise InputError("--all needs --out: submission.csv (Kaggle format) or recs.parquet")
+        return write_all(cfg, out)
+    if out is not None:
+        raise InputError("--out goes with --all; for one customer use --json to get machine-readable output")
+    return recommend_customer(cfg, customer_id)
+
+
+def render_table(recs: CustomerRecommendations):
+    """A rich table of one customer's recommendations, with the fallback (if any) in the caption."""
+    from rich.table import Table
+
+    table = Table(title=f"top {len(recs.recommendations)} for {recs.customer_id[:16]}... ({recs.model})",
+                  caption=f"fallback: {recs.fallback}" if recs.fallback else None)
+    for name, justify in (("rank", "right"), ("article_id", "left"), ("prod_name", "left"),
+                          ("product_type_name", "left"), ("colour_group_name", "left"), ("score", "right")):
+        table.add_column(name.replace("_name", "").replace("_", " "), justify=justify)
+    for r in recs.recommendations:
+        table.add_row(str(r["rank"]), r["article_id"], *(str(r[c] or "") for c in ARTICLE_COLUMNS), f"{r['score']:.4g}")
+    return table

@@ -1,0 +1,336 @@
+"""One test suite for every recommender (shapes, filtering, candidates, conflicts, ties, determinism, cold start),
+plus hand-made data sets whose right answer is known for each baseline."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import torch
+
+from hmgnn.errors import ConfigError
+from hmgnn.models import LAZY_MODELS, MODELS, Interactions, Recommender, create_model, model_names
+from hmgnn.models.base import AGE_BANDS
+
+
+class DotProduct(Recommender):
+    """A dense toy model (seeded random embeddings, dot product): runs the base's dense path, like the GNN."""
+
+    score_kind = "logit"
+
+    def __init__(self, dim: int = 4, seed: int = 0, cold_start: bool = True, batch_size: int = 1024) -> None:
+        super().__init__(cold_start=cold_start, batch_size=batch_size)
+        self.dim, self.seed = dim, seed
+
+    def _fit(self, interactions, as_of):
+        g = torch.Generator().manual_seed(self.seed)
+        self.customer = torch.randn(interactions.n_customers, self.dim, generator=g)
+        self.article = torch.randn(interactions.n_articles, self.dim, generator=g)
+
+    def score_all(self, customer_indices):
+        return self.customer[torch.as_tensor(customer_indices)] @ self.article.T
+
+
+# Every recommender that the shared suite runs: one factory per model. The trained ones (gnn, reference) need a
+# checkpoint: they add their own small factory here.
+FACTORIES = {name: (lambda name=name: create_model(name)) for name in sorted(MODELS) if name not in LAZY_MODELS}
+FACTORIES["dense-toy"] = DotProduct
+ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=FACTORIES.keys())
+
+N_CUSTOMERS, N_ARTICLES, N_COLD = 40, 30, 5
+AS_OF = dt.date(2020, 9, 22)
+
+
+def random_interactions(seed: int = 0) -> Interactions:
+    """40 customers (the last 5 never buy), 30 articles, 400 purchases over 60 days, with ages."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    customers = rng.integers(0, N_CUSTOMERS - N_COLD, n)
+    articles = np.minimum(rng.geometric(0.12, n) - 1, N_ARTICLES - 1)  # skewed popularity
+    days = np.datetime64(AS_OF, "D") - rng.integers(0, 60, n)
+    ages = rng.choice([-1, 19, 28, 40, 50, 70], N_CUSTOMERS)
+    return Interactions(customers, articles, days, N_CUSTOMERS, N_ARTICLES, ages)
+
+
+@pytest.fixture(scope="module")
+def interactions():
+    return random_interactions()
+
+
+@pytest.fixture
+def fitted(request, interactions):
+    return request.param().fit(interactions, AS_OF)
+
+
+FITTED = pytest.mark.parametrize("fitted", FACTORIES.values(), ids=FACTORIES.keys(), indirect=True)
+WARM = np.arange(N_CUSTOMERS - N_COLD)
+
+
+def test_registry_names_every_baseline():
+    assert {"popular", "popular-new", "repurchase", "trending", "gnn"} <= set(model_names())
+    with pytest.raises(ConfigError, match="popular"):
+        create_model("popularr")
+
+
+@FITTED
+def test_shapes_one_customer_and_many(fitted):
+    ids, scores = fitted.recommend(3, k=12)
+    assert ids.shape == scores.shape == (12,)
+    assert ids.dtype == np.int64 and scores.dtype == np.float32
+    ids2, scores2 = fitted.recommend(np.array([3, 4, 5]), k=12)
+    assert ids2.shape == scores2.shape == (3, 12)
+    assert np.array_equal(ids2[0], ids)
+    ids3, _ = fitted.recommend(torch.tensor([3, 4, 5]), k=12)
+    assert np.array_equal(ids3, ids2)
+    assert fitted.recommend(3, k=100)[0].shape == (N_ARTICLES,)  # k is clipped to the catalogue
+
+
+@FITTED
+def test_rankings_are_valid_sorted_and_unique(fitted):
+    ids, scores = fitted.recommend(np.arange(N_CUSTOMERS), k=20)
+    assert (ids < N_ARTICLES).all()
+    assert np.array_equal(ids == -1, np.isneginf(scores))  # an empty slot (popular-new) is -1 with -inf
+    assert (np.diff((ids == -1).astype(int), axis=1) >= 0).all()  # ... and only at the end
+    assert np.all(np.diff(np.nan_to_num(scores, neginf=-1e30), axis=1) <= 0)
+    assert all(len(set(row) - {-1}) == (row >= 0).sum() for row in ids)
+
+
+@FITTED
+def test_ties_go_to_the_smaller_article_index(fitted):
+    ids, scores = fitted.recommend(np.arange(N_CUSTOMERS), k=N_ARTICLES)
+    for row_ids, row_scores in zip(ids, scores):
+        for a, b, sa, sb in zip(row_ids, row_ids[1:], row_scores, row_scores[1:]):
+            assert sa > sb or a < b or b == -1
+
+
+@ALL
+def test_nothing_seen_means_all_ties_and_index_order(make):
+    empty = Interactions(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, "datetime64[D]"), 4, 10)
+    ids, _ = make().fit(empty, AS_OF).recommend(np.arange(4), k=5)
+    assert ids.tolist() == [[0, 1, 2, 3, 4]] * 4
+
+
+@ALL
+def test_deterministic(make, interactions):
+    a = make().fit(interactions, AS_OF).recommend(np.arange(N_CUSTOMERS), k=12)
+    b = make().fit(interactions, AS_OF).recommend(np.arange(N_CUSTOMERS), k=12)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+@FITTED
+def test_batches_do_not_change_the_answer(fitted):
+    a = fitted.recommend(np.arange(N_CUSTOMERS), k=12, batch_size=7)
+    b = fitted.recommend(np.arange(N_CUSTOMERS), k=12, batch_size=1000)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+@FITTED
+def test_filter_already_bought(fitted, interactions):
+    ids, _ = fitted.recommend(WARM, k=N_ARTICLES, filter_already_bought=True)
+    bought = fitted.user_items.toarray() > 0
+    for c, row in zip(WARM, ids):
+        real = row[row >= 0]
+        assert not bought[c, real].any()
+        # every article not bought is still there, and the empty slots are marked -1
+        assert len(real) == N_ARTICLES - bought[c].sum() and (row[len(real):] == -1).all()
+
+
+@FITTED
+def test_candidates_restrict_the_ranking(fitted):
+    cand = np.array([29, 3, 17, 8, 11])
+    ids, scores = fitted.recommend(np.arange(N_CUSTOMERS), k=12, candidates=cand)
+    assert ids.shape == (N_CUSTOMERS, 5)  # k clipped to the candidate count
+    for row in ids.tolist():
+        assert set(row) - {-1} <= set(cand)
+        assert fitted.filters_bought or sorted(row) == sorted(cand)
+    full = fitted.score(np.repeat(np.arange(N_CUSTOMERS), 5), np.tile(cand, N_CUSTOMERS)).reshape(-1, 5)
+    assert np.allclose(np.sort(full, axis=1)[:, ::-1], scores)
+
+
+@FITTED
+def test_candidates_with_filter(fitted):
+    cand = np.arange(10)
+    ids, _ = fitted.recommend(WARM, k=10, candidates=cand, filter_already_bought=True)
+    bought = fitted.user_items.toarray() > 0
+    for c, row in zip(WARM, ids):
+        assert set(row[row >= 0]) == set(np.flatnonzero(~bought[c, :10]))
+
+
+@FITTED
+def test_filter_items(fitted):
+    ids, _ = fitted.recommend(np.arange(N_CUSTOMERS), k=N_ARTICLES, filter_items=[0, 1, 2])
+    assert ids.shape == (N_CUSTOMERS, N_ARTICLES - 3) and not np.isin(ids, [0, 1, 2]).any()
+
+
+@FITTED
+def test_conflicting_or_bad_options_raise(fitted):
+    bought = np.flatnonzero(fitted.user_items[0].toarray()[0])
+    with pytest.raises(ValueError, match="already bought every candidate"):
+        fitted.recommend(0, candidates=bought, filter_already_bought=True)
+    with pytest.raises(ValueError, match="not both"):
+        fitted.recommend(0, candidates=[1, 2], filter_items=[3])
+    with pytest.raises(ValueError, match="empty"):
+        fitted.recommend(0, candidates=[])
+    with pytest.raises(ValueError, match="every article"):
+        fitted.recommend(0, filter_items=np.arange(N_ARTICLES))
+    with pytest.raises(ValueError, match="k must be"):
+        fitted.recommend(0, k=0)
+    with pytest.raises(ValueError, match="customer indices"):
+        fitted.recommend(N_CUSTOMERS)
+    with pytest.raises(ValueError, match="1-D"):
+        fitted.recommend(np.zeros((2, 2), int))
+    with pytest.raises(ValueError, match="article indices"):
+        fitted.recommend(0, candidates=[N_ARTICLES])
+    with pytest.raises(ValueError, match="same length"):
+        fitted.score([0, 1], [0])
+
+
+@FITTED
+def test_score_agrees_with_recommend(fitted):
+    customers = np.arange(N_CUSTOMERS)
+    ids, scores = fitted.recommend(customers, k=8)
+    paired = fitted.score(np.repeat(customers, 8), ids.ravel()).reshape(ids.shape)
+    assert np.allclose(paired, scores)
+
+
+@FITTED
+def test_sparse_fast_path_equals_dense_path(fitted, monkeypatch):
+    args = [(dict(k=12), None), (dict(k=12, filter_already_bought=True), None),
+            (dict(k=4, candidates=[1, 5, 7, 9, 20, 25], filter_already_bought=True), None)]
+    fast = [fitted.recommend(np.arange(N_CUSTOMERS), **kw) for kw, _ in args]
+    monkeypatch.setattr(fitted, "shared_scores", lambda: None)
+    dense = [fitted.recommend(np.arange(N_CUSTOMERS), **kw) for kw, _ in args]
+    for (fi, fs), (di, ds) in zip(fast, dense):
+        assert np.array_equal(fi, di)
+        assert np.allclose(fs, ds)
+
+
+@FITTED
+def test_cold_customers_get_their_age_band_bestsellers(fitted, interactions):
+    cold = np.arange(N_CUSTOMERS - N_COLD, N_CUSTOMERS)
+    assert fitted.is_cold(cold).all() and not fitted.is_cold(WARM).any()
+    for c in cold:
+        age = int(interactions.customer_age[c])
+        ids, scores = fitted.recommend(int(c), k=6)
+        expected = fitted.recommend_unknown(k=6, age=age)
+        assert np.array_equal(ids, expected[0]) and np.allclose(scores, expected[1])
+        reason = fitted.fallback_reason(int(c))
+        if age < 0:
+            assert "global bestsellers" in reason
+        else:
+            assert next(label for low, high, label in AGE_BANDS if low <= age < high) in reason
+    assert fitted.fallback_reason(0) is None
+
+
+@ALL
+def test_unfitted_model_says_so(make):
+    with pytest.raises(RuntimeError, match="fit"):
+        make().recommend(0)
+
+
+def test_fit_never_sees_after_as_of():
+    inter = hand_made()
+    late = Interactions(np.array([0]), np.array([9]), np.array(["2020-09-30"], "datetime64[D]"), 6, 10)
+    both = Interactions(np.concatenate([inter.customer_index, late.customer_index]),
+                        np.concatenate([inter.article_index, late.article_index]),
+                        np.concatenate([inter.t_dat, late.t_dat]), 6, 10)
+    a = create_model("trending").fit(inter, AS_OF).recommend(np.arange(6), k=10)
+    b = create_model("trending").fit(both, AS_OF).recommend(np.arange(6), k=10)
+    assert np.array_equal(a[0], b[0])
+
+
+# ---- known answers ----------------------------------------------------------------------------------------
+def hand_made() -> Interactions:
+    """6 customers, 10 articles. In the last 7 days article a is bought 6 - a times (a = 0..5); articles 6 and
+    7 once each, 20 days earlier; 8 and 9 never. Customer 5 bought 1..5 on five consecutive days, 5 last;
+    customer 0 bought article 0 twice and article 6 earlier."""
+    rows = [  # (customer, article, days before AS_OF)
+        (0, 0, 6), (0, 0, 0), (1, 0, 5), (2, 0, 6), (3, 0, 6), (4, 0, 6),
+        (1, 1, 4), (2, 1, 5), (3, 1, 5), (4, 1, 5), (5, 1, 4),
+        (2, 2, 4), (3, 2, 4), (4, 2, 4), (5, 2, 3),
+        (3, 3, 3), (4, 3, 3), (5, 3, 2),
+        (4, 4, 2), (5, 4, 1),
+        (5, 5, 0),
+        (0, 6, 20), (1, 7, 20),
+    ]
+    c, a, d = (np.array(x) for x in zip(*rows))
+    return Interactions(c, a, np.datetime64(AS_OF, "D") - d, 6, 10)
+
+
+def test_popular_known_answer():
+    model = create_model("popular").fit(hand_made(), AS_OF)
+    ids, scores = model.recommend(np.arange(6), k=10)
+    assert (ids == np.arange(10)).all()  # window counts, then all-time (6 before 7), then index (8, 9)
+    assert scores[0, :6].astype(int).tolist() == [6, 5, 4, 3, 2, 1]
+
+
+def test_popular_new_known_answer():
+    model = create_model("popular-new").fit(hand_made(), AS_OF)
+    ids, _ = model.recommend(np.array([0, 5]), k=10)
+    assert ids[0].tolist() == [1, 2, 3, 4, 5, 7, 8, 9, -1, -1]
+    assert ids[1].tolist() == [0, 6, 7, 8, 9, -1, -1, -1, -1, -1]
+    assert np.isneginf(model.score([5], [3])[0])
+
+
+def test_repurchase_known_answer():
+    model = create_model("repurchase").fit(hand_made(), AS_OF)
+    ids, _ = model.recommend(np.array([0, 1, 5]), k=10)
+    assert ids[0].tolist() == [0, 6, 1, 2, 3, 4, 5, 7, 8, 9]  # own purchases most recent first, then popular
+    assert ids[1].tolist() == [1, 0, 7, 2, 3, 4, 5, 6, 8, 9]
+    assert ids[2].tolist() == [5, 4, 3, 2, 1, 0, 6, 7, 8, 9]
+
+
+def test_repurchase_breaks_recency_ties_by_count():
+    # both bought on the same day; article 3 twice: it comes first although article 1 is more popular
+    c, a, d = np.array([0, 0, 0, 1, 2]), np.array([1, 3, 3, 1, 1]), np.array([2, 2, 2, 0, 0])
+    model = create_model("repurchase").fit(Interactions(c, a, np.datetime64(AS_OF, "D") - d, 3, 5), AS_OF)
+    assert model.recommend(0, k=3)[0].tolist() == [3, 1, 0]
+
+
+def test_trending_known_answer():
+    # article 2: bought 3 times 27 days ago and once today -> 3/28 + 1 = 31/28, the top trend (scaled to 1);
+    # article 4: once today -> 1 / (31/28) = 28/31
+    c, a, d = np.array([1, 2, 3, 1, 0]), np.array([2, 2, 2, 4, 2]), np.array([27, 27, 27, 0, 0])
+    model = create_model("trending").fit(Interactions(c, a, np.datetime64(AS_OF, "D") - d, 4, 6), AS_OF)
+    ids, scores = model.recommend(np.array([0, 1, 3]), k=3)
+    old = 0.5 ** (27 / 30)  # weight of an own purchase 27 days ago (half-life 30)
+    assert ids[0].tolist() == [2, 4, 0] and scores[0, :2] == pytest.approx([1 + 1, 28 / 31], rel=1e-6)
+    # customer 1 bought 2 long ago and 4 today: the recent own purchase wins
+    assert ids[1].tolist() == [4, 2, 0] and scores[1, :2] == pytest.approx([28 / 31 + 1, 1 + old], rel=1e-6)
+    assert ids[2].tolist() == [2, 4, 0] and scores[2, :2] == pytest.approx([1 + old, 28 / 31], rel=1e-6)
+    assert model.recommend(3, k=3)[1][2] == pytest.approx(0, abs=1e-8)  # never bought lately: ~0
+
+
+def test_checkerboard_popular_new():
+    # a checkerboard: customer c bought every article of its parity; popular-new must return the other parity
+    n = 8
+    c, a = np.nonzero((np.arange(n)[:, None] + np.arange(n)[None, :]) % 2 == 0)
+    model = create_model("popular-new").fit(Interactions(c, a, np.full(len(c), np.datetime64(AS_OF, "D")), n, n))
+    ids, _ = model.recommend(np.arange(n), k=4)
+    assert all(set(row) == set(range((c0 + 1) % 2, n, 2)) for c0, row in enumerate(ids.tolist()))
+
+
+class Fixed(Recommender):
+    """Dense scores given up front (ties, NaN, -inf), to pin the dense path's exact top-k."""
+
+    def __init__(self, matrix):
+        super().__init__(cold_start=False)
+        self.matrix = np.asarray(matrix, np.float32)
+
+    def _fit(self, interactions, as_of):
+        pass
+
+    def score_all(self, customer_indices):
+        return self.matrix[customer_indices].copy()
+
+
+def test_dense_top_k_is_exact_on_ties_nan_and_inf():
+    nan, inf = np.nan, np.inf
+    matrix = [[1, 3, 3, 0, 3, 2],  # three-way tie across the boundary: the smaller indices win
+              [nan, 1, -inf, 1, nan, 0],  # NaN never ranks; -inf only fills the last slots
+              [-inf, -inf, -inf, -inf, -inf, 5]]
+    empty = Interactions(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, "datetime64[D]"), 3, 6)
+    model = Fixed(matrix).fit(empty, AS_OF)
+    ids, scores = model.recommend(np.arange(3), k=2)
+    assert ids.tolist() == [[1, 2], [1, 3], [5, -1]]
+    ids, _ = model.recommend(np.arange(3), k=6)
+    assert ids.tolist() == [[1, 2, 4, 5, 0, 3], [1, 3, 5, -1, -1, -1], [5, -1, -1, -1, -1, -1]]
