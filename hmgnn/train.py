@@ -1,0 +1,464 @@
+"""`hmgnn train`: fit the heterogeneous GraphSAGE recommender on history and select it on the validation window.
+
+Writes <workdir>/model/ (the `reference` recipe: <workdir>/reference/): model.pt, train_log.csv, train_curve.png.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from hmgnn import artifacts
+from hmgnn.config import Config, TrainConfig
+from hmgnn.console import info, progress
+from hmgnn.errors import ConfigError, InputError
+from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, time_features
+from hmgnn.metrics import hits_matrix, map_at_k_curve
+from hmgnn.models.base import Interactions, window_popularity
+from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.models.sparse import Adjacency
+
+REFERENCE = "reference"
+STATE_PT = "state.pt"
+CURVE_PNG = "train_curve.png"
+# Blend grid searched on the validation window: weight of log popularity, and what to do with articles the
+# customer already bought (None drops them; a number adds that many z-units times their decayed count).
+POPULARITY_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+REPURCHASE_WEIGHTS = (None, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+REPURCHASE_HALF_LIFE = 14.0
+
+
+def model_dir(cfg: Config) -> Path:
+    """Where `hmgnn train` writes: model/ for the hybrid GNN, reference/ for the reference recipe."""
+    return Path(cfg.workdir) / (REFERENCE if cfg.train.recipe == "reference" else artifacts.MODEL)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainingData:
+    """Everything a training run reads: static node features, history and validation purchases, windows."""
+
+    customer_x: torch.Tensor
+    article_x: torch.Tensor
+    feature_names: dict[str, list[str]]
+    history: Interactions
+    validation: Interactions
+    history_end: dt.date
+    val_end: dt.date
+
+
+def load_graph_features(graph_dir: Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[str]]]:
+    data = torch.load(graph_dir / artifacts.GRAPH_PT, weights_only=False)
+    names = json.loads((graph_dir / artifacts.FEATURE_NAMES).read_text())
+    return data["customer"].x.float(), data["article"].x.float(), names
+
+
+def read_interactions(path: Path, n_customers: int, n_articles: int) -> Interactions:
+    frame = pl.read_parquet(path, columns=["customer_index", "article_index", "t_dat"])
+    return Interactions.from_frame(frame, n_customers, n_articles)
+
+
+def load_training_data(graph_dir: Path, split_dir: Path) -> TrainingData:
+    customer_x, article_x, names = load_graph_features(graph_dir)
+    nc, na = customer_x.shape[0], article_x.shape[0]
+    windows = (artifacts.read_manifest(split_dir) or {}).get("windows")
+    if not windows:
+        raise InputError(f"{split_dir}/manifest.json has no 'windows'; run `hmgnn sample` again (with --force)")
+    history = read_interactions(split_dir / artifacts.HISTORY_PARQUET, nc, na)
+    validation = read_interactions(split_dir / artifacts.VALIDATION_PARQUET, nc, na)
+    if len(history) == 0 or len(validation) == 0:
+        raise InputError(f"{split_dir}: the history or validation window is empty; move sample.cutoff or "
+                         "lengthen sample.val_days")
+    return TrainingData(customer_x, article_x, names, history, validation,
+                        dt.date.fromisoformat(windows["history_end"]), dt.date.fromisoformat(windows["val_end"]))
+
+
+def build_adjacency(inter: Interactions, mask: np.ndarray | None = None) -> Adjacency:
+    c, a = inter.customer_index, inter.article_index
+    if mask is not None:
+        c, a = c[mask], a[mask]
+    edge_index = torch.from_numpy(np.stack([c, a]).astype(np.int64))
+    return Adjacency.from_edge_index(edge_index, inter.n_customers, inter.n_articles)
+
+
+def node_inputs(recipe: str, with_time: bool, customer_x: torch.Tensor, article_x: torch.Tensor,
+                inter: Interactions, as_of: dt.date, mask: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
+    """The model's node inputs as of a day: static features, plus time features from the visible purchases."""
+    if recipe == "reference":
+        # the reference project row-normalises its one-hot features (PyG NormalizeFeatures)
+        customer_x, article_x = _row_normalise(customer_x), _row_normalise(article_x)
+    inputs: dict[str, torch.Tensor | None] = {"customer_x": customer_x, "article_x": article_x,
+                                              "customer_extra": None, "article_extra": None}
+    if with_time:
+        visible = inter if mask is None else _subset(inter, mask)
+        inputs["customer_extra"], inputs["article_extra"] = time_features(visible, as_of)
+    return inputs
+
+
+def _row_normalise(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(min=0)
+    return x / x.sum(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+def _subset(inter: Interactions, mask: np.ndarray) -> Interactions:
+    return Interactions(inter.customer_index[mask], inter.article_index[mask], inter.t_dat[mask],
+                        inter.n_customers, inter.n_articles, inter.customer_age)
+
+
+def build_model(tc: TrainConfig, data: TrainingData) -> HeteroSAGERecommender:
+    extra_c = len(CUSTOMER_TIME_FEATURES) if tc.time_features else 0
+    extra_a = len(ARTICLE_TIME_FEATURES) if tc.time_features else 0
+    return HeteroSAGERecommender(
+        num_customers=data.customer_x.shape[0], num_articles=data.article_x.shape[0],
+        customer_channels=data.customer_x.shape[1], article_channels=data.article_x.shape[1],
+        customer_extra_channels=extra_c, article_extra_channels=extra_a, hidden_channels=tc.hidden,
+        num_layers=tc.layers, id_embeddings=tc.id_embeddings, dropout=tc.dropout, decoder=tc.decoder)
+
+
+def _to(inputs: dict[str, torch.Tensor | None], device: torch.device) -> dict[str, torch.Tensor | None]:
+    return {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
+
+
+@dataclass
+class WindowTruth:
+    """The customers who bought in a window and their purchases (for MAP@12 as Kaggle scored it)."""
+
+    customers: np.ndarray
+    bought_customers: np.ndarray
+    bought_articles: np.ndarray
+
+    @classmethod
+    def of(cls, inter: Interactions, limit: int = 0, seed: int = 0) -> WindowTruth:
+        customers = np.unique(inter.customer_index)
+        if limit and len(customers) > limit:
+            # a seeded sample keeps each epoch's validation cheap at full scale
+            customers = np.sort(np.random.default_rng(seed).choice(customers, limit, replace=False))
+        keep = np.isin(inter.customer_index, customers)
+        return cls(customers, inter.customer_index[keep], inter.article_index[keep])
+
+    def map_at_k(self, top: np.ndarray, k: int = 12) -> float:
+        hits, n_relevant = hits_matrix(top, self.customers, self.bought_customers, self.bought_articles)
+        return float(map_at_k_curve(hits[:, :k], n_relevant)[-1])
+
+
+class Trainer:
+    """One training run: epochs of full-batch message passing, validation MAP@12, checkpoints, resume."""
+
+    def __init__(self, tc: TrainConfig, seed: int, data: TrainingData, device: torch.device) -> None:
+        self.tc, self.seed, self.data, self.device = tc, seed, data, device
+        torch.manual_seed(seed)
+        self.model = build_model(tc, data).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+        self.best_map = -1.0
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_epochs = 0
+        self.log: list[dict[str, Any]] = []
+        self._prepare()
+
+    # ---- data for every epoch ---------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        tc, hist = self.tc, self.data.history
+        days = hist.days_before(self.data.history_end)
+        if tc.supervision == "recent":
+            # no leakage inside training: targets are the last target_days, predicted from the purchases before
+            target = days < tc.target_days
+            if not target.any() or target.all():
+                raise InputError(f"train.target_days = {tc.target_days} leaves no targets or no message-passing "
+                                 "edges in the history window; change train.target_days")
+            as_of = self.data.history_end - dt.timedelta(days=tc.target_days)
+            self._fixed = self._epoch_graph(~target, target, as_of)
+        counts = np.bincount(hist.article_index, minlength=hist.n_articles).astype(np.float64)
+        self.popularity = torch.from_numpy(counts ** 0.75 + 1e-3)
+        # validation: message passing over all of history, scored on the validation window's buyers
+        self.val_adj = build_adjacency(hist).to(self.device)
+        self.val_inputs = _to(node_inputs(tc.recipe, tc.time_features, self.data.customer_x, self.data.article_x,
+                                          hist, self.data.history_end), self.device)
+        self.val_truth = WindowTruth.of(self.data.validation, tc.val_customers, self.seed)
+
+    def _epoch_graph(self, mp_mask: np.ndarray, target_mask: np.ndarray, as_of: dt.date) -> dict[str, Any]:
+        hist = self.data.history
+        adj = build_adjacency(hist, mp_mask).to(self.device)
+        inputs = _to(node_inputs(self.tc.recipe, self.tc.time_features, self.data.customer_x,
+                                 self.data.article_x, hist, as_of, mp_mask), self.device)
+        c = torch.from_numpy(hist.customer_index[target_mask].astype(np.int64))
+        a = torch.from_numpy(hist.article_index[target_mask].astype(np.int64))
+        if self.tc.recency_half_life > 0:
+            age = hist.days_before(self.data.history_end)[target_mask]
+            w = torch.from_numpy(np.exp2(-age / self.tc.recency_half_life).astype(np.float32))
+        else:
+            w = None
+        return {"adj": adj, "inputs": inputs, "c": c, "a": a, "w": w}
+
+    def _graph_for_epoch(self) -> dict[str, Any]:
+        if self.tc.supervision == "recent":
+            return self._fixed
+        # disjoint: a fresh random split of history each epoch, drawn from the run's generator (resumable)
+        n = len(self.data.history)
+        target = (torch.rand(n, generator=self.generator) < self.tc.disjoint_ratio).numpy()
+        return self._epoch_graph(~target, target, self.data.history_end)
+
+    # ---- one epoch -----------------------------------------------------------------------------------------
+    def _negatives(self, count: int) -> torch.Tensor:
+        n_articles = self.data.article_x.shape[0]
+        if self.tc.negatives == "popularity":
+            return torch.multinomial(self.popularity, count, replacement=True, generator=self.generator)
+        return torch.randint(n_articles, (count,), generator=self.generator)
+
+    def train_epoch(self, on_step=None) -> float:
+        tc, model = self.tc, self.model
+        g = self._graph_for_epoch()
+        model.train()
+        order = torch.randperm(g["c"].numel(), generator=self.generator)
+        total, steps = 0.0, 0
+        for start in range(0, order.numel(), tc.batch_size):
+            idx = order[start:start + tc.batch_size]
+            c, a = g["c"][idx].to(self.device), g["a"][idx].to(self.device)
+            w = g["w"][idx].to(self.device) if g["w"] is not None else None
+            self.optimizer.zero_grad(set_to_none=True)
+            c_emb, a_emb = model.embeddings(g["adj"], **g["inputs"])
+            if tc.loss == "softmax":
+                log_pop = torch.log(self.popularity / self.popularity.sum()).float().to(self.device)
+                loss = model.sampled_softmax_loss(c_emb, a_emb, c, a, log_pop, w, num_negatives=min(8192, c.numel()))
+            else:
+                neg = self._negatives(c.numel() * tc.num_negatives).to(self.device).view(c.numel(), tc.num_negatives)
+                pos = model.score(c_emb, a_emb, c, a)
+                negs = model.decode(c_emb[c].unsqueeze(1), a_emb[neg])
+                if tc.loss == "bpr":
+                    loss = model.bpr_loss(pos, negs, w)
+                else:
+                    loss = model.bce_loss(pos, negs.reshape(-1), w)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach())
+            steps += 1
+            if on_step:
+                on_step()
+        return total / max(steps, 1)
+
+    @torch.no_grad()
+    def embeddings_for_validation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.model.eval()
+        return self.model.embeddings(self.val_adj, **self.val_inputs)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """MAP@12 of the raw GNN scores on the validation window (full ranking over all articles)."""
+        c_emb, a_emb = self.embeddings_for_validation()
+        return validation_map(self.model, c_emb, a_emb, self.val_truth)
+
+    def steps_per_epoch(self) -> int:
+        n = self._fixed["c"].numel() if self.tc.supervision == "recent" else int(len(self.data.history) * self.tc.disjoint_ratio)
+        return max(1, math.ceil(n / self.tc.batch_size))
+
+    # ---- checkpoints -----------------------------------------------------------------------------------------
+    def state(self, key: str) -> dict[str, Any]:
+        return {"key": key, "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "best_map": self.best_map, "best_epoch": self.best_epoch,
+                "best_state": self.best_state, "bad_epochs": self.bad_epochs, "log": self.log}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.epoch = state["epoch"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.best_map, self.best_epoch = state["best_map"], state["best_epoch"]
+        self.best_state, self.bad_epochs, self.log = state["best_state"], state["bad_epochs"], state["log"]
+
+    def finished(self) -> bool:
+        return self.epoch >= self.tc.epochs or self.bad_epochs >= self.tc.patience
+
+
+@torch.no_grad()
+def validation_map(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Tensor,
+                   truth: WindowTruth, k: int = 12, chunk: int = 1024) -> float:
+    customers = truth.customers
+    tops = []
+    for s in range(0, len(customers), chunk):
+        idx = torch.from_numpy(customers[s:s + chunk].astype(np.int64)).to(c_emb.device)
+        scores = model.score_all(c_emb, a_emb, idx)
+        tops.append(torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().numpy())
+    top = np.concatenate(tops) if tops else np.zeros((0, k), np.int64)
+    return truth.map_at_k(top, k)
+
+
+# ---- the blend ----------------------------------------------------------------------------------------------
+def blend_parts(inter: Interactions, as_of: dt.date) -> tuple[np.ndarray, Any]:
+    """Log popularity of the last week and each customer's decayed purchase counts, as of a day."""
+    import scipy.sparse as sp
+
+    log_pop = np.log1p(window_popularity(inter, as_of, 7)).astype(np.float32)
+    weight = np.exp2(-inter.days_before(as_of) / REPURCHASE_HALF_LIFE).astype(np.float32)
+    rep = sp.csr_matrix((weight, (inter.customer_index, inter.article_index)),
+                        shape=(inter.n_customers, inter.n_articles))
+    rep.sum_duplicates()
+    return log_pop, rep
+
+
+def blended_scores(gnn: torch.Tensor, customers: np.ndarray, log_pop: np.ndarray, rep: Any,
+                   pop_weight: float, rep_weight: float | None) -> torch.Tensor:
+    """z-scored GNN scores + pop_weight * log popularity, bought articles dropped or boosted by rep_weight."""
+    z = (gnn - gnn.mean(dim=1, keepdim=True)) / (gnn.std(dim=1, keepdim=True) + 1e-6)
+    out = z + pop_weight * torch.from_numpy(log_pop).to(z.device)
+    sub = rep[customers].tocoo()
+    r = torch.from_numpy(sub.row.astype(np.int64)).to(z.device)
+    c = torch.from_numpy(sub.col.astype(np.int64)).to(z.device)
+    if rep_weight is None:
+        out[r, c] = float("-inf")
+    else:
+        out[r, c] += rep_weight * torch.from_numpy(sub.data).to(z.device)
+    return out
+
+
+@torch.no_grad()
+def fit_blend(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Tensor, history: Interactions,
+              as_of: dt.date, truth: WindowTruth, k: int = 12) -> dict[str, Any]:
+    """Grid-search the blend weights on the validation window; returns the best and the whole grid."""
+    customers = truth.customers
+    log_pop, rep = blend_parts(history, as_of)
+    grid = [(p, r) for p in POPULARITY_WEIGHTS for r in REPURCHASE_WEIGHTS]
+    tops: dict[tuple, list[np.ndarray]] = {g: [] for g in grid}
+    for s in range(0, len(customers), 1024):
+        cust = customers[s:s + 1024]
+        gnn = model.score_all(c_emb, a_emb, torch.from_numpy(cust.astype(np.int64)).to(c_emb.device))
+        for p, r in grid:
+            scores = blended_scores(gnn, cust, log_pop, rep, p, r)
+            tops[(p, r)].append(torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().numpy())
+    results = [{"popularity_weight": p, "repurchase_weight": r,
+                "map@12": truth.map_at_k(np.concatenate(tops[(p, r)]), k)} for p, r in grid]
+    best = max(results, key=lambda x: x["map@12"])
+    return {"popularity_weight": best["popularity_weight"], "repurchase_weight": best["repurchase_weight"],
+            "validation_map@12": best["map@12"], "grid": results}
+
+
+# ---- the step ------------------------------------------------------------------------------------------------
+def _run_key(cfg: Config, inputs: list[Path]) -> str:
+    blob = json.dumps([cfg.section("train"), [(i["bytes"], i["fingerprint"]) for i in artifacts.describe_inputs(inputs)]],
+                      sort_keys=True, default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = artifacts.atomic_path(path)
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous state intact
+
+
+def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bool = False) -> Path:
+    """Train on <workdir>/split + <workdir>/graph; write model.pt, the training log and the curve plot."""
+    tc = cfg.train.resolved()
+    workdir = Path(cfg.workdir)
+    split_dir = Path(inp) if inp else workdir / artifacts.SPLIT
+    graph_dir = workdir / artifacts.GRAPH
+    out = Path(out) if out else model_dir(cfg)
+    artifacts.require(graph_dir, [artifacts.GRAPH_PT, artifacts.FEATURE_NAMES], artifacts.GRAPH)
+    artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET], artifacts.SPLIT)
+    inputs = [graph_dir / artifacts.GRAPH_PT, graph_dir / artifacts.FEATURE_NAMES,
+              split_dir / artifacts.HISTORY_PARQUET, split_dir / artifacts.VALIDATION_PARQUET]
+    if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force):
+        return out
+
+    device = resolve_device(tc.device)
+    data = load_training_data(graph_dir, split_dir)
+    trainer = Trainer(tc, cfg.seed, data, device)
+    key = _run_key(cfg, inputs)
+    state_path = out.parent / f".{out.name}.partial" / STATE_PT
+    if state_path.exists() and not force:
+        state = torch.load(state_path, weights_only=False)
+        if state.get("key") == key:
+            trainer.load_state(state)
+            info(f"[yellow]train[/yellow]: resuming from epoch {trainer.epoch} ({state_path})")
+    info(f"[green]train[/green]: {trainer.model!r} on {device}, {trainer.steps_per_epoch()} steps/epoch, "
+         f"{len(trainer.val_truth.customers)} validation customers")
+
+    with progress() as bar:
+        task = bar.add_task("epochs", total=tc.epochs, completed=trainer.epoch)
+        while not trainer.finished():
+            import time
+            t0 = time.perf_counter()
+            loss = trainer.train_epoch()
+            val_map = trainer.validate()
+            trainer.epoch += 1
+            if val_map > trainer.best_map:
+                trainer.best_map, trainer.best_epoch, trainer.bad_epochs = val_map, trainer.epoch, 0
+                trainer.best_state = copy.deepcopy(trainer.model.state_dict())
+            else:
+                trainer.bad_epochs += 1
+            trainer.log.append({"epoch": trainer.epoch, "loss": loss, "val_map@12": val_map,
+                                "seconds": round(time.perf_counter() - t0, 3)})
+            _save_state(state_path, trainer.state(key))
+            bar.update(task, completed=trainer.epoch,
+                       description=f"epoch {trainer.epoch} loss {loss:.4f} val MAP@12 {val_map:.4f} (best {trainer.best_map:.4f})")
+
+    trainer.model.load_state_dict(trainer.best_state)
+    blend = None
+    if tc.blend:
+        c_emb, a_emb = trainer.embeddings_for_validation()
+        blend = fit_blend(trainer.model, c_emb, a_emb, data.history, data.history_end,
+                          trainer.val_truth)
+        info(f"[green]train[/green]: blend popularity={blend['popularity_weight']} "
+             f"repurchase={blend['repurchase_weight']} -> validation MAP@12 {blend['validation_map@12']:.4f} "
+             f"(GNN alone {trainer.best_map:.4f})")
+
+    with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs) as so:
+        checkpoint = {
+            "recipe": tc.recipe, "model_args": trainer.model.model_args,
+            "state_dict": {k: v.cpu() for k, v in trainer.model.state_dict().items()},
+            "train_config": tc.__dict__, "config": cfg.to_dict(), "seed": cfg.seed,
+            "feature_names": data.feature_names, "time_features": tc.time_features,
+            "graph_fingerprint": artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
+            "blend": {k: v for k, v in blend.items() if k != "grid"} if blend else None,
+            "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
+        }
+        torch.save(checkpoint, so.dir / artifacts.MODEL_PT)
+        pl.DataFrame(trainer.log).write_csv(so.dir / artifacts.TRAIN_LOG)
+        if blend:
+            (so.dir / "blend_grid.json").write_text(json.dumps(blend["grid"], indent=1))
+        _plot(trainer.log, so.dir / CURVE_PNG)
+        so.rows = {"epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
+                   "validation_customers": len(trainer.val_truth.customers)}
+        so.extra["validation"] = {"gnn_map@12": trainer.best_map,
+                                  "blend_map@12": blend["validation_map@12"] if blend else None}
+    shutil.rmtree(state_path.parent, ignore_errors=True)
+    return out
+
+
+def _plot(log: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in log]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax[0].plot(epochs, [r["loss"] for r in log], marker="o")
+    ax[0].set(title="training loss", xlabel="epoch")
+    ax[1].plot(epochs, [r["val_map@12"] for r in log], marker="o", color="tab:green")
+    ax[1].set(title="validation MAP@12 (GNN alone)", xlabel="epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
