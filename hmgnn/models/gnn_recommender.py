@@ -35,6 +35,8 @@ class GNNRecommender(Recommender):
     """
 
     folder = artifacts.MODEL
+    fixed_catalogue = True
+    """Bound to the customers and articles of the graph it was trained on."""
 
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
                  device: str = "cpu", cold_start: bool = True, batch_size: int = 1024) -> None:
@@ -46,6 +48,7 @@ class GNNRecommender(Recommender):
         self.model.eval().to(self.device)
         self.customer_x, self.article_x = customer_x, article_x
         self.blend = checkpoint.get("blend")
+        self.filters_bought = bool(self.blend) and self.blend["repurchase_weight"] is None
         loss = checkpoint["train_config"]["loss"]
         # BCE-trained logits are probabilities after a sigmoid; ranking losses only order articles
         self.score_kind = "logit" if loss == "bce" and not self.blend else "rank"
