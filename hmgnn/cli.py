@@ -180,6 +180,28 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt
             info(f"[yellow]fallback[/yellow]: {result.fallback}")
 
 
+@app.command()
+def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+          model: Annotated[Optional[str], typer.Option("--model", help="gnn (default) or a baseline name (no similar articles).")] = None,
+          host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 exposes the API to the network).")] = None,
+          port: Annotated[Optional[int], typer.Option("--port", help="TCP port (default 8000).")] = None) -> None:
+    """Serve recommendations over HTTP: per customer, in batches, similar articles; API docs at /docs.
+
+    Example: [bold]hmgnn serve -c configs/demo.toml --model gnn --port 8000[/bold]
+    (after retraining: [bold]curl -X POST http://127.0.0.1:8000/admin/reload[/bold], or send SIGHUP)
+    """
+    import json
+
+    overrides = list(set_ or [])
+    for key, value in (("model", model), ("host", host), ("port", port)):
+        if value is not None:
+            overrides.append(f"serve.{key}={json.dumps(value)}")
+    cfg = _config(config, workdir, overrides)
+    from hmgnn import serve as step
+
+    step.run(cfg)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: known errors become one line on stderr and exit code 1."""
     import click

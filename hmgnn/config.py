@@ -236,6 +236,29 @@ class RecommendConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`hmgnn serve`: the recommender as an HTTP API over model/ and tables/."""
+
+    model: str = "gnn"
+    """Model that answers: `gnn` (needs `hmgnn train`; also gives similar articles) or a baseline name."""
+    host: str = "127.0.0.1"
+    """Interface to bind; loopback by default. Any other address exposes the API beyond this machine."""
+    port: int = 8000
+    """TCP port."""
+    max_batch: int = 1_000
+    """Most customer ids in one POST /recommendations (more is answered with 413)."""
+    access_log: bool = True
+    """Log one line per request (turn off for load tests: it costs throughput)."""
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ConfigError("serve.host must not be empty; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"serve.port must be in 1..65535, got {self.port}")
+        _check_positive("serve", max_batch=self.max_batch)
+
+
+@dataclass
 class Config:
     """The whole resolved configuration: one section per step plus the seed and the workdir."""
 
@@ -250,6 +273,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

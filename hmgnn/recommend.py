@@ -23,6 +23,7 @@ from hmgnn.models import Recommender, create_model, model_class
 CUSTOMER_ID = re.compile(r"[0-9a-f]{64}")
 ARTICLE_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
 OUTPUT_SUFFIXES = (".csv", ".parquet")
+UNKNOWN_CUSTOMER = "customer id not in tables/customers.parquet: this week's global bestsellers"
 
 
 @dataclass
@@ -49,13 +50,13 @@ def check_customer_id(text: str) -> str:
     return cid
 
 
-def fit_model(cfg: Config) -> tuple[Recommender, IdMaps]:
-    """cfg.recommend.model fit on every purchase in tables/ (the deployed setting)."""
+def fit_model(cfg: Config, name: str | None = None) -> tuple[Recommender, IdMaps]:
+    """Model `name` (default cfg.recommend.model) fit on every purchase in tables/ (the deployed setting)."""
     tables = A.step_dir(cfg.workdir, A.TABLES)
     A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
     ids = IdMaps.read(tables)
     purchases = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET, columns=["customer_index", "article_index", "t_dat"])
-    model = create_model(cfg.recommend.model, cfg).fit(ids.interactions(purchases))
+    model = create_model(name or cfg.recommend.model, cfg).fit(ids.interactions(purchases))
     return model, ids
 
 
@@ -73,20 +74,28 @@ def recommend_customer(cfg: Config, customer_id: str) -> CustomerRecommendations
     row = (pl.scan_parquet(tables / A.CUSTOMERS_PARQUET).filter(pl.col("customer_id") == cid)
            .select("customer_index").collect())
     k = cfg.recommend.k
-    if row.height:
-        index = int(row.item(0, 0))
-        article_index, scores = model.recommend(index, k=k)
-        fallback = model.fallback_reason(index)
-    else:
-        article_index, scores = model.recommend_unknown(k=k)
-        fallback = "customer id not in tables/customers.parquet: this week's global bestsellers"
-    keep = article_index >= 0
-    article_index, scores = article_index[keep], scores[keep]
+    article_index, scores, fallback = rank_customer(model, int(row.item(0, 0)) if row.height else None, k)
     articles = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
                 .sort("article_index"))[article_index]
     recs = [{"rank": i + 1, "article_id": f"{a['article_id']:010d}", **{c: a[c] for c in ARTICLE_COLUMNS},
              "score": round(float(s), 6)} for i, (a, s) in enumerate(zip(articles.iter_rows(named=True), scores))]
     return CustomerRecommendations(cid, cfg.recommend.model, k, fallback, recs)
+
+
+def rank_customer(model: Recommender, customer_index: int | None, k: int,
+                  filter_bought: bool = False) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """One customer's top-k (article indices, scores; empty slots dropped) and the fallback reason, if any.
+
+    `customer_index` None means the id is not in the id maps: the global bestsellers, labelled as such.
+    """
+    if customer_index is None:
+        article_index, scores = model.recommend_unknown(k=k)
+        fallback: str | None = UNKNOWN_CUSTOMER
+    else:
+        article_index, scores = model.recommend(customer_index, k=k, filter_already_bought=filter_bought)
+        fallback = model.fallback_reason(customer_index)
+    keep = article_index >= 0
+    return article_index[keep], scores[keep], fallback
 
 
 def write_all(cfg: Config, out: Path) -> Path:

@@ -323,13 +323,17 @@ def blended_scores(gnn: torch.Tensor, customers: np.ndarray, log_pop: np.ndarray
     """z-scored GNN scores + pop_weight * log popularity, bought articles dropped or boosted by rep_weight."""
     z = (gnn - gnn.mean(dim=1, keepdim=True)) / (gnn.std(dim=1, keepdim=True) + 1e-6)
     out = z + pop_weight * torch.from_numpy(log_pop).to(z.device)
-    sub = rep[customers].tocoo()
-    r = torch.from_numpy(sub.row.astype(np.int64)).to(z.device)
-    c = torch.from_numpy(sub.col.astype(np.int64)).to(z.device)
+    # the customers' rows of the CSR straight from indptr: fancy-indexing a csr costs ~0.5 ms per call
+    starts, ends = rep.indptr[customers], rep.indptr[customers + 1]
+    lengths = ends - starts
+    rows = np.repeat(np.arange(len(customers)), lengths)
+    entries = np.arange(lengths.sum()) + np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+    r = torch.from_numpy(rows.astype(np.int64)).to(z.device)
+    c = torch.from_numpy(rep.indices[entries].astype(np.int64)).to(z.device)
     if rep_weight is None:
         out[r, c] = float("-inf")
     else:
-        out[r, c] += rep_weight * torch.from_numpy(sub.data).to(z.device)
+        out[r, c] += rep_weight * torch.from_numpy(rep.data[entries]).to(z.device)
     return out
 
 
