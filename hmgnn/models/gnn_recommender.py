@@ -84,7 +84,8 @@ class GNNRecommender(Recommender):
         inputs = {k: (v.to(self.device) if v is not None else None) for k, v in inputs.items()}
         self.customer_emb, self.article_emb = self.model.embeddings(adj, **inputs)
         if self.blend:
-            self.log_pop, self.repurchase = blend_parts(interactions, as_of)
+            self.log_pop, self.repurchase = blend_parts(interactions, as_of,
+                                                       self.blend.get("repurchase_half_life", 14.0))
 
     @torch.no_grad()
     def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
