@@ -46,8 +46,8 @@ FEATURE_NAMES = "feature_names.json"
 HISTORY_PARQUET = "history.parquet"
 VALIDATION_PARQUET = "validation.parquet"
 TEST_PARQUET = "test.parquet"
-VAL_NEGATIVES_PARQUET = "validation_negatives.parquet"
-TEST_NEGATIVES_PARQUET = "test_negatives.parquet"
+VALIDATION_PAIRS_PARQUET = "validation_pairs.parquet"
+TEST_PAIRS_PARQUET = "test_pairs.parquet"
 CUSTOMERS_KEPT_PARQUET = "customers_kept.parquet"
 
 # model/

@@ -20,9 +20,7 @@ from hmgnn.console import info
 from hmgnn.metrics import binary_metrics, hits_matrix, map_at_k_curve, ranking_metrics, recall_at_k_curve, to_probability
 from hmgnn.models import Interactions, Recommender, create_model, model_class
 
-# Pair files per docs/CONTRACT.md; artifacts.py's older *_negatives names are read too.
-PAIRS = {"test": ["test_pairs.parquet", A.TEST_NEGATIVES_PARQUET],
-         "validation": ["validation_pairs.parquet", A.VAL_NEGATIVES_PARQUET]}
+PAIRS = {"test": A.TEST_PAIRS_PARQUET, "validation": A.VALIDATION_PAIRS_PARQUET}
 MAP_PLOT = "map_at_k.png"
 RECALL_PLOT = "recall_at_k.png"
 POPULARITY_PLOT = "popularity.png"
@@ -96,11 +94,9 @@ def load_window(split: Path, tables: Path, window: str) -> Window:
                                      f"is empty: nothing to score; run `hmgnn sample` with a longer window")
     ids = IdMaps.read(tables)
     pairs, pairs_file = None, None
-    for name in PAIRS[window]:
-        if (split / name).is_file():
-            pairs = pl.read_parquet(split / name).filter(pl.col("kind").is_in(BINARY_KINDS))
-            pairs_file = name
-            break
+    if (split / PAIRS[window]).is_file():
+        pairs_file = PAIRS[window]
+        pairs = pl.read_parquet(split / pairs_file).filter(pl.col("kind").is_in(BINARY_KINDS))
     bought = scored.select("customer_index", "article_index").unique()
     customers = np.sort(bought["customer_index"].unique().to_numpy()).astype(np.int64)
     cutoff = windows.get("val_end") or (val_end.isoformat() if val_end else None)
@@ -269,7 +265,7 @@ def _report(metrics: dict[str, Any], data: Window, results: dict[str, dict[str, 
             kind = results[n]["details"]["score_mapping"]
             lines.append(f"  - {n}: {SCORE_MAPPING.get(kind, kind)}")
     else:
-        lines.append(f"- The binary metrics are n/a: split/ holds no {' or '.join(PAIRS[data.name])}.")
+        lines.append(f"- The binary metrics are n/a: split/ holds no {PAIRS[data.name]}.")
     lines += ["", "## Models", ""]
     for n in names:
         d = results[n]["details"]

@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 from torch_geometric.data import HeteroData
 
-from hmgnn.artifacts import (CUSTOMERS_KEPT_PARQUET, GRAPH, GRAPH_PT, HISTORY_PARQUET, SPLIT, TEST_NEGATIVES_PARQUET,
-                             TEST_PARQUET, VAL_NEGATIVES_PARQUET, VALIDATION_PARQUET, StepOutput, require,
+from hmgnn.artifacts import (CUSTOMERS_KEPT_PARQUET, GRAPH, GRAPH_PT, HISTORY_PARQUET, SPLIT, TEST_PAIRS_PARQUET,
+                             TEST_PARQUET, VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET, StepOutput, require,
                              skip_if_current, step_dir)
 from hmgnn.config import Config, SampleConfig
 from hmgnn.console import info, progress
@@ -124,8 +124,8 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         history.write_parquet(so.dir / HISTORY_PARQUET)
         validation.write_parquet(so.dir / VALIDATION_PARQUET)
         test.write_parquet(so.dir / TEST_PARQUET)
-        validation_pairs.write_parquet(so.dir / VAL_NEGATIVES_PARQUET)
-        test_pairs.write_parquet(so.dir / TEST_NEGATIVES_PARQUET)
+        validation_pairs.write_parquet(so.dir / VALIDATION_PAIRS_PARQUET)
+        test_pairs.write_parquet(so.dir / TEST_PAIRS_PARQUET)
         pl.DataFrame({"customer_index": kept.astype(np.int32)}).write_parquet(so.dir / CUSTOMERS_KEPT_PARQUET)
         so.rows.update(history=history.height, validation=validation.height, test=test.height,
                        customers=n_customers, customers_kept=int(kept.size),

@@ -13,8 +13,8 @@ import pytest
 from tables_fixture import make_tables
 
 from hmgnn import graph, split
-from hmgnn.artifacts import (CUSTOMERS_KEPT_PARQUET, HISTORY_PARQUET, MANIFEST, TEST_NEGATIVES_PARQUET,
-                             TEST_PARQUET, VAL_NEGATIVES_PARQUET, VALIDATION_PARQUET)
+from hmgnn.artifacts import (CUSTOMERS_KEPT_PARQUET, HISTORY_PARQUET, MANIFEST, TEST_PAIRS_PARQUET,
+                             TEST_PARQUET, VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET)
 from hmgnn.cli import main
 from hmgnn.config import Config, GraphConfig, SampleConfig
 from hmgnn.errors import ConfigError, MissingArtifactError
@@ -40,8 +40,8 @@ def _sample(workdir: Path, out: Path, **sample: object) -> Path:
 
 def _read(folder: Path) -> dict[str, pl.DataFrame]:
     frames = {name: pl.read_parquet(folder / file) for name, file in WINDOW_FILES.items()}
-    frames["validation_pairs"] = pl.read_parquet(folder / VAL_NEGATIVES_PARQUET)
-    frames["test_pairs"] = pl.read_parquet(folder / TEST_NEGATIVES_PARQUET)
+    frames["validation_pairs"] = pl.read_parquet(folder / VALIDATION_PAIRS_PARQUET)
+    frames["test_pairs"] = pl.read_parquet(folder / TEST_PAIRS_PARQUET)
     frames["kept"] = pl.read_parquet(folder / CUSTOMERS_KEPT_PARQUET)
     return frames
 
