@@ -152,7 +152,7 @@ class TrainConfig:
     """Largest number of epochs (passes over the supervision edges)."""
     patience: int = 4
     """Stop after this many epochs without a better validation MAP@12."""
-    batch_size: int = 65_536
+    batch_size: int = 16_384
     """Positive edges per optimisation step (each step is one full-batch message pass)."""
     supervision: str = "recent"
     """Which purchases are the targets: `recent` (the last `target_days` of history, predicted from message
