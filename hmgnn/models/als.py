@@ -56,12 +56,13 @@ class ALSRecommender(Recommender):
         user_items = sp.csr_matrix((weights, (interactions.customer_index, interactions.article_index)),
                                    shape=(interactions.n_customers, interactions.n_articles), dtype=np.float32)
         user_items.sum_duplicates()
-        self.model = AlternatingLeastSquares(factors=self.factors, iterations=self.iterations,
-                                             regularization=self.regularization, random_state=self.seed,
-                                             num_threads=os.cpu_count() or 1, calculate_training_loss=False)
         with threadpool_limits(1, "blas"), warnings.catch_warnings():
             # implicit parallelises over rows itself; a threaded BLAS underneath only oversubscribes the cores
+            # (its constructor warns about that BLAS setting, which the limit above takes care of)
             warnings.simplefilter("ignore", RuntimeWarning)
+            self.model = AlternatingLeastSquares(factors=self.factors, iterations=self.iterations,
+                                                 regularization=self.regularization, random_state=self.seed,
+                                                 num_threads=os.cpu_count() or 1, calculate_training_loss=False)
             self.model.fit(user_items, show_progress=False)
         self.user_factors = np.asarray(self.model.user_factors, np.float32)
         self.item_factors = np.asarray(self.model.item_factors, np.float32)
