@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -427,7 +428,6 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     with progress() as bar:
         task = bar.add_task("epochs", total=tc.epochs, completed=trainer.epoch)
         while not trainer.finished():
-            import time
             t0 = time.perf_counter()
             loss = trainer.train_epoch()
             val_map = trainer.validate()
