@@ -310,17 +310,22 @@ def validation_map(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: tor
 
 
 # ---- the blend ----------------------------------------------------------------------------------------------
-def blend_parts(inter: Interactions, as_of: dt.date, half_life: float) -> tuple[np.ndarray, Any]:
-    """Log popularity of the last week and each customer's decayed purchase counts (0 = undecayed), as of a day."""
+def log_popularity(inter: Interactions, as_of: dt.date) -> np.ndarray:
+    """log1p of each article's sales in the last week up to `as_of` (the blend's popularity term)."""
+    return np.log1p(window_popularity(inter, as_of, 7)).astype(np.float32)
+
+
+def repurchase_matrix(inter: Interactions, as_of: dt.date, half_life: float) -> Any:
+    """[n_customers, n_articles] sum of 0.5 ** (days ago / half_life) over each customer's purchases of an
+    article, as of a day; half_life 0 gives plain counts."""
     import scipy.sparse as sp
 
-    log_pop = np.log1p(window_popularity(inter, as_of, 7)).astype(np.float32)
     days = inter.days_before(as_of)
     weight = (np.exp2(-days / half_life) if half_life > 0 else np.ones(len(days))).astype(np.float32)
     rep = sp.csr_matrix((weight, (inter.customer_index, inter.article_index)),
                         shape=(inter.n_customers, inter.n_articles))
     rep.sum_duplicates()
-    return log_pop, rep
+    return rep
 
 
 def zscore(gnn: torch.Tensor) -> torch.Tensor:
@@ -363,15 +368,16 @@ def fit_blend(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Te
               as_of: dt.date, truth: WindowTruth, k: int = 12) -> dict[str, Any]:
     """Grid-search the blend weights on the validation window; returns the best and the whole grid."""
     customers = truth.customers
-    parts = {h: blend_parts(history, as_of, h) for h in REPURCHASE_HALF_LIVES}
+    log_pop = torch.from_numpy(log_popularity(history, as_of))
+    reps = {h: repurchase_matrix(history, as_of, h) for h in REPURCHASE_HALF_LIVES}
     grid = [(h, p, r) for h in REPURCHASE_HALF_LIVES for p in POPULARITY_WEIGHTS for r in REPURCHASE_WEIGHTS]
     tops: dict[tuple, list[np.ndarray]] = {g: [] for g in grid}
     for s in range(0, len(customers), 512):
         cust = customers[s:s + 512]
         z = zscore(model.score_all(c_emb, a_emb, torch.from_numpy(cust.astype(np.int64)).to(c_emb.device)))
-        entries = {h: customer_rows(parts[h][1], cust) for h in REPURCHASE_HALF_LIVES}
+        entries = {h: customer_rows(reps[h], cust) for h in REPURCHASE_HALF_LIVES}
         for p in POPULARITY_WEIGHTS:
-            base = z + p * torch.from_numpy(parts[REPURCHASE_HALF_LIVES[0]][0]).to(z.device)
+            base = z + p * log_pop.to(z.device)
             for h in REPURCHASE_HALF_LIVES:
                 for r in REPURCHASE_WEIGHTS:
                     scores = apply_blend(base.clone(), entries[h], r)

@@ -72,7 +72,7 @@ class GNNRecommender(Recommender):
 
     @torch.no_grad()
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
-        from hmgnn.train import blend_parts, build_adjacency, node_inputs
+        from hmgnn.train import build_adjacency, log_popularity, node_inputs, repurchase_matrix
 
         if (interactions.n_customers, interactions.n_articles) != (self.model.num_customers, self.model.num_articles):
             raise InputError(f"the model was trained on {self.model.num_customers} customers x "
@@ -84,8 +84,8 @@ class GNNRecommender(Recommender):
         inputs = {k: (v.to(self.device) if v is not None else None) for k, v in inputs.items()}
         self.customer_emb, self.article_emb = self.model.embeddings(adj, **inputs)
         if self.blend:
-            self.log_pop, self.repurchase = blend_parts(interactions, as_of,
-                                                       self.blend.get("repurchase_half_life", 14.0))
+            self.log_pop = log_popularity(interactions, as_of)
+            self.repurchase = repurchase_matrix(interactions, as_of, self.blend.get("repurchase_half_life", 14.0))
 
     @torch.no_grad()
     def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
