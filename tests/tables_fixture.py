@@ -136,3 +136,19 @@ def make_tables(path: str | Path, n_customers: int = 200, n_articles: int = 100,
     customers.write_parquet(path / CUSTOMERS_PARQUET)
     articles.write_parquet(path / ARTICLES_PARQUET)
     return path
+
+
+# Small, fast training settings shared by the tests that need a trained model.
+FAST_TRAIN = ["train.epochs=3", "train.patience=3", "train.hidden=16", "train.batch_size=4096", "graph.text_dim=4"]
+
+
+def make_split_workdir(workdir: Path) -> Path:
+    """A workdir with tables/, graph/ and split/ (400 customers, 150 articles, 6,000 purchases), ready to train."""
+    from hmgnn import graph, split
+    from hmgnn.config import load_config
+
+    make_tables(workdir / "tables", n_customers=400, n_articles=150, n_rows=6000, seed=3)
+    cfg = load_config(None, FAST_TRAIN, workdir=workdir)
+    graph.run(cfg)
+    split.run(cfg)
+    return workdir

@@ -18,25 +18,20 @@ import pytest
 import torch
 
 from hmgnn import artifacts as A
-from hmgnn import graph, recommend, serve, split, train
+from hmgnn import recommend, serve, train
 from hmgnn.cli import main
 from hmgnn.config import load_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tables_fixture import make_tables  # noqa: E402
+from tables_fixture import FAST_TRAIN as FAST, make_split_workdir  # noqa: E402
 
-FAST = ["train.epochs=3", "train.patience=3", "train.hidden=16", "train.batch_size=4096", "graph.text_dim=4"]
 STARTUP_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    wd = tmp_path_factory.mktemp("serve")
-    make_tables(wd / "tables", n_customers=400, n_articles=150, n_rows=6000, seed=3)
-    cfg = load_config(None, FAST, workdir=wd)
-    graph.run(cfg)
-    split.run(cfg)
-    train.run(cfg)
+    wd = make_split_workdir(tmp_path_factory.mktemp("serve"))
+    train.run(load_config(None, FAST, workdir=wd))
     return wd
 
 

@@ -9,24 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from hmgnn import graph, split, train
+from hmgnn import train
 from hmgnn.config import load_config
 from hmgnn.models import create_model
 from hmgnn.models.base import Interactions
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tables_fixture import make_tables  # noqa: E402
+from tables_fixture import FAST_TRAIN as FAST, make_split_workdir  # noqa: E402
 
-FAST = ["train.epochs=3", "train.patience=3", "train.hidden=16", "train.batch_size=4096", "graph.text_dim=4"]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    wd = tmp_path_factory.mktemp("train")
-    make_tables(wd / "tables", n_customers=400, n_articles=150, n_rows=6000, seed=3)
-    cfg = load_config(None, FAST, workdir=wd)
-    graph.run(cfg)
-    split.run(cfg)
+    wd = make_split_workdir(tmp_path_factory.mktemp("train"))
     return wd
 
 
