@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from hmgnn import artifacts
+from hmgnn import artifacts, distributed
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
@@ -179,6 +179,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_epochs = 0
         self.log: list[dict[str, Any]] = []
+        self.dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
         self._prepare()
 
     # ---- data for every epoch ---------------------------------------------------------------------------
@@ -242,24 +243,30 @@ class Trainer:
             w = g["w"][idx].to(self.device) if g["w"] is not None else None
             self.optimizer.zero_grad(set_to_none=True)
             c_emb, a_emb = model.embeddings(g["adj"], **g["inputs"])
+            # under torchrun each rank scores its block of the batch (one process: all of it); see distributed.py
+            n, mine, batch_a, batch_w = c.numel(), self.dist.shard(c.numel()), a, w
+            c, a, w = c[mine], a[mine], (w[mine] if w is not None else None)
             if tc.loss == "softmax":
                 log_pop = torch.log(self.popularity / self.popularity.sum()).float().to(self.device)
-                loss = model.sampled_softmax_loss(c_emb, a_emb, c, a, log_pop, w, num_negatives=min(8192, c.numel()))
+                loss = model.sampled_softmax_loss(c_emb, a_emb, c, a, log_pop, w, num_negatives=min(8192, n),
+                                                  negative_index=batch_a)
             else:
-                neg = self._negatives(c.numel() * tc.num_negatives).to(self.device).view(c.numel(), tc.num_negatives)
+                neg = self._negatives(n * tc.num_negatives).to(self.device).view(n, tc.num_negatives)[mine]
                 pos = model.score(c_emb, a_emb, c, a)
                 negs = model.decode(c_emb[c].unsqueeze(1), a_emb[neg])
                 if tc.loss == "bpr":
                     loss = model.bpr_loss(pos, negs, w)
                 else:
                     loss = model.bce_loss(pos, negs.reshape(-1), w)
+            loss = self.dist.share(loss, mine, n, batch_w, tc.loss, tc.num_negatives)
             loss.backward()
+            self.dist.all_reduce_gradients(model)
             self.optimizer.step()
             total += float(loss.detach())
             steps += 1
             if on_step:
                 on_step()
-        return total / max(steps, 1)
+        return self.dist.sum(total) / max(steps, 1)
 
     @torch.no_grad()
     def embeddings_for_validation(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -404,6 +411,7 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # a kill mid-write leaves the previous state intact
 
 
+@distributed.launched  # under `torchrun --nproc-per-node N`: one rank of a data-parallel run
 def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bool = False) -> Path:
     """Train on <workdir>/split + <workdir>/graph; write model.pt, the training log and the curve plot."""
     tc = cfg.train.resolved()
@@ -424,19 +432,20 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     key = _run_key(cfg, inputs)
     state_path = out.parent / f".{out.name}.partial" / STATE_PT
     if state_path.exists() and not force:
-        state = torch.load(state_path, weights_only=False)
+        state = trainer.dist.load(state_path)
         if state.get("key") == key:
             trainer.load_state(state)
             info(f"[yellow]train[/yellow]: resuming from epoch {trainer.epoch} ({state_path})")
     info(f"[green]train[/green]: {trainer.model!r} on {device}, {trainer.steps_per_epoch()} steps/epoch, "
          f"{len(trainer.val_truth.customers)} validation customers")
+    trainer.dist.check_in_sync(trainer)  # torchrun: every rank starts from the same (resumed) state
 
     with progress() as bar:
         task = bar.add_task("epochs", total=tc.epochs, completed=trainer.epoch)
         while not trainer.finished():
             t0 = time.perf_counter()
             loss = trainer.train_epoch()
-            val_map = trainer.validate()
+            val_map = trainer.dist.validate(trainer)  # torchrun: rank 0's, broadcast
             trainer.epoch += 1
             if val_map > trainer.best_map:
                 trainer.best_map, trainer.best_epoch, trainer.bad_epochs = val_map, trainer.epoch, 0
@@ -445,10 +454,13 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
                 trainer.bad_epochs += 1
             trainer.log.append({"epoch": trainer.epoch, "loss": loss, "val_map@12": val_map,
                                 "seconds": round(time.perf_counter() - t0, 3)})
-            _save_state(state_path, trainer.state(key))
+            if trainer.dist.is_main:
+                _save_state(state_path, trainer.state(key))
             bar.update(task, completed=trainer.epoch,
                        description=f"epoch {trainer.epoch} loss {loss:.4f} val MAP@12 {val_map:.4f} (best {trainer.best_map:.4f})")
 
+    if not trainer.dist.is_main:
+        return out  # torchrun: rank 0 alone fits the blend and writes `out`; the others wait for it at a barrier
     trainer.model.load_state_dict(trainer.best_state)
     blend = None
     if tc.blend:

@@ -269,7 +269,7 @@ class HeteroSAGERecommender(torch.nn.Module):
     def sampled_softmax_loss(self, customer_emb: Tensor, article_emb: Tensor, customer_index: Tensor,
                              article_index: Tensor, article_log_popularity: Tensor | None = None,
                              pos_weight: Tensor | None = None, num_negatives: int | None = None,
-                             temperature: float = 1.0) -> Tensor:
+                             temperature: float = 1.0, negative_index: Tensor | None = None) -> Tensor:
         r"""Softmax over each positive against the other articles of the batch (dot decoder only).
 
         Args:
@@ -282,13 +282,17 @@ class HeteroSAGERecommender(torch.nn.Module):
             num_negatives (int, optional): Use this many random batch articles as shared negatives
                 instead of all ``P``; the logits take ``P x num_negatives`` memory. (default: :obj:`None`)
             temperature (float, optional): Logits are divided by it. (default: :obj:`1.0`)
+            negative_index (torch.Tensor, optional): The articles negatives are drawn from, when
+                they are not ``article_index`` itself: a data-parallel rank scoring its shard of a
+                batch passes the whole batch's articles, so its negatives are those of the
+                single-process step. (default: :obj:`None`, ``article_index``)
         """
         if self.mlp is not None:
             raise ValueError("sampled_softmax_loss needs the dot decoder")
         c, a = customer_emb[customer_index], article_emb[article_index]
-        neg_index = article_index
-        if num_negatives is not None and num_negatives < article_index.numel():
-            neg_index = article_index[torch.randperm(article_index.numel(), device=a.device)[:num_negatives]]
+        neg_index = article_index if negative_index is None else negative_index
+        if num_negatives is not None and num_negatives < neg_index.numel():
+            neg_index = neg_index[torch.randperm(neg_index.numel(), device=a.device)[:num_negatives]]
         pos = (c * a).sum(dim=-1, keepdim=True) / temperature
         neg = c @ article_emb[neg_index].t() / temperature
         if article_log_popularity is not None:
