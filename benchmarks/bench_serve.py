@@ -1,6 +1,8 @@
 """Load test of `hmgnn serve` on loopback: N requests from C concurrent clients over known customers.
 
 Run: python benchmarks/bench_serve.py --workdir work/seed [--requests 10000 --clients 8]. Prints figures, asserts nothing.
+The client shares the machine with the server, so the figures depend on what else runs: the load average and the
+CPU time per request of the client and of the server (where /proc exists) are printed with them.
 """
 
 from __future__ import annotations
@@ -51,6 +53,15 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), None where that is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def client(base: str, paths: list[str], latencies: list[float], errors: list[str], stop_at: float) -> None:
@@ -105,12 +116,14 @@ def main() -> None:
         stop_at = time.monotonic() + args.max_seconds
         threads = [threading.Thread(target=client, args=(base, paths[i::args.clients], latencies, errors, stop_at))
                    for i in range(args.clients)]
+        load_before, cpu_before, client_before = os.getloadavg()[0], cpu_seconds(proc.pid), time.process_time()
         start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
+        load_after, cpu_after, client_after = os.getloadavg()[0], cpu_seconds(proc.pid), time.process_time()
     finally:
         stop_server(proc)
 
@@ -121,6 +134,10 @@ def main() -> None:
     print(f"latency ms: p50 {np.percentile(lat, 50):.2f}  p90 {np.percentile(lat, 90):.2f}  "
           f"p99 {np.percentile(lat, 99):.2f}  max {lat.max():.2f}")
     print(f"errors: {len(errors)}" + (f" (e.g. {sorted(set(errors))[:5]})" if errors else ""))
+    server_cpu = f", server {(cpu_after - cpu_before) / len(lat) * 1e3:.2f}" \
+        if cpu_before is not None and cpu_after is not None else ""
+    print(f"CPU ms per request: client {(client_after - client_before) / len(lat) * 1e3:.2f}{server_cpu}; "
+          f"1-minute load average {load_before:.1f} before, {load_after:.1f} after")
 
 
 if __name__ == "__main__":

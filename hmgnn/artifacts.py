@@ -148,7 +148,7 @@ class StepOutput:
     """
 
     def __init__(self, out: Path, step: str, config: dict[str, Any], step_config: dict[str, Any],
-                 inputs: list[Path]) -> None:
+                 inputs: list[Path], started: float | None = None) -> None:
         self.out = Path(out)
         self.step = step
         self.config = config
@@ -157,14 +157,16 @@ class StepOutput:
         self.rows: dict[str, int] = {}
         self.extra: dict[str, Any] = {}
         self.dir = self.out.parent / f".{self.out.name}.tmp-{os.getpid()}"
-        self._start = 0.0
+        # the manifest's wall_time_s: from `started` (time.perf_counter() when the step began) when given
+        self._start = started
 
     def __enter__(self) -> StepOutput:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir()
-        self._start = time.perf_counter()
+        if self._start is None:
+            self._start = time.perf_counter()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -247,6 +247,9 @@ class ServeConfig:
     """TCP port."""
     max_batch: int = 1_000
     """Most customer ids in one POST /recommendations (more is answered with 413)."""
+    threads: int = 2
+    """Threads that rank GET /recommendations, each the requests waiting as one batch; torch releases the GIL
+    while it ranks, so they run in parallel: about one per core."""
     access_log: bool = True
     """Log one line per request (turn off for load tests: it costs throughput)."""
 
@@ -255,7 +258,7 @@ class ServeConfig:
             raise ConfigError("serve.host must not be empty; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"serve.port must be in 1..65535, got {self.port}")
-        _check_positive("serve", max_batch=self.max_batch)
+        _check_positive("serve", max_batch=self.max_batch, threads=self.threads)
 
 
 @dataclass

@@ -152,6 +152,7 @@ def model_list(cfg: Config) -> list[str]:
 
 def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bool = False) -> Path:
     """Evaluate every model on cfg.evaluate.window; returns the evaluate/ folder."""
+    started = time.perf_counter()
     split = Path(inp) if inp else A.step_dir(cfg.workdir, A.SPLIT)
     tables = A.step_dir(cfg.workdir, A.TABLES)
     out = Path(out) if out else A.step_dir(cfg.workdir, A.EVALUATE)
@@ -172,7 +173,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         info(f"  {name}: map@{cfg.evaluate.k} {r['metrics'][f'map@{cfg.evaluate.k}']:.5f} "
              f"(fit {r['details']['fit_s']:.1f}s, rank {r['details']['recommend_s']:.1f}s)")
 
-    with A.StepOutput(out, "evaluate", cfg.to_dict(), step_config, inputs) as so:
+    with A.StepOutput(out, "evaluate", cfg.to_dict(), step_config, inputs, started=started) as so:
         metrics = {
             "split": data.split,
             "k": cfg.evaluate.k,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ _ARTICLE_COLUMNS = {"article_index": pl.Int32, **{c: pl.String for c in ARTICLE_
 
 def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bool = False) -> Path:
     """Build `<workdir>/graph` (graph.pt + feature_names.json) from `<workdir>/tables` and return its path."""
+    started = time.perf_counter()
     tables = Path(inp) if inp is not None else step_dir(cfg.workdir, TABLES)
     out = Path(out) if out is not None else step_dir(cfg.workdir, GRAPH)
     require(tables, [TRANSACTIONS_PARQUET, CUSTOMERS_PARQUET, ARTICLES_PARQUET], TABLES)
@@ -77,7 +79,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         # the reverse edges share the same tensors: torch.save stores them once
         data[BUYS][name] = data[REV_BUYS][name] = edges[name]
 
-    with StepOutput(out, STEP, cfg.to_dict(), step_config, inputs=[tables]) as so:
+    with StepOutput(out, STEP, cfg.to_dict(), step_config, inputs=[tables], started=started) as so:
         torch.save(data, so.dir / GRAPH_PT)
         names = {"customer": customer_names, "article": article_names}
         atomic_write_text(so.dir / FEATURE_NAMES, json.dumps(names, indent=1, ensure_ascii=False) + "\n")

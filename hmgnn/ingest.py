@@ -10,6 +10,7 @@ import csv
 import difflib
 import os
 import shutil
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -608,13 +609,15 @@ def _finish_transactions(mapped: Path, target: Path, rows: pl.DataFrame, new_cus
 
 def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bool = False) -> Path:
     """Read the raw files into tables/: transactions, customers and articles parquet with contiguous indices."""
+    started = time.perf_counter()
     inp = Path(inp) if inp is not None else Path(cfg.workdir) / artifacts.RAW
     out = Path(out) if out is not None else Path(cfg.workdir) / artifacts.TABLES
     sources = find_sources(inp)
     inputs = sorted({s.path for s in sources.values()})  # only the files read: images or notes beside them don't count
     if artifacts.skip_if_current(out, "ingest", cfg.section("ingest"), inputs, force):
         return out
-    with artifacts.StepOutput(out, "ingest", cfg.to_dict(), cfg.section("ingest"), inputs=inputs) as so:
+    with artifacts.StepOutput(out, "ingest", cfg.to_dict(), cfg.section("ingest"), inputs=inputs,
+                              started=started) as so:
         scratch = so.dir / "_extract"
         tx_src, cu_src, ar_src = (_materialize(sources[k], scratch) for k in ("transactions", "customers", "articles"))
         customers = read_customers(cu_src)

@@ -6,6 +6,7 @@ Also the optional seeded customer downsampling and the fixed negatives every mod
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ def time_windows(first: dt.date, last: dt.date, sample: SampleConfig) -> Windows
 
 def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bool = False) -> Path:
     """Write `<workdir>/split` (history/validation/test, pairs with fixed negatives, kept customers) and return it."""
+    started = time.perf_counter()
     graph_dir = Path(inp) if inp is not None else step_dir(cfg.workdir, GRAPH)
     out = Path(out) if out is not None else step_dir(cfg.workdir, SPLIT)
     require(graph_dir, [GRAPH_PT], GRAPH)
@@ -98,10 +100,10 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         del customer
 
         bar.update(task, advance=1, description="splitting by date")
-        time = pl.col("t_dat")
-        history = purchases.filter(time <= windows.history_end)
-        validation = purchases.filter(time.is_between(windows.val_start, windows.val_end))
-        test = purchases.filter(time.is_between(windows.test_start, windows.test_end))
+        day = pl.col("t_dat")
+        history = purchases.filter(day <= windows.history_end)
+        validation = purchases.filter(day.is_between(windows.val_start, windows.val_end))
+        test = purchases.filter(day.is_between(windows.test_start, windows.test_end))
         del purchases
         if history.height == 0:
             raise InputError(f"no purchase falls in the history window {windows.history_start} to "
@@ -120,7 +122,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
                                   sample.popularity_negatives, cfg.seed, _TEST_UNIFORM, _TEST_POPULARITY)
         bar.update(task, advance=1)
 
-    with StepOutput(out, STEP, cfg.to_dict(), step_config, inputs=[graph_dir]) as so:
+    with StepOutput(out, STEP, cfg.to_dict(), step_config, inputs=[graph_dir], started=started) as so:
         history.write_parquet(so.dir / HISTORY_PARQUET)
         validation.write_parquet(so.dir / VALIDATION_PARQUET)
         test.write_parquet(so.dir / TEST_PARQUET)

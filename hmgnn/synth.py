@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -129,10 +130,12 @@ class SynthData:
 
 def run(cfg: Config, out: Path | None = None, force: bool = False) -> Path:
     """Write the three Kaggle CSVs into `out` (default `<workdir>/raw`); skipped when already up to date."""
+    started = time.perf_counter()
     out = Path(out) if out is not None else Path(cfg.workdir) / artifacts.RAW
     if skip_if_current(out, "synth", cfg.section("synth"), inputs=[], force=force):
         return out
-    with progress() as bar, StepOutput(out, "synth", cfg.to_dict(), cfg.section("synth"), inputs=[]) as so:
+    with progress() as bar, StepOutput(out, "synth", cfg.to_dict(), cfg.section("synth"), inputs=[],
+                                        started=started) as so:
         data = generate(cfg.synth, cfg.seed, bar)
         so.rows = write_csvs(data, so.dir, bar)
     return out

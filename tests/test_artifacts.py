@@ -82,3 +82,12 @@ def test_require_names_the_producer(tmp_path):
     (tmp_path / "tables").mkdir()
     with pytest.raises(MissingArtifactError, match="transactions.parquet"):
         artifacts.require(tmp_path / "tables", ["transactions.parquet"], artifacts.TABLES)
+
+
+def test_manifest_wall_time_covers_the_whole_step(tmp_path):
+    import time
+
+    started = time.perf_counter() - 5.0  # the step's work began 5 s before its output folder was opened
+    with artifacts.StepOutput(tmp_path / "out", "ingest", {}, {}, inputs=[], started=started):
+        pass
+    assert json.loads((tmp_path / "out" / artifacts.MANIFEST).read_text())["wall_time_s"] >= 5.0

@@ -69,7 +69,7 @@ def _cfg(wd: Path, *extra: str):
 
 
 def _data(wd: Path) -> train.TrainingData:
-    return train.load_training_data(wd / "graph", wd / "split")
+    return train.load_training_data(wd / "graph", wd / "split", wd / "tables")
 
 
 def _n_targets(wd: Path, target_days: int = 28) -> int:

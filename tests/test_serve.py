@@ -3,12 +3,15 @@ answers as `hmgnn recommend`, and a hot reload under traffic (plus the 500 handl
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -168,6 +171,64 @@ def test_filter_bought_drops_purchases(http, workdir, people):
     got = http.get(f"/recommendations/{people['warm']}", params={"k": 100, "filter_bought": "true"}).json()
     assert not bought & {r["article_id"] for r in got["recommendations"]}
     assert len(got["recommendations"]) == min(100, 152 - len(bought))
+
+
+def test_ranked_together_is_the_one_customer_answer(workdir, people):
+    """The scorer ranks concurrent GETs as one batch: each answer must be the one-customer answer, bit for bit, in
+    the JSON FastAPI would write for it (same members in the same order)."""
+    served = serve.load(load_config(None, ["serve.model='gnn'"], workdir=workdir))
+    assert served.dense  # the GNN's customers with history are ranked by `rank_dense`, in one batch here
+    ids = pl.read_parquet(workdir / "tables" / A.CUSTOMERS_PARQUET)["customer_id"].to_list()[:40]
+    ids += [people["warm"], people["cold"], people["unknown"], people["warm"]]
+    rng = np.random.default_rng(0)
+    asks = [(cid, int(rng.integers(1, 101)), bool(rng.random() < 0.5)) for cid in ids]
+    for ask, body in zip(asks, served.recommend_json(asks)):
+        one = served._recommendations(ask[0], ask[1], *recommend.rank_customer(
+            served.model, served.customer_index(ask[0]), ask[1], ask[2]))
+        documented = serve.Recommendations.model_validate(one).model_dump_json()
+        assert json.loads(body) == json.loads(documented), ask
+        assert [list(r) for r in json.loads(body)["recommendations"]] == \
+            [list(r) for r in json.loads(documented)["recommendations"]]
+
+
+def test_concurrent_requests_get_the_answers_of_sequential_ones(server, workdir, people):
+    ids = pl.read_parquet(workdir / "tables" / A.CUSTOMERS_PARQUET)["customer_id"].to_list()[:30] + \
+        [people["cold"], people["unknown"]]
+    paths = [f"/recommendations/{cid}?k={1 + n % 20}&filter_bought={str(n % 3 == 0).lower()}"
+             for n, cid in enumerate(ids)]
+    with httpx.Client(base_url=server.url) as client:
+        alone = [client.get(p).content for p in paths]
+
+    def fetch(chunk: list[str]) -> list[bytes]:
+        with httpx.Client(base_url=server.url) as client:
+            return [client.get(p).content for p in chunk]
+
+    with ThreadPoolExecutor(8) as pool:
+        together = [b for chunk in pool.map(fetch, [paths[i::8] * 3 for i in range(8)]) for b in chunk]
+    assert together == [b for i in range(8) for b in alone[i::8] * 3]
+
+
+class _Picky:
+    """Fails every batch that holds the id 'bad'."""
+
+    def recommend_json(self, asks):
+        if any(cid == "bad" for cid, _, _ in asks):
+            raise ValueError("bad")
+        return [cid.encode() for cid, _, _ in asks]
+
+
+def test_one_failing_request_does_not_fail_its_batch():
+    picky = _Picky()
+    a, bad, b = serve.Scorer._answer([(picky, (cid, 12, False), None, None) for cid in ["a", "bad", "b"]])
+    assert (a, b) == (b"a", b"b") and isinstance(bad, ValueError)
+
+    async def ask_all() -> list:  # and through the scorer thread, however the requests fall into batches
+        scorer = serve.Scorer()
+        return await asyncio.gather(*(scorer.recommend(picky, cid, 12, False) for cid in ["a", "bad", "b"]),
+                                    return_exceptions=True)
+
+    a, bad, b = asyncio.run(ask_all())
+    assert (a, b) == (b"a", b"b") and isinstance(bad, ValueError)
 
 
 # ---- batches -----------------------------------------------------------------------------------------------
@@ -340,7 +401,7 @@ def test_sighup_reloads(http, server):
 class _Broken:
     name = "broken"
 
-    def recommend(self, *args):
+    def recommend_json(self, *args):
         raise RuntimeError("secret detail in /srv/internal/path")
 
 
@@ -375,6 +436,13 @@ def test_cli_warns_when_serving_beyond_loopback(workdir, monkeypatch, capsys):
     assert calls and calls[0]["host"] == "0.0.0.0" and calls[0]["port"] == 8123
     err = " ".join(capsys.readouterr().err.split())  # rich wraps lines
     assert "warning: serving on 0.0.0.0" in err and "reachable from other machines" in err
+
+
+def test_scorer_threads_must_be_positive(workdir):
+    from hmgnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="serve.threads must be > 0"):
+        load_config(None, ["serve.threads=0"], workdir=workdir)
 
 
 def test_cli_without_artifacts_is_one_line(tmp_path, capsys):

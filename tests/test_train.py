@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -107,3 +108,58 @@ def test_gnn_recommender_interface(workdir):
     again, _ = create_model("gnn", cfg).fit(Interactions.from_frame(history, n_c, n_a)).recommend(np.arange(5), k=12,
                                                                                                 filter_already_bought=True)
     assert np.array_equal(ids2, again)
+
+
+def _interactions(pairs: list[tuple[int, int]], n_customers: int = 3, n_articles: int = 5) -> Interactions:
+    c, a = (np.array(x, np.int32) for x in zip(*pairs))
+    return Interactions(c, a, np.full(len(c), np.datetime64("2020-09-01"), "datetime64[D]"), n_customers, n_articles)
+
+
+def test_variant_matrix_spreads_a_product_to_its_colours():
+    # articles 0, 1, 2 are colours of product 0; 3 and 4 are products 1 and 2
+    product = np.array([0, 0, 0, 1, 2], np.int32)
+    variant = train.variant_matrix(_interactions([(0, 1), (0, 1), (1, 3)]), product).toarray()
+    assert np.allclose(variant[0], np.log1p([2, 2, 2, 0, 0]))  # bought colour 1 twice: every colour of it
+    assert np.allclose(variant[1], np.log1p([0, 0, 0, 1, 0]))  # a one-colour product: only itself
+    assert not variant[2].any()  # bought nothing
+
+
+def _blend(**weights) -> dict:
+    return {"repurchase_half_life": 0.0, "popularity_weight": 0.0, "repurchase_weight": None, "variant_weight": 0.0,
+            **weights}
+
+
+def test_blend_variant_term_lifts_other_colours_and_drop_still_wins():
+    product = np.array([0, 0, 0, 1, 2], np.int32)
+    signals = train.BlendSignals.of(_interactions([(0, 1)]), dt.date(2020, 9, 8), [0.0], product)
+    gnn = torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.5]])
+    plain = train.blended_scores(gnn.clone(), np.array([0]), signals, _blend())
+    lifted = train.blended_scores(gnn.clone(), np.array([0]), signals, _blend(variant_weight=10.0))
+    assert plain[0, 1] == lifted[0, 1] == float("-inf")  # dropped: already bought
+    assert torch.argmax(plain[0]) == 3 and torch.argmax(lifted[0]) in (0, 2)  # other colours now first
+    assert torch.allclose(lifted[0, [0, 2]] - plain[0, [0, 2]], torch.full((2,), 10.0 * float(np.log1p(1.0))))
+
+
+def test_blend_segments_weigh_each_customer_by_their_own_segment():
+    # customer 0 bought article 1 once, customer 1 bought articles 0..3: segments at 0, 1 and 3 purchases
+    signals = train.BlendSignals.of(_interactions([(0, 1), (1, 0), (1, 1), (1, 2), (1, 3)]),
+                                    dt.date(2020, 9, 8), [0.0])
+    blend = {**_blend(), "segments": [{"min_purchases": 0, **_blend()},
+                                      {"min_purchases": 1, **_blend(repurchase_weight=100.0)},
+                                      {"min_purchases": 3, **_blend(popularity_weight=1.0)}]}
+    gnn = torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0]] * 3)
+    scores = train.blended_scores(gnn.clone(), np.array([0, 1, 2]), signals, blend)
+    assert torch.argmax(scores[0]) == 1  # one purchase: own purchase first
+    assert torch.isinf(scores[1, :4]).all() and torch.argmax(scores[1]) == 4  # heavy: bought dropped
+    assert torch.equal(scores[2], train.zscore(gnn[2:3])[0])  # nothing bought, segment 0: the GNN alone
+    # the same customers one at a time give the same rows (serving scores one customer per request)
+    for i in range(3):
+        assert torch.equal(train.blended_scores(gnn[i:i + 1].clone(), np.array([i]), signals, blend)[0], scores[i])
+
+
+def test_fit_blend_records_the_variant_weight(workdir):
+    ckpt = torch.load(train.run(_cfg(workdir)) / "model.pt", weights_only=False)
+    assert "variant_weight" in ckpt["blend"] and len(ckpt["article_product"]) == ckpt["model_args"]["num_articles"]
+    segments = ckpt["blend"]["segments"]
+    assert [g["min_purchases"] for g in segments] == list(train.HISTORY_SEGMENTS)
+    assert ckpt["blend"]["validation_map@12"] >= ckpt["blend"]["one_setting_map@12"] - 1e-12

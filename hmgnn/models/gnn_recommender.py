@@ -48,7 +48,12 @@ class GNNRecommender(Recommender):
         self.model.eval().to(self.device)
         self.customer_x, self.article_x = customer_x, article_x
         self.blend = checkpoint.get("blend")
-        self.filters_bought = bool(self.blend) and self.blend["repurchase_weight"] is None
+        from hmgnn.train import blend_segments
+
+        # drops bought articles for everybody only if every segment's blend does; `drops_bought`: some segment does
+        # (its customers' bought articles score -inf)
+        drops = [g["repurchase_weight"] is None for g in blend_segments(self.blend)] if self.blend else [False]
+        self.filters_bought, self.drops_bought = all(drops), any(drops)
         loss = checkpoint["train_config"]["loss"]
         # BCE-trained logits are probabilities after a sigmoid; ranking losses only order articles
         self.score_kind = "logit" if loss == "bce" and not self.blend else "rank"
@@ -72,7 +77,7 @@ class GNNRecommender(Recommender):
 
     @torch.no_grad()
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
-        from hmgnn.train import build_adjacency, log_popularity, node_inputs, repurchase_matrix
+        from hmgnn.train import BlendSignals, blend_segments, build_adjacency, node_inputs
 
         if (interactions.n_customers, interactions.n_articles) != (self.model.num_customers, self.model.num_articles):
             raise InputError(f"the model was trained on {self.model.num_customers} customers x "
@@ -84,8 +89,10 @@ class GNNRecommender(Recommender):
         inputs = {k: (v.to(self.device) if v is not None else None) for k, v in inputs.items()}
         self.customer_emb, self.article_emb = self.model.embeddings(adj, **inputs)
         if self.blend:
-            self.log_pop = log_popularity(interactions, as_of)
-            self.repurchase = repurchase_matrix(interactions, as_of, self.blend.get("repurchase_half_life", 14.0))
+            segments = blend_segments(self.blend)
+            variant = any(g.get("variant_weight") for g in segments)
+            self.signals = BlendSignals.of(interactions, as_of, [g["repurchase_half_life"] for g in segments],
+                                           self.checkpoint["article_product"] if variant else None)
 
     @torch.no_grad()
     def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
@@ -95,8 +102,7 @@ class GNNRecommender(Recommender):
         idx = torch.from_numpy(customers).to(self.device)
         scores = self.model.score_all(self.customer_emb, self.article_emb, idx)
         if self.blend:
-            scores = blended_scores(scores, customers, self.log_pop, self.repurchase,
-                                    self.blend["popularity_weight"], self.blend["repurchase_weight"])
+            scores = blended_scores(scores, customers, self.signals, self.blend)
         return scores.cpu()
 
     @torch.no_grad()
