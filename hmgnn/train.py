@@ -438,8 +438,10 @@ def blended_scores(gnn: torch.Tensor, customers: np.ndarray, signals: BlendSigna
                    blend: dict[str, Any]) -> torch.Tensor:
     """z-scored GNN scores + popularity_weight x log popularity + variant_weight x the variant term, bought
     articles dropped (repurchase_weight None) or boosted by repurchase_weight x their repurchase signal; the
-    weights are those of each customer's segment."""
-    base = zscore(gnn)
+    weights are those of each customer's segment. Works in place on `gnn` (a fresh score matrix): serving
+    scores one customer per request, where every pass over the articles counts."""
+    mean, std = gnn.mean(dim=1, keepdim=True), gnn.std(dim=1, keepdim=True)
+    base = gnn.sub_(mean).div_(std + 1e-6)  # zscore(gnn), in place
     log_pop = torch.from_numpy(signals.log_pop).to(gnn.device)
     segments = blend_segments(blend)
     which = np.searchsorted([g["min_purchases"] for g in segments], signals.purchases[customers], side="right") - 1
@@ -449,7 +451,7 @@ def blended_scores(gnn: torch.Tensor, customers: np.ndarray, signals: BlendSigna
             continue
         everyone = len(rows) == len(customers)
         part = base if everyone else base[torch.from_numpy(rows).to(gnn.device)]
-        part += g["popularity_weight"] * log_pop
+        part.add_(log_pop, alpha=g["popularity_weight"])
         if g.get("variant_weight") and signals.variant is not None:
             apply_blend(part, customer_rows(signals.variant, customers[rows]), g["variant_weight"])
         apply_blend(part, customer_rows(signals.repurchase[g["repurchase_half_life"]], customers[rows]),
