@@ -163,3 +163,16 @@ def test_fit_blend_records_the_variant_weight(workdir):
     segments = ckpt["blend"]["segments"]
     assert [g["min_purchases"] for g in segments] == list(train.HISTORY_SEGMENTS)
     assert ckpt["blend"]["validation_map@12"] >= ckpt["blend"]["one_setting_map@12"] - 1e-12
+
+
+def test_same_seed_same_model_across_processes(workdir, tmp_path):
+    # separate processes schedule threads differently; deterministic kernels keep the sums in one order
+    import subprocess
+
+    outs = [tmp_path / f"p{i}" for i in range(2)]
+    sets = [arg for item in FAST for arg in ("--set", item)]
+    for out in outs:
+        subprocess.run([sys.executable, "-m", "hmgnn.cli", "train", "-w", str(workdir), "--out", str(out), *sets],
+                       check=True, capture_output=True)
+    for key, value in _state(outs[0]).items():
+        assert torch.equal(value, _state(outs[1])[key]), key
