@@ -48,9 +48,9 @@ from rich.table import Table
 from hmgnn import artifacts
 from hmgnn.config import load_config
 from hmgnn.metrics import hits_matrix, map_at_k_curve
-from hmgnn.models.base import Interactions
+from hmgnn.models.base import Interactions, csr_rows
 from hmgnn.synth import generate
-from hmgnn.train import (WindowTruth, apply_blend, article_products, customer_rows, log_popularity,
+from hmgnn.train import (WindowTruth, apply_blend, article_products, log_popularity,
                          read_interactions, repurchase_matrix, variant_matrix)
 
 CHUNK = 512
@@ -135,8 +135,8 @@ def main() -> None:
     def base(c, w_var=0.0, rep_w=REP_WEIGHT):
         out = lp.expand(len(c), -1).clone()
         if w_var:
-            apply_blend(out, customer_rows(var, c), w_var)
-        return apply_blend(out, customer_rows(rep, c), rep_w) if rep_w else out
+            apply_blend(out, csr_rows(var, c), w_var)
+        return apply_blend(out, csr_rows(rep, c), rep_w) if rep_w else out
 
     def empirical(c, beta, alpha):  # [B, ncl] smoothed log affinity from the history
         n = torch.from_numpy(n_hist[c]).float()[:, None]

@@ -40,13 +40,17 @@ def map_at_k_curve(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     Customers without a relevant article are left out (as Kaggle scored only customers who bought).
     """
     keep = n_relevant > 0
-    hits, n_rel = hits[keep].astype(np.float64), n_relevant[keep]
-    if not len(hits):
+    if not keep.any():
         return np.zeros(hits.shape[1])
+    return average_precision_curve(hits[keep], n_relevant[keep]).mean(0)
+
+
+def average_precision_curve(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """[n_customers, K] AP@K of each customer for K = 1..hits.shape[1] (each needs a relevant article)."""
+    hits = hits.astype(np.float64)
     ranks = np.arange(1, hits.shape[1] + 1)
     precision_at_hits = np.cumsum(hits, axis=1) / ranks * hits
-    ap = np.cumsum(precision_at_hits, axis=1) / np.minimum(n_rel[:, None], ranks[None, :])
-    return ap.mean(0)
+    return np.cumsum(precision_at_hits, axis=1) / np.minimum(n_relevant[:, None], ranks[None, :])
 
 
 def recall_at_k_curve(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:

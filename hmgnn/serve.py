@@ -28,9 +28,8 @@ from hmgnn import artifacts as A
 from hmgnn.config import Config
 from hmgnn.errors import HmgnnError
 from hmgnn.models import Recommender, model_class
-from hmgnn.models.base import _top_k  # exact on ties, like every ranking in hmgnn
+from hmgnn.models.base import _top_k, csr_rows  # _top_k: exact on ties, like every ranking in hmgnn
 from hmgnn.recommend import ARTICLE_COLUMNS, check_customer_id, fit_model, rank_customer
-from hmgnn.train import customer_rows
 
 try:
     from fastapi import FastAPI, HTTPException, Query, Request
@@ -139,7 +138,7 @@ def rank_dense(model: Recommender, customers: np.ndarray, ks: list[int],
         scores = scores.float()
     filtered = np.flatnonzero(np.array(filter_bought) | model.filters_bought)
     if len(filtered):
-        r, c, _ = customer_rows(model.user_items, customers[filtered])
+        r, c, _ = csr_rows(model.user_items, customers[filtered])
         scores[torch.as_tensor(filtered[r], device=scores.device),
                torch.as_tensor(c.astype(np.int64), device=scores.device)] = -torch.inf
     top_scores, top_ids = (t.cpu().numpy() for t in _top_k(scores, min(max(ks), model.n_articles)))

@@ -26,8 +26,8 @@ from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import ConfigError, InputError
 from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, time_features
-from hmgnn.metrics import hits_matrix, map_at_k_curve
-from hmgnn.models.base import Interactions, window_popularity
+from hmgnn.metrics import average_precision_curve, hits_matrix, map_at_k_curve
+from hmgnn.models.base import Interactions, csr_rows, window_popularity
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.sparse import Adjacency
 
@@ -189,9 +189,7 @@ class WindowTruth:
     def average_precision(self, top: np.ndarray, k: int = 12) -> np.ndarray:
         """AP@k of each customer (their mean is map_at_k): lets a blend be chosen per segment of customers."""
         hits, n_relevant = hits_matrix(top, self.customers, self.bought_customers, self.bought_articles)
-        hits = hits[:, :k].astype(np.float64)
-        precision_at_hits = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1) * hits
-        return precision_at_hits.sum(1) / np.minimum(np.maximum(n_relevant, 1), k)
+        return average_precision_curve(hits[:, :k], n_relevant)[:, -1]  # every customer bought in the window
 
 
 class Trainer:
@@ -382,19 +380,13 @@ def variant_matrix(inter: Interactions, article_product: np.ndarray) -> Any:
     return out
 
 
-def zscore(gnn: torch.Tensor) -> torch.Tensor:
-    """Per-customer z-scores of GNN scores, so one blend weight fits customers with sharp and flat rankings."""
-    return (gnn - gnn.mean(dim=1, keepdim=True)) / (gnn.std(dim=1, keepdim=True) + 1e-6)
-
-
-def customer_rows(matrix: Any, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row in batch, column, value) of the customers' rows of a CSR, straight from indptr (fancy-indexing a
-    csr costs ~0.5 ms per call, too slow for one-request serving)."""
-    starts, ends = matrix.indptr[customers], matrix.indptr[customers + 1]
-    lengths = ends - starts
-    rows = np.repeat(np.arange(len(customers)), lengths)
-    entries = np.arange(lengths.sum()) + np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-    return rows, matrix.indices[entries], matrix.data[entries]
+def zscore(gnn: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Per-customer z-scores of GNN scores, so one blend weight fits customers with sharp and flat rankings;
+    `inplace` overwrites `gnn` (a serving request saves two passes over the articles)."""
+    mean, std = gnn.mean(dim=1, keepdim=True), gnn.std(dim=1, keepdim=True)
+    if inplace:
+        return gnn.sub_(mean).div_(std + 1e-6)
+    return (gnn - mean) / (std + 1e-6)
 
 
 def apply_blend(base: torch.Tensor, entries: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -440,8 +432,7 @@ def blended_scores(gnn: torch.Tensor, customers: np.ndarray, signals: BlendSigna
     articles dropped (repurchase_weight None) or boosted by repurchase_weight x their repurchase signal; the
     weights are those of each customer's segment. Works in place on `gnn` (a fresh score matrix): serving
     scores one customer per request, where every pass over the articles counts."""
-    mean, std = gnn.mean(dim=1, keepdim=True), gnn.std(dim=1, keepdim=True)
-    base = gnn.sub_(mean).div_(std + 1e-6)  # zscore(gnn), in place
+    base = zscore(gnn, inplace=True)
     log_pop = torch.from_numpy(signals.log_pop).to(gnn.device)
     segments = blend_segments(blend)
     which = np.searchsorted([g["min_purchases"] for g in segments], signals.purchases[customers], side="right") - 1
@@ -453,8 +444,8 @@ def blended_scores(gnn: torch.Tensor, customers: np.ndarray, signals: BlendSigna
         part = base if everyone else base[torch.from_numpy(rows).to(gnn.device)]
         part.add_(log_pop, alpha=g["popularity_weight"])
         if g.get("variant_weight") and signals.variant is not None:
-            apply_blend(part, customer_rows(signals.variant, customers[rows]), g["variant_weight"])
-        apply_blend(part, customer_rows(signals.repurchase[g["repurchase_half_life"]], customers[rows]),
+            apply_blend(part, csr_rows(signals.variant, customers[rows]), g["variant_weight"])
+        apply_blend(part, csr_rows(signals.repurchase[g["repurchase_half_life"]], customers[rows]),
                     g["repurchase_weight"])
         if not everyone:
             base[torch.from_numpy(rows).to(gnn.device)] = part
@@ -486,8 +477,8 @@ def fit_blend(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Te
         for s in range(0, len(customers), 512):
             cust = customers[s:s + 512]
             z = zscore(model.score_all(c_emb, a_emb, torch.from_numpy(cust.astype(np.int64)).to(c_emb.device)))
-            rep_entries = {h: customer_rows(signals.repurchase[h], cust) for h in {g[0] for g in settings}}
-            var_entries = customer_rows(signals.variant, cust)
+            rep_entries = {h: csr_rows(signals.repurchase[h], cust) for h in {g[0] for g in settings}}
+            var_entries = csr_rows(signals.variant, cust)
             for p, v in dict.fromkeys((g[1], g[3]) for g in settings):
                 base = z + p * log_pop.to(z.device)
                 if v:
