@@ -28,7 +28,7 @@ from hmgnn import artifacts as A
 from hmgnn.config import Config
 from hmgnn.errors import HmgnnError
 from hmgnn.models import Recommender, model_class
-from hmgnn.models.base import _top_k, csr_rows  # _top_k: exact on ties, like every ranking in hmgnn
+from hmgnn.models.base import _top_k  # exact on ties, like every ranking in hmgnn
 from hmgnn.recommend import ARTICLE_COLUMNS, check_customer_id, fit_model, rank_customer
 
 try:
@@ -125,27 +125,21 @@ def rank_dense(model: Recommender, customers: np.ndarray, ks: list[int],
     article per customer (no `shared_scores`, e.g. the GNN): (article indices, scores) each, equal bit for bit to
     the one-customer answer of `hmgnn recommend`.
 
-    The steps of `Recommender._rank_dense`, split by what they cost. Each customer's scores come from their own
+    `Recommender._rank_dense` split by what it costs. Each customer's scores come from their own
     `score_all` call, as `hmgnn recommend` computes them: the GNN's batched [B x d] @ [d x n_articles] product runs
     other BLAS kernels whose sums differ in the last bit, which moves scores rounded to 6 decimals and near-ties,
     so an answer would depend on who else was in the batch (and with MKL on the 2-core AMD benchmark machine it
     was barely faster: 4.1 ms for 8 customers against 0.67 ms for one). The already-bought filter and the exact
-    top-k are row-wise, so they run once for the batch, for the largest k asked (the first k of an exact top-k'
-    are the exact top-k).
+    top-k (`Recommender.rank_scores`) are row-wise, so they run once for the batch, for the largest k asked (the
+    first k of an exact top-k' are the exact top-k).
     """
     scores = torch.cat([torch.as_tensor(model.score_all(customers[r:r + 1])) for r in range(len(customers))])
-    if not scores.is_floating_point() or scores.dtype in (torch.float16, torch.bfloat16):
-        scores = scores.float()
-    filtered = np.flatnonzero(np.array(filter_bought) | model.filters_bought)
-    if len(filtered):
-        r, c, _ = csr_rows(model.user_items, customers[filtered])
-        scores[torch.as_tensor(filtered[r], device=scores.device),
-               torch.as_tensor(c.astype(np.int64), device=scores.device)] = -torch.inf
-    top_scores, top_ids = (t.cpu().numpy() for t in _top_k(scores, min(max(ks), model.n_articles)))
+    ids, vals = model.rank_scores(scores, customers, min(max(ks), model.n_articles),
+                                  np.array(filter_bought) | model.filters_bought)
     out = []
     for r, k in enumerate(ks):
-        keep = ~np.isneginf(top_scores[r, :k])  # a slot that nothing could fill (every article filtered)
-        out.append((top_ids[r, :k][keep], top_scores[r, :k][keep].astype(np.float32)))
+        keep = ids[r, :k] >= 0  # a slot that nothing could fill (every article filtered)
+        out.append((ids[r, :k][keep], vals[r, :k][keep]))
     return out
 
 

@@ -304,14 +304,21 @@ class Recommender(ABC):
 
     def _rank_dense(self, customers: np.ndarray, k: int, filt: bool,
                     cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        scores = torch.as_tensor(self.score_all(customers))
+        return self.rank_scores(torch.as_tensor(self.score_all(customers)), customers, k, filt, cand)
+
+    def rank_scores(self, scores: torch.Tensor, customers: np.ndarray, k: int, filt: bool | np.ndarray,
+                    cand: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k (ids, scores; -1 in empty slots) of the customers' dense scores ([len(customers), n]),
+        bought articles dropped where `filt` (one bool for all rows, or one per row)."""
         if not scores.is_floating_point() or scores.dtype in (torch.float16, torch.bfloat16):
             scores = scores.float()
         if cand is not None:
             scores = scores[:, torch.as_tensor(cand, device=scores.device)]
-        if filt:
-            r, c = self._bought(customers, cand)
-            scores[torch.as_tensor(r, device=scores.device), torch.as_tensor(c, device=scores.device)] = -torch.inf
+        filtered = np.flatnonzero(np.broadcast_to(filt, len(customers)))
+        if len(filtered):
+            r, c = self._bought(customers[filtered], cand)
+            scores[torch.as_tensor(filtered[r], device=scores.device),
+                   torch.as_tensor(c, device=scores.device)] = -torch.inf
         vals, pos = _top_k(scores, k)
         vals, pos = vals.cpu().numpy(), pos.cpu().numpy()
         ids = pos if cand is None else cand[pos]
