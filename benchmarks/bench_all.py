@@ -143,7 +143,7 @@ def train_log(folder: Path) -> list[dict[str, float]]:
 
     try:
         with (folder / "train_log.csv").open() as f:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
     except (OSError, ValueError):
         return []
 
@@ -313,6 +313,8 @@ class Bench:
                 self.measure("train", self.hmgnn("train", "--force"))
             elif step == "reference":
                 cap = ["--set", f"train.epochs={self.args.reference_epochs}"] if self.args.reference_epochs else []
+                if self.args.reference_minutes:
+                    cap += ["--set", f"train.max_minutes={self.args.reference_minutes}"]
                 self.measure("reference", self.hmgnn("train", "--recipe", "reference", "--force", *cap))
             elif step == "evaluate":
                 models = "evaluate.models=[" + ",".join(f"'{m}'" for m in self.eval_models) + "]"
@@ -383,10 +385,20 @@ class Bench:
             log = train_log(wd / folder)
             epochs = len(log)
             per_epoch = sum(e["seconds"] for e in log) / epochs if epochs else None
+            steps_per_epoch = (read_json(wd / folder / "manifest.json") or {}).get("steps_per_epoch")
+            steps = sum(e.get("steps") or 0 for e in log)
+            partial = bool(epochs and steps_per_epoch and steps and steps < epochs * steps_per_epoch)
+            if partial:  # a time-capped run (train.max_minutes): seconds per step x steps per epoch
+                per_epoch = sum(e["seconds"] for e in log) / steps * steps_per_epoch
             hist = rows["split"].get("history")
             # edges/s: history purchases (message passing + targets) processed per second of epochs
-            tput = ratio(hist * epochs, sum(e["seconds"] for e in log)) if hist and epochs else None
-            row(name, label, tput, "edges", f"{epochs} epochs, {fmt_s(per_epoch)}/epoch" if epochs else "",
+            done = steps / steps_per_epoch if partial else epochs  # epochs' worth of edges
+            tput = ratio(hist * done, sum(e["seconds"] for e in log)) if hist and epochs else None
+            detail = f"{epochs} epochs, {fmt_s(per_epoch)}/epoch" if epochs else ""
+            if partial:
+                detail = (f"{steps} of {steps_per_epoch} steps an epoch in {epochs} epoch(s) (time-capped), "
+                          f"{fmt_s(per_epoch)}/epoch extrapolated")
+            row(name, label, tput, "edges", detail,
                 map12=model_map.get("gnn" if name == "train" else "reference"), epochs=epochs,
                 s_per_epoch=per_epoch, epochs_s=sum(e["seconds"] for e in log) if epochs else None)
         if "evaluate" in s:
@@ -650,6 +662,9 @@ def main() -> None:
     ap.add_argument("--reference-epochs", type=int, metavar="N",
                     help="cap the reference recipe at N epochs (it is slow on CPU: 84 full-graph steps an epoch at "
                          "seed scale); its time per epoch stays comparable, its MAP@12 is then a capped run's")
+    ap.add_argument("--reference-minutes", type=float, metavar="M",
+                    help="cap the reference recipe's training at M minutes (train.max_minutes; at full scale one "
+                         "epoch takes hours): its time per epoch is then extrapolated from the steps it ran")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="config override passed to every step, e.g. --set train.epochs=5 (repeatable)")
     ap.add_argument("--keep-previous", action="store_true",

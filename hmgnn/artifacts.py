@@ -48,6 +48,8 @@ VALIDATION_PARQUET = "validation.parquet"
 TEST_PARQUET = "test.parquet"
 VALIDATION_PAIRS_PARQUET = "validation_pairs.parquet"
 TEST_PAIRS_PARQUET = "test_pairs.parquet"
+BINARY_KINDS = ("positive", "uniform")
+"""The pair kinds the binary metrics use: bought pairs and 1:1 uniform negatives (the reference project's)."""
 CUSTOMERS_KEPT_PARQUET = "customers_kept.parquet"
 
 # model/

@@ -152,6 +152,10 @@ class TrainConfig:
     """Largest number of epochs (passes over the supervision edges)."""
     patience: int = 4
     """Stop after this many epochs without a better validation MAP@12."""
+    max_minutes: float = 0.0
+    """Time budget of the training loop in minutes (0: none). When it runs out, the current epoch stops after its
+    step, is validated and logged (its `steps` column shows a partial epoch), and training ends with the best
+    checkpoint so far, blend fit included. Keeps a full-scale run inside a budget."""
     batch_size: int = 16_384
     """Positive edges per optimisation step (each step is one full-batch message pass)."""
     supervision: str = "recent"
@@ -230,9 +234,15 @@ class RecommendConfig:
     """Model that recommends: a baseline name or `gnn` (needs `hmgnn train`)."""
     batch_size: int = 512
     """Customers scored per batch in `--all` (memory stays flat)."""
+    candidate_days: int = 0
+    """The `gnn` ranks only the articles sold in the last `candidate_days` days before the data ends (0: every
+    article); the rest score -inf in `recommend`, `evaluate` and `serve` alike. Full scale: 28 days keep 41,000 of
+    105,542 articles and 98.3% of the next week's purchases, and rank 2.5x faster."""
 
     def __post_init__(self) -> None:
         _check_positive("recommend", k=self.k, batch_size=self.batch_size)
+        if self.candidate_days < 0:
+            raise ConfigError(f"recommend.candidate_days must be >= 0 (0: every article), got {self.candidate_days}")
 
 
 @dataclass

@@ -24,7 +24,6 @@ PAIRS = {"test": A.TEST_PAIRS_PARQUET, "validation": A.VALIDATION_PAIRS_PARQUET}
 MAP_PLOT = "map_at_k.png"
 RECALL_PLOT = "recall_at_k.png"
 POPULARITY_PLOT = "popularity.png"
-BINARY_KINDS = ("positive", "uniform")
 # Trained models and the folder of their model.pt: evaluate adds each one that exists.
 TRAINED = {"gnn": A.MODEL, "reference": "reference"}
 
@@ -96,7 +95,7 @@ def load_window(split: Path, tables: Path, window: str) -> Window:
     pairs, pairs_file = None, None
     if (split / PAIRS[window]).is_file():
         pairs_file = PAIRS[window]
-        pairs = pl.read_parquet(split / pairs_file).filter(pl.col("kind").is_in(BINARY_KINDS))
+        pairs = pl.read_parquet(split / pairs_file).filter(pl.col("kind").is_in(A.BINARY_KINDS))
     bought = scored.select("customer_index", "article_index").unique()
     customers = np.sort(bought["customer_index"].unique().to_numpy()).astype(np.int64)
     cutoff = windows.get("val_end") or (val_end.isoformat() if val_end else None)

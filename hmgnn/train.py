@@ -27,7 +27,7 @@ from hmgnn.console import console, info, progress
 from hmgnn.errors import ConfigError, InputError
 from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, time_features
 from hmgnn.metrics import average_precision_curve, hits_matrix, map_at_k_curve
-from hmgnn.models.base import Interactions, csr_rows, window_popularity
+from hmgnn.models.base import Interactions, csr_rows, positions_in, window_popularity
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.sparse import Adjacency
 
@@ -206,6 +206,8 @@ class Trainer:
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_epochs = 0
+        self.timed_out = False
+        self.last_steps = 0
         self.log: list[dict[str, Any]] = []
         self.dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
         self._prepare()
@@ -259,7 +261,9 @@ class Trainer:
             return torch.multinomial(self.popularity, count, replacement=True, generator=self.generator)
         return torch.randint(n_articles, (count,), generator=self.generator)
 
-    def train_epoch(self, on_step=None) -> float:
+    def train_epoch(self, on_step=None, out_of_time=None) -> float:
+        """One pass over the supervision edges; the mean loss. `out_of_time()` (checked after each step, the
+        ranks agreeing under torchrun) ends the epoch early; `self.last_steps` says how many steps ran."""
         tc, model = self.tc, self.model
         g = self._graph_for_epoch()
         model.train()
@@ -294,6 +298,10 @@ class Trainer:
             steps += 1
             if on_step:
                 on_step()
+            if out_of_time is not None and self.dist.sum(float(out_of_time())) > 0:
+                self.timed_out = True
+                break
+        self.last_steps = steps
         return self.dist.sum(total) / max(steps, 1)
 
     @torch.no_grad()
@@ -328,7 +336,7 @@ class Trainer:
         self.best_state, self.bad_epochs, self.log = state["best_state"], state["bad_epochs"], state["log"]
 
     def finished(self) -> bool:
-        return self.epoch >= self.tc.epochs or self.bad_epochs >= self.tc.patience
+        return self.epoch >= self.tc.epochs or self.bad_epochs >= self.tc.patience or self.timed_out
 
 
 @torch.no_grad()
@@ -376,6 +384,7 @@ def variant_matrix(inter: Interactions, article_product: np.ndarray) -> Any:
                              (article_product, np.arange(len(article_product)))),
                             shape=(n_products, len(article_product)))
     out = (bought @ members).tocsr()
+    out.sort_indices()  # a product's column order is arbitrary; lookups (models.base._lookup) need it sorted
     out.data = np.log1p(out.data)
     return out
 
@@ -426,30 +435,90 @@ def blend_segments(blend: dict[str, Any]) -> list[dict[str, Any]]:
                                       **blend}]
 
 
+def segment_index(segments: list[dict[str, Any]], purchases: np.ndarray) -> np.ndarray:
+    """Which of the blend's segments (by purchases seen) each customer falls in."""
+    return np.searchsorted([g["min_purchases"] for g in segments], purchases, side="right") - 1
+
+
 def blended_scores(gnn: torch.Tensor, customers: np.ndarray, signals: BlendSignals,
                    blend: dict[str, Any]) -> torch.Tensor:
     """z-scored GNN scores + popularity_weight x log popularity + variant_weight x the variant term, bought
     articles dropped (repurchase_weight None) or boosted by repurchase_weight x their repurchase signal; the
     weights are those of each customer's segment. Works in place on `gnn` (a fresh score matrix): serving
-    scores one customer per request, where every pass over the articles counts."""
+    scores one customer per request, where every pass over the articles counts. Any decoder; a dot-product
+    model gets the same numbers (to rounding) faster from `DotBlend`."""
     base = zscore(gnn, inplace=True)
-    log_pop = torch.from_numpy(signals.log_pop).to(gnn.device)
     segments = blend_segments(blend)
-    which = np.searchsorted([g["min_purchases"] for g in segments], signals.purchases[customers], side="right") - 1
+    which = segment_index(segments, signals.purchases[customers])
+    weights = torch.tensor([segments[i]["popularity_weight"] for i in which], dtype=base.dtype, device=base.device)
+    base.addr_(weights, torch.from_numpy(signals.log_pop).to(base.device, base.dtype))
+    return add_customer_signals(base, customers, which, segments, signals)
+
+
+def add_customer_signals(base: torch.Tensor, customers: np.ndarray, which: np.ndarray,
+                         segments: list[dict[str, Any]], signals: BlendSignals,
+                         columns: np.ndarray | None = None) -> torch.Tensor:
+    """The sparse, per-customer part of the blend, in place: each segment's variant and repurchase terms (or its
+    drop of bought articles). `columns`: the sorted articles that `base`'s columns hold (None: all)."""
     for i, g in enumerate(segments):
         rows = np.flatnonzero(which == i)
         if not len(rows):
             continue
-        everyone = len(rows) == len(customers)
-        part = base if everyone else base[torch.from_numpy(rows).to(gnn.device)]
-        part.add_(log_pop, alpha=g["popularity_weight"])
-        if g.get("variant_weight") and signals.variant is not None:
-            apply_blend(part, csr_rows(signals.variant, customers[rows]), g["variant_weight"])
-        apply_blend(part, csr_rows(signals.repurchase[g["repurchase_half_life"]], customers[rows]),
-                    g["repurchase_weight"])
-        if not everyone:
-            base[torch.from_numpy(rows).to(gnn.device)] = part
+        terms = [(signals.variant, g.get("variant_weight"))] if g.get("variant_weight") and signals.variant is not None else []
+        terms.append((signals.repurchase[g["repurchase_half_life"]], g["repurchase_weight"]))
+        for matrix, weight in terms:
+            r, c, v = csr_rows(matrix, customers[rows])
+            if columns is not None:
+                keep, c = positions_in(columns, c)
+                r, c, v = r[keep], c[keep], v[keep]
+            apply_blend(base, (rows[r], c, v), weight)
     return base
+
+
+def embedding_moments(article_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean [d] and covariance [d, d] (float64, torch.std's n - 1) of the article embeddings: a customer u's dot
+    scores over all articles have mean u . mean and variance u^T cov u."""
+    v = article_emb.double()
+    mean = v.mean(0)
+    centred = v - mean
+    return mean, centred.t() @ centred / max(len(v) - 1, 1)
+
+
+class DotBlend:
+    """`blended_scores` for a dot-product decoder as one matrix product, without a pass over the scores.
+
+    A customer's z-score needs the mean and the standard deviation of u . v over all articles; they are u . mean(v)
+    and sqrt(u^T cov(v) u), from the article embeddings' moments (float64, d x d). So the z-scored, popularity-
+    weighted dense part is [u / std, -mean / std, weight] . [v, 1, log_pop] (per customer weight: its segment's),
+    computed only for the articles asked for; the sparse terms follow. Measured on the seed model (82,477
+    articles, 512 customers, 1 thread): 0.27 s instead of 0.61 s, scores within 5e-6, the same top 12.
+
+    Args:
+        article_emb: [n_articles, d] (the z-score statistics are over all of them).
+        signals, blend: as for `blended_scores`.
+    """
+
+    def __init__(self, article_emb: torch.Tensor, signals: BlendSignals, blend: dict[str, Any]) -> None:
+        self.mean, self.cov = embedding_moments(article_emb)
+        self.signals, self.segments = signals, blend_segments(blend)
+        log_pop = torch.from_numpy(signals.log_pop).to(article_emb.device, article_emb.dtype)
+        ones = torch.ones(len(article_emb), 1, dtype=article_emb.dtype, device=article_emb.device)
+        self.articles_t = torch.cat([article_emb, ones, log_pop[:, None]], 1).t().contiguous()
+
+    def scores(self, customer_emb: torch.Tensor, customers: np.ndarray,
+               columns: np.ndarray | None = None) -> torch.Tensor:
+        """[len(customers), len(columns)] blended scores of these customers (`customer_emb`: their embeddings)
+        for the sorted articles `columns` (None: all)."""
+        u = customer_emb.double()
+        mean = u @ self.mean
+        scale = 1.0 / (((u @ self.cov) * u).sum(1).clamp(min=0).sqrt() + 1e-6)
+        which = segment_index(self.segments, self.signals.purchases[customers])
+        weight = torch.tensor([self.segments[i]["popularity_weight"] for i in which], dtype=torch.float64,
+                              device=u.device)
+        augmented = torch.cat([u * scale[:, None], (-mean * scale)[:, None], weight[:, None]], 1)
+        articles = self.articles_t if columns is None else self.articles_t[:, torch.from_numpy(columns).to(u.device)]
+        base = augmented.to(customer_emb.dtype) @ articles
+        return add_customer_signals(base, customers, which, self.segments, self.signals, columns)
 
 
 Setting = tuple[float, float, "float | None", float]  # (repurchase half-life, popularity, repurchase, variant)
@@ -550,11 +619,12 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     tables_dir = workdir / artifacts.TABLES
     out = Path(out) if out else model_dir(cfg)
     artifacts.require(graph_dir, [artifacts.GRAPH_PT, artifacts.FEATURE_NAMES], artifacts.GRAPH)
-    artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET], artifacts.SPLIT)
+    artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET,
+                                  artifacts.VALIDATION_PAIRS_PARQUET], artifacts.SPLIT)
     artifacts.require(tables_dir, [artifacts.ARTICLES_PARQUET], artifacts.TABLES)
     inputs = [graph_dir / artifacts.GRAPH_PT, graph_dir / artifacts.FEATURE_NAMES,
               split_dir / artifacts.HISTORY_PARQUET, split_dir / artifacts.VALIDATION_PARQUET,
-              tables_dir / artifacts.ARTICLES_PARQUET]
+              split_dir / artifacts.VALIDATION_PAIRS_PARQUET, tables_dir / artifacts.ARTICLES_PARQUET]
     if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force):
         return out
 
@@ -572,11 +642,17 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
          f"{len(trainer.val_truth.customers)} validation customers")
     trainer.dist.check_in_sync(trainer)  # torchrun: every rank starts from the same (resumed) state
 
+    out_of_time = None
+    if tc.max_minutes:  # the budget counts the epochs of an interrupted run too
+        deadline = time.perf_counter() + tc.max_minutes * 60 - sum(r["seconds"] for r in trainer.log)
+        out_of_time = lambda: time.perf_counter() >= deadline  # noqa: E731
+        # a resumed run whose budget is spent stops (the ranks agreeing); a fresh one trains at least one step
+        trainer.timed_out = trainer.epoch > 0 and trainer.dist.sum(float(out_of_time())) > 0
     with progress() as bar:
         task = bar.add_task("epochs", total=tc.epochs, completed=trainer.epoch)
         while not trainer.finished():
             t0 = time.perf_counter()
-            loss = trainer.train_epoch()
+            loss = trainer.train_epoch(out_of_time=out_of_time)
             val_map = trainer.dist.validate(trainer)  # torchrun: rank 0's, broadcast
             trainer.epoch += 1
             if val_map > trainer.best_map:
@@ -585,10 +661,13 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             else:
                 trainer.bad_epochs += 1
             trainer.log.append({"epoch": trainer.epoch, "loss": loss, "val_map@12": val_map,
-                                "seconds": round(time.perf_counter() - t0, 3)})
+                                "seconds": round(time.perf_counter() - t0, 3), "steps": trainer.last_steps})
             if trainer.dist.is_main:
                 _save_state(state_path, trainer.state(key))
             line = f"epoch {trainer.epoch} loss {loss:.4f} val MAP@12 {val_map:.4f} (best {trainer.best_map:.4f})"
+            if trainer.timed_out:
+                line += (f"; train.max_minutes = {tc.max_minutes:g} spent after {trainer.last_steps} of "
+                         f"{trainer.steps_per_epoch()} steps")
             bar.update(task, completed=trainer.epoch, description=line)
             if not console.is_terminal and trainer.dist.is_main:
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
@@ -606,6 +685,11 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
              f"variant={blend['variant_weight']}: validation MAP@12 {blend['one_setting_map@12']:.4f}, "
              f"per segment {blend['validation_map@12']:.4f} (GNN alone {trainer.best_map:.4f})")
 
+    head = None
+    if blend and trainer.model.mlp is None:
+        head = fit_pair_head(c_emb, a_emb, data, split_dir / artifacts.VALIDATION_PAIRS_PARQUET, cfg.seed)
+        info(f"[green]train[/green]: pair head (binary metrics) fit on {head['pairs']:,} validation pairs")
+
     with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs,
                               started=started) as so:
         checkpoint = {
@@ -616,6 +700,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "graph_fingerprint": artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
             "blend": {k: v for k, v in blend.items() if k != "grid"} if blend else None,
             "article_product": data.article_product,  # the blend's variant term
+            "pair_head": head,  # P(bought) of a pair, for the binary metrics (hmgnn/pair_head.py)
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
         }
         torch.save(checkpoint, so.dir / artifacts.MODEL_PT)
@@ -625,10 +710,27 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         _plot(trainer.log, so.dir / CURVE_PNG)
         so.rows = {"epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
                    "validation_customers": len(trainer.val_truth.customers)}
+        so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
         so.extra["validation"] = {"gnn_map@12": trainer.best_map,
                                   "blend_map@12": blend["validation_map@12"] if blend else None}
     shutil.rmtree(state_path.parent, ignore_errors=True)
     return out
+
+
+def fit_pair_head(c_emb: torch.Tensor, a_emb: torch.Tensor, data: TrainingData, pairs_path: Path,
+                  seed: int) -> dict[str, Any]:
+    """The pair head (hmgnn/pair_head.py) on the validation window's positive and uniform pairs, every input as of
+    the end of history."""
+    from hmgnn import pair_head
+
+    pairs = pl.read_parquet(pairs_path).filter(pl.col("kind").is_in(artifacts.BINARY_KINDS))
+    customers = pairs["customer_index"].to_numpy().astype(np.int64)
+    articles = pairs["article_index"].to_numpy().astype(np.int64)
+    if len(np.unique(pairs["label"].to_numpy())) < 2:
+        raise InputError(f"{pairs_path} needs bought and negative pairs; run `hmgnn sample --force`")
+    features = pair_head.PairFeatures(data.history, data.history_end, data.article_product)
+    z = pair_head.pair_zscores(c_emb.cpu(), a_emb.cpu(), customers, articles, *embedding_moments(a_emb.cpu()))
+    return pair_head.fit(features.matrix(z, customers, articles), pairs["label"].to_numpy(), seed)
 
 
 def _plot(log: list[dict[str, Any]], path: Path) -> None:

@@ -40,20 +40,22 @@ _SEGMENTED_BLEND = {"popularity_weight": 0.5, "repurchase_weight": None, "repurc
                          "repurchase_half_life": 14.0, "variant_weight": 0.0}]}
 
 
-def untrained_gnn(blend: bool = True):
+def untrained_gnn(blend: bool = True, candidate_days: int = 0, decoder: str = "dot"):
     """The GNN recommender over a freshly initialised model: the interface, not the quality, is under test."""
     from hmgnn.models.gnn import HeteroSAGERecommender
     from hmgnn.models.gnn_recommender import GNNRecommender
 
     torch.manual_seed(0)
     model = HeteroSAGERecommender(N_CUSTOMERS, N_ARTICLES, customer_channels=2, article_channels=3,
-                                  customer_extra_channels=4, article_extra_channels=5, hidden_channels=8)
+                                  customer_extra_channels=4, article_extra_channels=5, hidden_channels=8,
+                                  decoder=decoder)
     checkpoint = {"recipe": "gnn", "model_args": model.model_args, "state_dict": model.state_dict(),
                   "train_config": {"loss": "bpr"}, "time_features": True,
                   "blend": _SEGMENTED_BLEND if blend else None,
                   "article_product": np.arange(N_ARTICLES, dtype=np.int32) // 2}  # colour pairs
     g = torch.Generator().manual_seed(1)
-    return GNNRecommender(checkpoint, torch.randn(N_CUSTOMERS, 2, generator=g), torch.randn(N_ARTICLES, 3, generator=g))
+    return GNNRecommender(checkpoint, torch.randn(N_CUSTOMERS, 2, generator=g), torch.randn(N_ARTICLES, 3, generator=g),
+                          candidate_days=candidate_days)
 
 
 def als():
@@ -65,6 +67,9 @@ FACTORIES = {name: (lambda name=name: create_model(name)) for name in sorted(MOD
 FACTORIES["dense-toy"] = DotProduct
 FACTORIES["gnn"] = untrained_gnn
 FACTORIES["gnn-no-blend"] = lambda: untrained_gnn(blend=False)
+# ranks only the articles sold in the last 10 days plus each customer's own (bought, other colours)
+FACTORIES["gnn-candidates"] = lambda: untrained_gnn(candidate_days=10)
+FACTORIES["gnn-mlp-candidates"] = lambda: untrained_gnn(candidate_days=10, decoder="mlp")
 FACTORIES["als"] = als
 ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=FACTORIES.keys())
 
@@ -163,11 +168,17 @@ def test_batches_do_not_change_the_answer(fitted):
 def test_filter_already_bought(fitted, interactions):
     ids, _ = fitted.recommend(WARM, k=N_ARTICLES, filter_already_bought=True)
     bought = fitted.user_items.toarray() > 0
+    ranked = np.ones((N_CUSTOMERS, N_ARTICLES), bool)
+    if getattr(fitted, "candidates", None) is not None:  # a GNN with a candidate set: recent sellers + own
+        ranked[:] = False
+        ranked[:, fitted.candidates] = True
+        r, a = fitted._own_articles(WARM)
+        ranked[WARM[r], a] = True
     for c, row in zip(WARM, ids):
         real = row[row >= 0]
         assert not bought[c, real].any()
-        # every article not bought is still there, and the empty slots are marked -1
-        assert len(real) == N_ARTICLES - bought[c].sum() and (row[len(real):] == -1).all()
+        # every ranked article not bought is still there, and the empty slots are marked -1
+        assert len(real) == (ranked[c] & ~bought[c]).sum() and (row[len(real):] == -1).all()
 
 
 @FITTED
@@ -373,3 +384,36 @@ def test_dense_top_k_is_exact_on_ties_nan_and_inf():
     assert ids.tolist() == [[1, 2], [1, 3], [5, -1]]
     ids, _ = model.recommend(np.arange(3), k=6)
     assert ids.tolist() == [[1, 2, 4, 5, 0, 3], [1, 3, 5, -1, -1, -1], [5, -1, -1, -1, -1, -1]]
+
+
+def test_gnn_dot_blend_matches_the_dense_blend(interactions):
+    from hmgnn.train import blended_scores
+
+    model = untrained_gnn().fit(interactions, AS_OF)
+    customers = np.arange(N_CUSTOMERS)
+    dense = blended_scores(model.model.score_all(model.customer_emb, model.article_emb), customers,
+                           model.signals, model.blend)
+    fast = model.dot_blend.scores(model.customer_emb, customers)
+    assert torch.equal(torch.isinf(fast), torch.isinf(dense)) and torch.isinf(dense).any()
+    finite = torch.isfinite(dense)
+    torch.testing.assert_close(fast[finite], dense[finite], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("decoder", ["dot", "mlp"])
+def test_gnn_candidates_are_recent_sellers_and_own_articles_with_unchanged_scores(interactions, decoder):
+    everything = untrained_gnn(decoder=decoder).fit(interactions, AS_OF)
+    restricted = untrained_gnn(candidate_days=10, decoder=decoder).fit(interactions, AS_OF)
+    recent = set(interactions.article_index[interactions.days_before(AS_OF) < 10].tolist())
+    assert 0 < len(recent) < N_ARTICLES  # the test data leaves some articles unsold for 10 days
+    ids, vals = restricted.recommend(WARM, k=N_ARTICLES)
+    scores = everything.score_all(WARM).numpy()
+    own_rows, own_articles = restricted._own_articles(WARM)
+    for row, customer in enumerate(WARM):
+        own = set(own_articles[own_rows == row].tolist())
+        got = [a for a in ids[row] if a >= 0]
+        assert set(got) == {a for a in recent | own if np.isfinite(scores[row, a])}
+        np.testing.assert_allclose(vals[row][: len(got)], scores[row, got], rtol=0, atol=1e-5)
+    # one customer at a time (as `serve` asks) gives the batch's answer
+    for customer in WARM[:5]:
+        single_ids, _ = restricted.recommend(int(customer), k=12)
+        np.testing.assert_array_equal(single_ids, ids[customer, :12])

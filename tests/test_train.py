@@ -76,6 +76,42 @@ def test_resume_after_kill_matches_uninterrupted(workdir, tmp_path, monkeypatch)
         assert torch.allclose(value, _state(resumed)[key], atol=1e-6), key
 
 
+def test_trained_gnn_scores_pairs_with_its_head(workdir):
+    import polars as pl
+
+    from hmgnn import pair_head
+    from hmgnn.metrics import binary_metrics
+
+    cfg = _cfg(workdir)
+    out = train.run(cfg)
+    head = torch.load(out / "model.pt", weights_only=False)["pair_head"]
+    assert head["features"] == list(pair_head.FEATURES) and head["pairs"] > 0
+    model = create_model("gnn", cfg)
+    assert model.score_kind == "probability"
+    history = pl.read_parquet(workdir / "split" / "history.parquet")
+    model.fit(history, max(history["t_dat"]))
+    pairs = pl.read_parquet(workdir / "split" / "validation_pairs.parquet").filter(
+        pl.col("kind").is_in(["positive", "uniform"]))
+    p = model.score(pairs["customer_index"].to_numpy(), pairs["article_index"].to_numpy())
+    assert ((p > 0) & (p < 1)).all()
+    # the pairs it was fit on: bought ones score above the uniform negatives
+    assert binary_metrics(pairs["label"].to_numpy(), p)["auc"] > 0.7
+
+
+def test_time_budget_ends_training_mid_epoch_with_a_model(workdir, tmp_path):
+    import polars as pl
+
+    full = train.run(_cfg(workdir, "train.batch_size=64", "train.epochs=1"), out=tmp_path / "full")
+    steps = pl.read_csv(full / "train_log.csv")["steps"].to_list()
+    assert steps[0] > 1
+    # a budget spent by the first step: one step of epoch 1, validated, logged, and a complete model.pt
+    out = train.run(_cfg(workdir, "train.batch_size=64", "train.max_minutes=1e-9"), out=tmp_path / "capped")
+    log = pl.read_csv(out / "train_log.csv")
+    assert log["epoch"].to_list() == [1] and log["steps"].to_list() == [1]
+    checkpoint = torch.load(out / "model.pt", weights_only=False)
+    assert checkpoint["best_epoch"] == 1 and checkpoint["blend"] is not None
+
+
 @pytest.mark.parametrize("extra", [["train.loss=bce"], ["train.loss=softmax"], ["train.negatives=popularity"],
                                    ["train.decoder=mlp", "train.blend=false"], ["train.time_features=false"]])
 def test_variants_train(workdir, tmp_path, extra):

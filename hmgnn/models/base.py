@@ -309,20 +309,25 @@ class Recommender(ABC):
     def rank_scores(self, scores: torch.Tensor, customers: np.ndarray, k: int, filt: bool | np.ndarray,
                     cand: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k (ids, scores; -1 in empty slots) of the customers' dense scores ([len(customers), n]),
-        bought articles dropped where `filt` (one bool for all rows, or one per row)."""
+        bought articles dropped where `filt` (one bool for all rows, or one per row). With `cand`, `scores` may
+        hold the candidates' columns only ([len(customers), len(cand)])."""
         if not scores.is_floating_point() or scores.dtype in (torch.float16, torch.bfloat16):
             scores = scores.float()
-        if cand is not None:
+        if cand is not None and scores.shape[1] != len(cand):
             scores = scores[:, torch.as_tensor(cand, device=scores.device)]
         filtered = np.flatnonzero(np.broadcast_to(filt, len(customers)))
         if len(filtered):
             r, c = self._bought(customers[filtered], cand)
             scores[torch.as_tensor(filtered[r], device=scores.device),
                    torch.as_tensor(c, device=scores.device)] = -torch.inf
-        vals, pos = _top_k(scores, k)
+        vals, pos = _top_k(scores, min(k, scores.shape[1]))
         vals, pos = vals.cpu().numpy(), pos.cpu().numpy()
         ids = pos if cand is None else cand[pos]
         ids = np.where(np.isneginf(vals), -1, ids)
+        if ids.shape[1] < k:  # fewer columns than slots (a model's own candidate set): empty slots
+            pad = k - ids.shape[1]
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+            vals = np.pad(vals, ((0, 0), (0, pad)), constant_values=-np.inf)
         return ids, vals.astype(np.float32)
 
     def _rank_shared(self, shared: np.ndarray, boosts: sp.csr_matrix | None, customers: np.ndarray, k: int,
@@ -402,13 +407,7 @@ class Recommender(ABC):
     # ---- pairwise scores -------------------------------------------------------------------------------------
     def score(self, customer_indices: ArrayLike, article_indices: ArrayLike) -> np.ndarray:
         """Scores of (customer, article) pairs, on the same scale `recommend` ranks by (float32 [n])."""
-        self._check_fitted()
-        customers = self._customers(customer_indices)
-        articles = np.atleast_1d(np.asarray(article_indices)).astype(np.int64)
-        if articles.shape != customers.shape:
-            raise ValueError("customer_indices and article_indices must have the same length")
-        if len(articles) and (articles.min() < 0 or articles.max() >= self.n_articles):
-            raise ValueError(f"article indices must lie in [0, {self.n_articles})")
+        customers, articles = self._pairs(customer_indices, article_indices)
         out = np.empty(len(customers), np.float64)
         cold = self.is_cold(customers)
         if cold.any():
@@ -424,6 +423,17 @@ class Recommender(ABC):
         if self.filters_bought:
             out[_lookup(self.user_items, customers, articles) > 0] = -np.inf
         return out.astype(np.float32)
+
+    def _pairs(self, customer_indices: ArrayLike, article_indices: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """The checked (customers, articles) arrays of `score`'s pairs."""
+        self._check_fitted()
+        customers = self._customers(customer_indices)
+        articles = np.atleast_1d(np.asarray(article_indices)).astype(np.int64)
+        if articles.shape != customers.shape:
+            raise ValueError("customer_indices and article_indices must have the same length")
+        if len(articles) and (articles.min() < 0 or articles.max() >= self.n_articles):
+            raise ValueError(f"article indices must lie in [0, {self.n_articles})")
+        return customers, articles
 
     def _score_dense(self, customers: np.ndarray, articles: np.ndarray) -> np.ndarray:
         uniq, inv = np.unique(customers, return_inverse=True)
@@ -480,9 +490,15 @@ class Recommender(ABC):
         r, c, _ = csr_rows(self.user_items, customers)
         if cand is None:
             return r, c
-        p = np.searchsorted(cand, c)
-        hit = (p < len(cand)) & (cand[np.minimum(p, len(cand) - 1)] == c)
-        return r[hit], p[hit]
+        hit, p = positions_in(cand, c)
+        return r[hit], p
+
+
+def positions_in(sorted_items: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(found, position) of each of `items` in the sorted array `sorted_items` (position only where found)."""
+    p = np.searchsorted(sorted_items, items)
+    found = (p < len(sorted_items)) & (sorted_items[np.minimum(p, len(sorted_items) - 1)] == items)
+    return found, p[found]
 
 
 def csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ import torch
 
 from hmgnn import artifacts
 from hmgnn.errors import InputError
-from hmgnn.models.base import Interactions, Recommender, register
+from hmgnn.models.base import Interactions, Recommender, csr_rows, positions_in, register
 from hmgnn.models.gnn import HeteroSAGERecommender
 
 
@@ -39,9 +39,11 @@ class GNNRecommender(Recommender):
     """Bound to the customers and articles of the graph it was trained on."""
 
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
-                 device: str = "cpu", cold_start: bool = True, batch_size: int = 1024) -> None:
+                 device: str = "cpu", cold_start: bool = True, batch_size: int = 1024,
+                 candidate_days: int = 0) -> None:
         super().__init__(cold_start=cold_start, batch_size=batch_size)
         self.checkpoint = checkpoint
+        self.candidate_days = candidate_days
         self.device = torch.device(device)
         self.model = HeteroSAGERecommender(**checkpoint["model_args"])
         self.model.load_state_dict(checkpoint["state_dict"])
@@ -55,8 +57,11 @@ class GNNRecommender(Recommender):
         drops = [g["repurchase_weight"] is None for g in blend_segments(self.blend)] if self.blend else [False]
         self.filters_bought, self.drops_bought = all(drops), any(drops)
         loss = checkpoint["train_config"]["loss"]
-        # BCE-trained logits are probabilities after a sigmoid; ranking losses only order articles
-        self.score_kind = "logit" if loss == "bce" and not self.blend else "rank"
+        # the pair head gives probabilities; BCE-trained logits are probabilities after a sigmoid; ranking losses
+        # only order articles
+        self.pair_head = checkpoint.get("pair_head") if self.model.mlp is None else None
+        self.score_kind = ("probability" if self.pair_head else
+                           "logit" if loss == "bce" and not self.blend else "rank")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model!r}, blend={self.blend})"
@@ -73,11 +78,12 @@ class GNNRecommender(Recommender):
             raise InputError(f"{workdir / cls.folder / artifacts.MODEL_PT} was trained on another graph.pt; "
                              f"run `hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.name}`)")
         device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
-        return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size)
+        return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size,
+                   candidate_days=cfg.recommend.candidate_days if cls.name == "gnn" else 0)
 
     @torch.no_grad()
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
-        from hmgnn.train import BlendSignals, blend_segments, build_adjacency, node_inputs
+        from hmgnn.train import BlendSignals, DotBlend, blend_segments, build_adjacency, node_inputs
 
         if (interactions.n_customers, interactions.n_articles) != (self.model.num_customers, self.model.num_articles):
             raise InputError(f"the model was trained on {self.model.num_customers} customers x "
@@ -88,22 +94,90 @@ class GNNRecommender(Recommender):
                              self.article_x, interactions, as_of)
         inputs = {k: (v.to(self.device) if v is not None else None) for k, v in inputs.items()}
         self.customer_emb, self.article_emb = self.model.embeddings(adj, **inputs)
+        # the articles it ranks: those sold in the last candidate_days (0: all), plus, for each customer, the
+        # articles their own history boosts (bought ones, other colours of bought products); the rest score -inf
+        self.candidates = None
+        if self.candidate_days:
+            sold = np.unique(interactions.article_index[interactions.days_before(as_of) < self.candidate_days])
+            self.candidates = sold.astype(np.int64) if 0 < len(sold) < self.n_articles else None
+        self.signals = self.dot_blend = None
         if self.blend:
             segments = blend_segments(self.blend)
             variant = any(g.get("variant_weight") for g in segments)
             self.signals = BlendSignals.of(interactions, as_of, [g["repurchase_half_life"] for g in segments],
                                            self.checkpoint["article_product"] if variant else None)
+            if self.model.mlp is None:
+                self.dot_blend = DotBlend(self.article_emb, self.signals, self.blend)
+        self.pair_features = None
+        if self.pair_head:
+            from hmgnn.pair_head import PairFeatures
+
+            self.pair_features = PairFeatures(interactions, as_of, self.checkpoint.get("article_product"))
+
+    def _own_articles(self, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, article) of the articles each customer's history puts forward: bought ones and their variants."""
+        parts = [csr_rows(self.user_items, customers)[:2]]
+        if self.signals is not None and self.signals.variant is not None:
+            parts.append(csr_rows(self.signals.variant, customers)[:2])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    @torch.no_grad()
+    def candidate_scores(self, customers: np.ndarray) -> tuple[torch.Tensor, np.ndarray | None]:
+        """(scores [len(customers), len(columns)], columns): the sorted articles scored for this batch (None: all)
+        and their scores, -inf where an article is a candidate only for another customer of the batch."""
+        from hmgnn.train import blended_scores
+
+        columns = own = None
+        if self.candidates is not None:
+            own = self._own_articles(customers)
+            columns = np.union1d(self.candidates, own[1])
+        idx = torch.from_numpy(customers).to(self.device)
+        if self.dot_blend is not None:
+            scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns)
+        else:
+            scores = self.model.score_all(self.customer_emb, self.article_emb, idx)
+            if self.blend:
+                scores = blended_scores(scores, customers, self.signals, self.blend)
+            if columns is not None:
+                scores = scores[:, torch.from_numpy(columns).to(self.device)]
+        if own is not None and len(columns) > len(self.candidates):
+            extra = ~positions_in(self.candidates, columns)[0]
+            r, pos = own[0], np.searchsorted(columns, own[1])
+            keep = extra[pos]
+            r, pos = torch.from_numpy(r[keep]).to(self.device), torch.from_numpy(pos[keep]).to(self.device)
+            values = scores[r, pos]
+            scores[:, torch.from_numpy(np.flatnonzero(extra)).to(self.device)] = -torch.inf
+            scores[r, pos] = values
+        return scores, columns
+
+    def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
+        """P(bought) of each pair from the pair head when the checkpoint has one (the binary metrics compare pairs
+        across customers, which the ranking blend does not order); else the ranking scores, as every model's."""
+        if self.pair_head is None:
+            return super().score(customer_indices, article_indices)
+        from hmgnn.pair_head import pair_zscores, probability
+
+        customers, articles = self._pairs(customer_indices, article_indices)
+        z = pair_zscores(self.customer_emb.cpu(), self.article_emb.cpu(), customers, articles,
+                         self.dot_blend.mean.cpu(), self.dot_blend.cov.cpu())
+        return probability(self.pair_head, self.pair_features.matrix(z, customers, articles)).astype(np.float32)
 
     @torch.no_grad()
     def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
-        from hmgnn.train import blended_scores
-
         customers = np.asarray(customer_indices, np.int64)
-        idx = torch.from_numpy(customers).to(self.device)
-        scores = self.model.score_all(self.customer_emb, self.article_emb, idx)
-        if self.blend:
-            scores = blended_scores(scores, customers, self.signals, self.blend)
+        scores, columns = self.candidate_scores(customers)
+        if columns is not None:
+            full = torch.full((len(customers), self.n_articles), -torch.inf, dtype=scores.dtype, device=scores.device)
+            full[:, torch.from_numpy(columns).to(self.device)] = scores
+            scores = full
         return scores.cpu()
+
+    def _rank_dense(self, customers: np.ndarray, k: int, filt: bool,
+                    cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if cand is not None or self.candidates is None:
+            return super()._rank_dense(customers, k, filt, cand)
+        scores, columns = self.candidate_scores(customers)  # the batch's candidate columns only
+        return self.rank_scores(scores.cpu(), customers, k, filt, columns)
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
