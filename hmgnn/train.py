@@ -464,7 +464,9 @@ def add_customer_signals(base: torch.Tensor, customers: np.ndarray, which: np.nd
         rows = np.flatnonzero(which == i)
         if not len(rows):
             continue
-        terms = [(signals.variant, g.get("variant_weight"))] if g.get("variant_weight") and signals.variant is not None else []
+        terms = []
+        if g.get("variant_weight") and signals.variant is not None:
+            terms.append((signals.variant, g["variant_weight"]))
         terms.append((signals.repurchase[g["repurchase_half_life"]], g["repurchase_weight"]))
         for matrix, weight in terms:
             r, c, v = csr_rows(matrix, customers[rows])
