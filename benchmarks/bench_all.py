@@ -386,7 +386,7 @@ class Bench:
             epochs = len(log)
             per_epoch = sum(e["seconds"] for e in log) / epochs if epochs else None
             steps_per_epoch = (read_json(wd / folder / "manifest.json") or {}).get("steps_per_epoch")
-            steps = sum(e.get("steps") or 0 for e in log)
+            steps = int(sum(e.get("steps") or 0 for e in log))
             partial = bool(epochs and steps_per_epoch and steps and steps < epochs * steps_per_epoch)
             if partial:  # a time-capped run (train.max_minutes): seconds per step x steps per epoch
                 per_epoch = sum(e["seconds"] for e in log) / steps * steps_per_epoch

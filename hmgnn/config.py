@@ -236,8 +236,9 @@ class RecommendConfig:
     """Customers scored per batch in `--all` (memory stays flat)."""
     candidate_days: int = 0
     """The `gnn` ranks only the articles sold in the last `candidate_days` days before the data ends (0: every
-    article); the rest score -inf in `recommend`, `evaluate` and `serve` alike. Full scale: 28 days keep 41,000 of
-    105,542 articles and 98.3% of the next week's purchases, and rank 2.5x faster."""
+    article), plus each customer's own bought articles and their other colours; the rest score -inf in `recommend`,
+    `evaluate` and `serve` alike. Full scale: 14 days keep 34,256 of 105,542 articles, the test window's MAP@12
+    is unchanged (0.01171 with every article), and `recommend --all` fits in 5 minutes."""
 
     def __post_init__(self) -> None:
         _check_positive("recommend", k=self.k, batch_size=self.batch_size)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -506,11 +507,14 @@ class DotBlend:
         log_pop = torch.from_numpy(signals.log_pop).to(article_emb.device, article_emb.dtype)
         ones = torch.ones(len(article_emb), 1, dtype=article_emb.dtype, device=article_emb.device)
         self.articles_t = torch.cat([article_emb, ones, log_pop[:, None]], 1).t().contiguous()
+        self._scratch = threading.local()  # one reusable output per thread (see `scores`)
 
-    def scores(self, customer_emb: torch.Tensor, customers: np.ndarray,
-               columns: np.ndarray | None = None) -> torch.Tensor:
+    def scores(self, customer_emb: torch.Tensor, customers: np.ndarray, columns: np.ndarray | None = None,
+               scratch: bool = False) -> torch.Tensor:
         """[len(customers), len(columns)] blended scores of these customers (`customer_emb`: their embeddings)
-        for the sorted articles `columns` (None: all)."""
+        for the sorted articles `columns` (None: all). `scratch` writes them into this thread's reusable buffer,
+        valid until its next `scratch` call: a fresh [512 x 48,000] output costs as much as the product itself
+        (page faults), measured 84 ms vs 42 ms at full scale."""
         u = customer_emb.double()
         mean = u @ self.mean
         scale = 1.0 / (((u @ self.cov) * u).sum(1).clamp(min=0).sqrt() + 1e-6)
@@ -518,8 +522,16 @@ class DotBlend:
         weight = torch.tensor([self.segments[i]["popularity_weight"] for i in which], dtype=torch.float64,
                               device=u.device)
         augmented = torch.cat([u * scale[:, None], (-mean * scale)[:, None], weight[:, None]], 1)
-        articles = self.articles_t if columns is None else self.articles_t[:, torch.from_numpy(columns).to(u.device)]
-        base = augmented.to(customer_emb.dtype) @ articles
+        articles = (self.articles_t if columns is None else
+                    self.articles_t.index_select(1, torch.from_numpy(columns).to(u.device)))
+        out = None
+        if scratch:
+            size = len(customers) * articles.shape[1]
+            buffer = getattr(self._scratch, "buffer", None)
+            if buffer is None or buffer.numel() < size:
+                buffer = self._scratch.buffer = torch.empty(size, dtype=articles.dtype, device=articles.device)
+            out = buffer[:size].view(len(customers), articles.shape[1])
+        base = torch.mm(augmented.to(customer_emb.dtype), articles, out=out)
         return add_customer_signals(base, customers, which, self.segments, self.signals, columns)
 
 

@@ -108,11 +108,16 @@ class GNNRecommender(Recommender):
                                            self.checkpoint["article_product"] if variant else None)
             if self.model.mlp is None:
                 self.dot_blend = DotBlend(self.article_emb, self.signals, self.blend)
-        self.pair_features = None
-        if self.pair_head:
+        self._pair_features = None
+        self._fit_data = (interactions, as_of)  # the pair head's inputs are built on the first score() call
+
+    def pair_features(self) -> Any:
+        """The pair head's inputs as of the fit (built once, when `score` first needs them)."""
+        if self._pair_features is None:
             from hmgnn.pair_head import PairFeatures
 
-            self.pair_features = PairFeatures(interactions, as_of, self.checkpoint.get("article_product"))
+            self._pair_features = PairFeatures(*self._fit_data, self.checkpoint.get("article_product"))
+        return self._pair_features
 
     def _own_articles(self, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, article) of the articles each customer's history puts forward: bought ones and their variants."""
@@ -122,9 +127,10 @@ class GNNRecommender(Recommender):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     @torch.no_grad()
-    def candidate_scores(self, customers: np.ndarray) -> tuple[torch.Tensor, np.ndarray | None]:
+    def candidate_scores(self, customers: np.ndarray, scratch: bool = False) -> tuple[torch.Tensor, np.ndarray | None]:
         """(scores [len(customers), len(columns)], columns): the sorted articles scored for this batch (None: all)
-        and their scores, -inf where an article is a candidate only for another customer of the batch."""
+        and their scores, -inf where an article is a candidate only for another customer of the batch.
+        `scratch`: the scores may live in a reusable buffer (`DotBlend.scores`), valid until the next such call."""
         from hmgnn.train import blended_scores
 
         columns = own = None
@@ -133,7 +139,7 @@ class GNNRecommender(Recommender):
             columns = np.union1d(self.candidates, own[1])
         idx = torch.from_numpy(customers).to(self.device)
         if self.dot_blend is not None:
-            scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns)
+            scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns, scratch=scratch)
         else:
             scores = self.model.score_all(self.customer_emb, self.article_emb, idx)
             if self.blend:
@@ -160,7 +166,7 @@ class GNNRecommender(Recommender):
         customers, articles = self._pairs(customer_indices, article_indices)
         z = pair_zscores(self.customer_emb.cpu(), self.article_emb.cpu(), customers, articles,
                          self.dot_blend.mean.cpu(), self.dot_blend.cov.cpu())
-        return probability(self.pair_head, self.pair_features.matrix(z, customers, articles)).astype(np.float32)
+        return probability(self.pair_head, self.pair_features().matrix(z, customers, articles)).astype(np.float32)
 
     @torch.no_grad()
     def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
@@ -174,9 +180,10 @@ class GNNRecommender(Recommender):
 
     def _rank_dense(self, customers: np.ndarray, k: int, filt: bool,
                     cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if cand is not None or self.candidates is None:
+        if cand is not None:
             return super()._rank_dense(customers, k, filt, cand)
-        scores, columns = self.candidate_scores(customers)  # the batch's candidate columns only
+        # the batch's candidate columns only; ranked before the next batch reuses the buffer
+        scores, columns = self.candidate_scores(customers, scratch=True)
         return self.rank_scores(scores.cpu(), customers, k, filt, columns)
 
     @torch.no_grad()
