@@ -1,6 +1,6 @@
 """Load test of `hmgnn serve` on loopback: N requests from C concurrent clients over known customers.
 
-Run: python benchmarks/bench_serve.py --workdir work/seed [--requests 10000 --clients 8]. Prints figures, asserts nothing.
+Run: python benchmarks/bench_serve.py --workdir work/seed -c configs/seed-scale.toml [--requests 10000 --clients 8]. Prints figures, asserts nothing.
 The client shares the machine with the server, so the figures depend on what else runs: the load average and the
 CPU time per request of the client and of the server (where /proc exists) are printed with them.
 """
@@ -27,10 +27,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(workdir: Path, model: str, port: int, timeout: float) -> subprocess.Popen:
+def start_server(workdir: Path, model: str, port: int, timeout: float, config: Path | None = None) -> subprocess.Popen:
     """`hmgnn serve` in a subprocess, access log off (it costs throughput); returns once /health answers."""
     cmd = [sys.executable, "-m", "hmgnn.cli", "serve", "--workdir", str(workdir), "--model", model,
-           "--port", str(port), "--set", "serve.access_log=false"]
+           "--port", str(port), "--set", "serve.access_log=false", *(["-c", str(config)] if config else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,6 +83,8 @@ def client(base: str, paths: list[str], latencies: list[float], errors: list[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, required=True, help="A workdir with tables/ and (for gnn) model/.")
+    parser.add_argument("--config", "-c", type=Path,
+                        help="the run's config (e.g. configs/seed-scale.toml: its recommend.candidate_days)")
     parser.add_argument("--model", default="gnn")
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=8)
@@ -105,7 +107,7 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    proc = start_server(args.workdir, args.model, port, args.startup_timeout)
+    proc = start_server(args.workdir, args.model, port, args.startup_timeout, args.config)
     startup = time.perf_counter() - t0
     try:
         health = httpx.get(f"{base}/health").json()

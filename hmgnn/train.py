@@ -506,15 +506,17 @@ class DotBlend:
         self.signals, self.segments = signals, blend_segments(blend)
         log_pop = torch.from_numpy(signals.log_pop).to(article_emb.device, article_emb.dtype)
         ones = torch.ones(len(article_emb), 1, dtype=article_emb.dtype, device=article_emb.device)
-        self.articles_t = torch.cat([article_emb, ones, log_pop[:, None]], 1).t().contiguous()
+        self.articles = torch.cat([article_emb, ones, log_pop[:, None]], 1).contiguous()  # [n_articles, d + 2]
         self._scratch = threading.local()  # one reusable output per thread (see `scores`)
 
     def scores(self, customer_emb: torch.Tensor, customers: np.ndarray, columns: np.ndarray | None = None,
-               scratch: bool = False) -> torch.Tensor:
+               scratch: bool = False, parts: tuple[torch.Tensor, np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
         """[len(customers), len(columns)] blended scores of these customers (`customer_emb`: their embeddings)
         for the sorted articles `columns` (None: all). `scratch` writes them into this thread's reusable buffer,
         valid until its next `scratch` call: a fresh [512 x 48,000] output costs as much as the product itself
-        (page faults), measured 84 ms vs 42 ms at full scale."""
+        (page faults), measured 84 ms vs 42 ms at full scale. `parts` = (rows of `self.articles` prepared once,
+        their positions in `columns`, the other positions) scores the prepared rows without gathering them again
+        (one request against a fixed candidate set)."""
         u = customer_emb.double()
         mean = u @ self.mean
         scale = 1.0 / (((u @ self.cov) * u).sum(1).clamp(min=0).sqrt() + 1e-6)
@@ -522,17 +524,32 @@ class DotBlend:
         weight = torch.tensor([self.segments[i]["popularity_weight"] for i in which], dtype=torch.float64,
                               device=u.device)
         augmented = torch.cat([u * scale[:, None], (-mean * scale)[:, None], weight[:, None]], 1)
-        articles = (self.articles_t if columns is None else
-                    self.articles_t.index_select(1, torch.from_numpy(columns).to(u.device)))
-        out = None
-        if scratch:
-            size = len(customers) * articles.shape[1]
-            buffer = getattr(self._scratch, "buffer", None)
-            if buffer is None or buffer.numel() < size:
-                buffer = self._scratch.buffer = torch.empty(size, dtype=articles.dtype, device=articles.device)
-            out = buffer[:size].view(len(customers), articles.shape[1])
-        base = torch.mm(augmented.to(customer_emb.dtype), articles, out=out)
+        augmented = augmented.to(customer_emb.dtype)
+        if parts is not None:
+            prepared, at, others = parts
+            base = torch.empty(len(customers), len(columns), dtype=augmented.dtype, device=augmented.device)
+            base[:, torch.from_numpy(at).to(u.device)] = self._product(augmented, prepared)
+            if len(others):
+                rows = self.articles.index_select(0, torch.from_numpy(columns[others]).to(u.device))
+                base[:, torch.from_numpy(others).to(u.device)] = self._product(augmented, rows)
+        else:
+            articles = (self.articles if columns is None else
+                        self.articles.index_select(0, torch.from_numpy(columns).to(u.device)))
+            out = None
+            if scratch and len(customers) > 1:
+                size = len(customers) * len(articles)
+                buffer = getattr(self._scratch, "buffer", None)
+                if buffer is None or buffer.numel() < size:
+                    buffer = self._scratch.buffer = torch.empty(size, dtype=articles.dtype, device=articles.device)
+                out = buffer[:size].view(len(customers), len(articles))
+            base = self._product(augmented, articles, out)
         return add_customer_signals(base, customers, which, self.segments, self.signals, columns)
+
+    @staticmethod
+    def _product(augmented: torch.Tensor, articles: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if len(augmented) == 1:  # one request: a matrix-vector product (0.8 ms vs 1.1 ms at seed scale)
+            return torch.mv(articles, augmented[0]).unsqueeze(0)
+        return torch.mm(augmented, articles.t(), out=out)
 
 
 Setting = tuple[float, float, "float | None", float]  # (repurchase half-life, popularity, repurchase, variant)

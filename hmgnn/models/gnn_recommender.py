@@ -108,6 +108,10 @@ class GNNRecommender(Recommender):
                                            self.checkpoint["article_product"] if variant else None)
             if self.model.mlp is None:
                 self.dot_blend = DotBlend(self.article_emb, self.signals, self.blend)
+        self._candidate_rows = None  # the candidates' rows of the dot blend's article matrix, for one request
+        if self.candidates is not None and self.dot_blend is not None:
+            index = torch.from_numpy(self.candidates).to(self.device)
+            self._candidate_rows = self.dot_blend.articles.index_select(0, index).contiguous()
         self._pair_features = None
         self._fit_data = (interactions, as_of)  # the pair head's inputs are built on the first score() call
 
@@ -134,10 +138,21 @@ class GNNRecommender(Recommender):
         from hmgnn.train import blended_scores
 
         columns = own = None
+        idx = torch.from_numpy(customers).to(self.device)
+        if self.candidates is not None and len(customers) == 1 and self._candidate_rows is not None:
+            # one request: the prepared candidate rows plus this customer's own others, merged in article order
+            mine = np.unique(self._own_articles(customers)[1])
+            others = mine[~positions_in(self.candidates, mine)[0]]
+            at = np.arange(len(self.candidates)) + np.searchsorted(others, self.candidates)
+            other_at = np.searchsorted(self.candidates, others) + np.arange(len(others))
+            columns = np.empty(len(self.candidates) + len(others), np.int64)
+            columns[at], columns[other_at] = self.candidates, others
+            scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns,
+                                           parts=(self._candidate_rows, at, other_at))
+            return scores, columns
         if self.candidates is not None:
             own = self._own_articles(customers)
             columns = np.union1d(self.candidates, own[1])
-        idx = torch.from_numpy(customers).to(self.device)
         if self.dot_blend is not None:
             scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns, scratch=scratch)
         else:
