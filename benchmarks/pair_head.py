@@ -47,7 +47,7 @@ def measure(config: str, workdir: Path) -> dict[str, dict[str, float]]:
     model.fit(history, history_end)
     data = SimpleNamespace(history=history, history_end=history_end,
                            article_product=model.checkpoint["article_product"])
-    head = fit_pair_head(model.customer_emb, model.article_emb, data,
+    head = fit_pair_head(model.customer_emb, model.article_emb, data, model.signals,
                          split / artifacts.VALIDATION_PAIRS_PARQUET, cfg.seed)
     pairs = pl.read_parquet(split / artifacts.TEST_PAIRS_PARQUET).filter(pl.col("kind").is_in(artifacts.BINARY_KINDS))
     c, a, y = (pairs[k].to_numpy() for k in ("customer_index", "article_index", "label"))

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from hmgnn.models.base import Interactions, _lookup
-from hmgnn.train import repurchase_matrix, variant_matrix
+from hmgnn.train import BlendSignals, repurchase_matrix, variant_matrix, zscore_terms
 
 SALES_WINDOWS = (1, 7, 28, 91)
+REPURCHASE_HALF_LIFE = 14.0
 AGE_CAP_DAYS = 2000
-FEATURES = ("gnn_zscore", *(f"log_sales_{d}d" for d in SALES_WINDOWS), "log_sales_all", "repurchase_14d",
+FEATURES = ("gnn_zscore", *(f"log_sales_{d}d" for d in SALES_WINDOWS), "log_sales_all",
+            f"repurchase_{REPURCHASE_HALF_LIFE:g}d",
             "log_times_bought", "variant", "log_customer_purchases", "log_article_age_days")
 
 
@@ -33,9 +35,12 @@ class PairFeatures:
         inter: the purchases up to `as_of`.
         as_of: the day the features describe.
         article_product: product of each article (the variant term), or None.
+        signals: the blend's inputs as of the same day, when already built: their repurchase matrices
+            (half-lives 14 and 0) and variant term are used instead of being built again.
     """
 
-    def __init__(self, inter: Interactions, as_of: dt.date, article_product: np.ndarray | None) -> None:
+    def __init__(self, inter: Interactions, as_of: dt.date, article_product: np.ndarray | None,
+                 signals: BlendSignals | None = None) -> None:
         days = inter.days_before(as_of)
         n = inter.n_articles
         columns = [np.bincount(inter.article_index[days < d], minlength=n) for d in SALES_WINDOWS]
@@ -44,9 +49,12 @@ class PairFeatures:
         np.minimum.at(first_sold, inter.article_index, days)
         self.article = np.log1p(np.stack(columns + [first_sold], 1).astype(np.float64))
         self.customer = np.log1p(np.bincount(inter.customer_index, minlength=inter.n_customers).astype(np.float64))
-        self.repurchase = repurchase_matrix(inter, as_of, 14.0)
-        self.counts = repurchase_matrix(inter, as_of, 0.0)
-        self.variant = variant_matrix(inter, article_product) if article_product is not None else None
+        built = signals.repurchase if signals is not None else {}
+        self.repurchase, self.counts = (built[h] if h in built else repurchase_matrix(inter, as_of, h)
+                                        for h in (REPURCHASE_HALF_LIFE, 0.0))
+        self.variant = signals.variant if signals is not None else None
+        if self.variant is None and article_product is not None:
+            self.variant = variant_matrix(inter, article_product)
 
     def matrix(self, zscores: np.ndarray, customers: np.ndarray, articles: np.ndarray) -> np.ndarray:
         """[n_pairs, len(FEATURES)] in FEATURES order."""
@@ -65,8 +73,8 @@ def pair_zscores(customer_emb: torch.Tensor, article_emb: torch.Tensor, customer
     for s in range(0, len(customers), chunk):
         u = customer_emb[torch.from_numpy(customers[s:s + chunk])].double()
         v = article_emb[torch.from_numpy(articles[s:s + chunk])].double()
-        std = ((u @ cov) * u).sum(1).clamp(min=0).sqrt()
-        out[s:s + chunk] = (((u * v).sum(1) - u @ mean) / (std + 1e-6)).cpu().numpy()
+        mean_u, scale = zscore_terms(u, mean, cov)
+        out[s:s + chunk] = (((u * v).sum(1) - mean_u) * scale).cpu().numpy()
     return out
 
 

@@ -487,6 +487,14 @@ def embedding_moments(article_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return mean, centred.t() @ centred / max(len(v) - 1, 1)
 
 
+def zscore_terms(customer_emb: torch.Tensor, mean: torch.Tensor,
+                 cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, scale) of each customer's dot scores over all articles, from the article embeddings' moments
+    (`embedding_moments`), in float64: the z-score of u . v is (u . v - mean) x scale, as `zscore` computes it."""
+    u = customer_emb.double()
+    return u @ mean, 1.0 / (((u @ cov) * u).sum(1).clamp(min=0).sqrt() + 1e-6)
+
+
 class DotBlend:
     """`blended_scores` for a dot-product decoder as one matrix product, without a pass over the scores.
 
@@ -518,8 +526,7 @@ class DotBlend:
         their positions in `columns`, the other positions) scores the prepared rows without gathering them again
         (one request against a fixed candidate set)."""
         u = customer_emb.double()
-        mean = u @ self.mean
-        scale = 1.0 / (((u @ self.cov) * u).sum(1).clamp(min=0).sqrt() + 1e-6)
+        mean, scale = zscore_terms(u, self.mean, self.cov)
         which = segment_index(self.segments, self.signals.purchases[customers])
         weight = torch.tensor([self.segments[i]["popularity_weight"] for i in which], dtype=torch.float64,
                               device=u.device)
@@ -561,13 +568,13 @@ def _setting(g: Setting) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def fit_blend(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Tensor, history: Interactions,
-              as_of: dt.date, truth: WindowTruth, article_product: np.ndarray, k: int = 12) -> dict[str, Any]:
+def fit_blend(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Tensor, signals: BlendSignals,
+              truth: WindowTruth, k: int = 12) -> dict[str, Any]:
     """Search the blend weights on the validation window, overall and per segment of customers: the
     (half-life, popularity, repurchase) grid first, then the variant weight beside the popularity weight for
-    the (half-life, repurchase) pairs that won somewhere. Returns the best settings and every one tried."""
+    the (half-life, repurchase) pairs that won somewhere. `signals`: as of the end of history, with every
+    REPURCHASE_HALF_LIVES and the variant term. Returns the best settings and every one tried."""
     customers = truth.customers
-    signals = BlendSignals.of(history, as_of, REPURCHASE_HALF_LIVES, article_product)
     log_pop = torch.from_numpy(signals.log_pop)
     segment = np.searchsorted(HISTORY_SEGMENTS, signals.purchases[customers], side="right") - 1
 
@@ -709,8 +716,9 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     blend = None
     if tc.blend:
         c_emb, a_emb = trainer.embeddings_for_validation()
-        blend = fit_blend(trainer.model, c_emb, a_emb, data.history, data.history_end,
-                          trainer.val_truth, data.article_product)
+        # the blend's inputs, also the pair head's (repurchase signal, counts, variant term)
+        signals = BlendSignals.of(data.history, data.history_end, REPURCHASE_HALF_LIVES, data.article_product)
+        blend = fit_blend(trainer.model, c_emb, a_emb, signals, trainer.val_truth)
         info(f"[green]train[/green]: blend popularity={blend['popularity_weight']} "
              f"repurchase={blend['repurchase_weight']} (half-life {blend['repurchase_half_life']}) "
              f"variant={blend['variant_weight']}: validation MAP@12 {blend['one_setting_map@12']:.4f}, "
@@ -718,7 +726,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
 
     head = None
     if blend and trainer.model.mlp is None:
-        head = fit_pair_head(c_emb, a_emb, data, split_dir / artifacts.VALIDATION_PAIRS_PARQUET, cfg.seed)
+        head = fit_pair_head(c_emb, a_emb, data, signals, split_dir / artifacts.VALIDATION_PAIRS_PARQUET,
+                             cfg.seed)
         info(f"[green]train[/green]: pair head (binary metrics) fit on {head['pairs']:,} validation pairs")
 
     with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs,
@@ -748,8 +757,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     return out
 
 
-def fit_pair_head(c_emb: torch.Tensor, a_emb: torch.Tensor, data: TrainingData, pairs_path: Path,
-                  seed: int) -> dict[str, Any]:
+def fit_pair_head(c_emb: torch.Tensor, a_emb: torch.Tensor, data: TrainingData, signals: BlendSignals | None,
+                  pairs_path: Path, seed: int) -> dict[str, Any]:
     """The pair head (hmgnn/pair_head.py) on the validation window's positive and uniform pairs, every input as of
     the end of history."""
     from hmgnn import pair_head
@@ -759,7 +768,7 @@ def fit_pair_head(c_emb: torch.Tensor, a_emb: torch.Tensor, data: TrainingData, 
     articles = pairs["article_index"].to_numpy().astype(np.int64)
     if len(np.unique(pairs["label"].to_numpy())) < 2:
         raise InputError(f"{pairs_path} needs bought and negative pairs; run `hmgnn sample --force`")
-    features = pair_head.PairFeatures(data.history, data.history_end, data.article_product)
+    features = pair_head.PairFeatures(data.history, data.history_end, data.article_product, signals)
     z = pair_head.pair_zscores(c_emb.cpu(), a_emb.cpu(), customers, articles, *embedding_moments(a_emb.cpu()))
     return pair_head.fit(features.matrix(z, customers, articles), pairs["label"].to_numpy(), seed)
 

@@ -120,7 +120,7 @@ class GNNRecommender(Recommender):
         if self._pair_features is None:
             from hmgnn.pair_head import PairFeatures
 
-            self._pair_features = PairFeatures(*self._fit_data, self.checkpoint.get("article_product"))
+            self._pair_features = PairFeatures(*self._fit_data, self.checkpoint.get("article_product"), self.signals)
         return self._pair_features
 
     def _own_articles(self, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +129,17 @@ class GNNRecommender(Recommender):
         if self.signals is not None and self.signals.variant is not None:
             parts.append(csr_rows(self.signals.variant, customers)[:2])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _merge_candidates(self, own_articles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(columns, at, other_at): the sorted union of the candidates and `own_articles`, the candidates'
+        positions in it and the positions of the others (own articles that are not candidates)."""
+        mine = np.unique(own_articles)
+        others = mine[~positions_in(self.candidates, mine)[0]]
+        at = np.arange(len(self.candidates)) + np.searchsorted(others, self.candidates)
+        other_at = np.searchsorted(self.candidates, others) + np.arange(len(others))
+        columns = np.empty(len(self.candidates) + len(others), np.int64)
+        columns[at], columns[other_at] = self.candidates, others
+        return columns, at, other_at
 
     @torch.no_grad()
     def candidate_scores(self, customers: np.ndarray, scratch: bool = False) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -139,20 +150,14 @@ class GNNRecommender(Recommender):
 
         columns = own = None
         idx = torch.from_numpy(customers).to(self.device)
-        if self.candidates is not None and len(customers) == 1 and self._candidate_rows is not None:
-            # one request: the prepared candidate rows plus this customer's own others, merged in article order
-            mine = np.unique(self._own_articles(customers)[1])
-            others = mine[~positions_in(self.candidates, mine)[0]]
-            at = np.arange(len(self.candidates)) + np.searchsorted(others, self.candidates)
-            other_at = np.searchsorted(self.candidates, others) + np.arange(len(others))
-            columns = np.empty(len(self.candidates) + len(others), np.int64)
-            columns[at], columns[other_at] = self.candidates, others
-            scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns,
-                                           parts=(self._candidate_rows, at, other_at))
-            return scores, columns
         if self.candidates is not None:
             own = self._own_articles(customers)
-            columns = np.union1d(self.candidates, own[1])
+            columns, at, other_at = self._merge_candidates(own[1])
+            if len(customers) == 1 and self._candidate_rows is not None:
+                # one request: the prepared candidate rows plus the customer's own others (nothing to mask)
+                scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns,
+                                               parts=(self._candidate_rows, at, other_at))
+                return scores, columns
         if self.dot_blend is not None:
             scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns, scratch=scratch)
         else:
@@ -161,8 +166,9 @@ class GNNRecommender(Recommender):
                 scores = blended_scores(scores, customers, self.signals, self.blend)
             if columns is not None:
                 scores = scores[:, torch.from_numpy(columns).to(self.device)]
-        if own is not None and len(columns) > len(self.candidates):
-            extra = ~positions_in(self.candidates, columns)[0]
+        if own is not None and len(other_at):
+            extra = np.zeros(len(columns), bool)
+            extra[other_at] = True
             r, pos = own[0], np.searchsorted(columns, own[1])
             keep = extra[pos]
             r, pos = torch.from_numpy(r[keep]).to(self.device), torch.from_numpy(pos[keep]).to(self.device)
