@@ -96,6 +96,10 @@ def main() -> None:
         lines += ["", f"GNN MAP@12 / best baseline ({best_baseline}): {ratio:.2f}x"]
         if "als" in summary:
             lines.append(f"GNN MAP@12 / ALS: {summary['gnn']['map@12']['mean'] / max(summary['als']['map@12']['mean'], 1e-12):.2f}x")
+        for m in ("map@12", "recall@12"):  # how often the win holds run by run, not only on the mean
+            for peer in dict.fromkeys([best_baseline] + (["als"] if "als" in summary else [])):
+                wins = sum(r["models"]["gnn"][m] > r["models"][peer][m] for r in runs)
+                lines.append(f"GNN {m} above {peer} in {wins} of {len(runs)} runs")
     report = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))

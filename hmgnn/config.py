@@ -173,6 +173,10 @@ class TrainConfig:
     blend: bool = True
     """Blend the GNN score with log popularity and the customer's repurchase signal, weights fit on the
     validation window (whether bought articles are dropped, kept or boosted is chosen there too)."""
+    walk: bool = False
+    """Offer the blend a random-walk term: RP3beta, the 3-step customer -> article -> buyer -> article walk
+    probability on the purchase graph with a popularity penalty (a graph signal without learned weights); its
+    weight, 0 included, is fit on the validation window like the others."""
     device: str = "auto"
     """`auto` (CUDA when available), `cpu` or `cuda`."""
 

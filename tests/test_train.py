@@ -212,3 +212,82 @@ def test_same_seed_same_model_across_processes(workdir, tmp_path):
                        check=True, capture_output=True)
     for key, value in _state(outs[0]).items():
         assert torch.equal(value, _state(outs[1])[key]), key
+
+
+def _rp3(bought: np.ndarray, beta: float) -> np.ndarray:
+    """RP3beta by hand on a dense 0/1 purchase matrix: customer -> article -> buyer -> article, over degree^beta."""
+    c_deg, a_deg = bought.sum(1, keepdims=True), bought.sum(0)
+    step_ca = bought / np.maximum(c_deg, 1)
+    step_ac = bought.T / np.maximum(a_deg, 1)[:, None]
+    return step_ca @ step_ac @ step_ca / np.maximum(a_deg, 1) ** beta
+
+
+def test_walk_term_is_rp3beta_scaled_by_each_customers_std():
+    pairs = [(0, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 3), (3, 0), (3, 3), (3, 4), (0, 1)]  # a repeat counts once
+    inter = _interactions(pairs, n_customers=5, n_articles=6)
+    dense = np.zeros((5, 6))
+    for c, a in pairs:
+        dense[c, a] = 1
+    want = _rp3(dense, 0.5)
+    walk = train.WalkTerm(inter, beta=0.5, neighbours=100)
+    r, c, v = walk.entries(np.array([3, 0, 4]))
+    got = np.zeros((3, 6))
+    got[r, c] = v
+    for row, customer in enumerate([3, 0]):
+        assert np.allclose(got[row], want[customer] / want[customer].std(), atol=1e-5)
+    assert not got[2].any()  # no purchases: no walk
+    assert (got[:, 5] == 0).all()  # nobody bought article 5: unreachable
+
+
+def test_walk_term_keeps_each_articles_strongest_neighbours():
+    block = train._top_per_row(__import__("scipy.sparse", fromlist=["csr_matrix"]).csr_matrix(
+        np.array([[0.1, 0.5, 0.0, 0.3], [0.2, 0.2, 0.2, 0.0], [0.0, 0.0, 0.0, 0.9]], np.float32)), 2)
+    assert np.allclose(block.toarray(), [[0, 0.5, 0, 0.3], [0.2, 0.2, 0, 0], [0, 0, 0, 0.9]])  # ties: smaller column
+
+
+def test_blend_walk_term_adds_its_weight_times_the_walk():
+    inter = _interactions([(0, 0), (1, 0), (1, 1), (2, 1), (2, 2)], n_customers=3, n_articles=5)
+    signals = train.BlendSignals.of(inter, dt.date(2020, 9, 8), [0.0], walk=True)
+    gnn = torch.zeros(1, 5)
+    gnn[0, 4] = 1.0
+    plain = train.blended_scores(gnn.clone(), np.array([0]), signals, _blend())
+    walked = train.blended_scores(gnn.clone(), np.array([0]), signals, _blend(walk_weight=10.0))
+    r, c, v = signals.walk.entries(np.array([0]))
+    extra = torch.zeros(5)
+    extra[torch.from_numpy(c)] = 10.0 * torch.from_numpy(v)
+    keep = torch.isfinite(plain[0])
+    assert torch.allclose(walked[0][keep], plain[0][keep] + extra[keep])
+    assert walked[0, 0] == float("-inf") and torch.argmax(walked[0]) == 1  # bought dropped; co-bought article 1 first
+
+
+def test_fit_blend_searches_the_walk_weight_when_asked(workdir, tmp_path):
+    ckpt = torch.load(train.run(_cfg(workdir, "train.walk=true"), out=tmp_path / "walk") / "model.pt",
+                      weights_only=False)
+    grid = __import__("json").loads((tmp_path / "walk" / "blend_grid.json").read_text())
+    assert {g["walk_weight"] for g in grid} == set(train.WALK_WEIGHTS)
+    assert all("walk_weight" in g for g in ckpt["blend"]["segments"])
+    # a served model whose blend weighs the walk builds the term and ranks alike one customer at a time or many
+    from hmgnn.models.gnn_recommender import GNNRecommender
+
+    for g in ckpt["blend"]["segments"]:
+        g["walk_weight"] = 1.0
+    customer_x, article_x, _ = train.load_graph_features(workdir / "graph")
+    data = train.load_training_data(workdir / "graph", workdir / "split", workdir / "tables")
+    model = GNNRecommender(ckpt, customer_x, article_x).fit(data.history, data.history_end)
+    assert model.signals.walk is not None
+    customers = np.unique(data.history.customer_index)[:6]
+    many, _ = model.recommend(customers, k=12)
+    for i, c in enumerate(customers):
+        assert np.array_equal(model.recommend(int(c), k=12)[0], many[i])
+
+
+def test_validation_scores_only_customers_with_a_history(workdir):
+    cfg = _cfg(workdir)
+    data = train.load_training_data(workdir / "graph", workdir / "split", workdir / "tables")
+    trainer = train.Trainer(cfg.train, cfg.seed, data, torch.device("cpu"))
+    seen = np.bincount(data.history.customer_index, minlength=data.history.n_customers) > 0
+    window = np.unique(data.validation.customer_index)
+    assert (~seen[window]).any(), "the fixture needs a validation buyer without a history"
+    assert set(trainer.val_truth.customers) == set(window[seen[window]])
+    keep = np.isin(trainer.val_truth.bought_customers, window[~seen[window]])
+    assert not keep.any()

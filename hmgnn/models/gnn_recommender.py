@@ -105,7 +105,8 @@ class GNNRecommender(Recommender):
             segments = blend_segments(self.blend)
             variant = any(g.get("variant_weight") for g in segments)
             self.signals = BlendSignals.of(interactions, as_of, [g["repurchase_half_life"] for g in segments],
-                                           self.checkpoint["article_product"] if variant else None)
+                                           self.checkpoint["article_product"] if variant else None,
+                                           walk=any(g.get("walk_weight") for g in segments))
             if self.model.mlp is None:
                 self.dot_blend = DotBlend(self.article_emb, self.signals, self.blend)
         self._candidate_rows = None  # the candidates' rows of the dot blend's article matrix, for one request
