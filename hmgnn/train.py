@@ -666,13 +666,18 @@ def fit_blend(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Te
             z = zscore(model.score_all(c_emb, a_emb, torch.from_numpy(cust.astype(np.int64)).to(c_emb.device)))
             rep_entries = {h: csr_rows(signals.repurchase[h], cust) for h in {g[0] for g in settings}}
             var_entries = csr_rows(signals.variant, cust)
-            walk_entries = signals.walk.entries(cust) if any(g[4] for g in settings) else None
+            walk = None
+            if any(g[4] for g in settings):  # dense once per chunk: a scatter per setting took minutes at seed scale
+                r, c, v = signals.walk.entries(cust)
+                walk = torch.zeros_like(z)
+                walk[torch.from_numpy(r).to(z.device), torch.from_numpy(c).to(z.device)] = \
+                    torch.from_numpy(v).to(z.device, z.dtype)
             for p, v, w in dict.fromkeys((g[1], g[3], g[4]) for g in settings):
                 base = z + p * log_pop.to(z.device)
                 if v:
                     apply_blend(base, var_entries, v)
                 if w:
-                    apply_blend(base, walk_entries, w)
+                    base.add_(walk, alpha=w)
                 for g in settings:
                     if (g[1], g[3], g[4]) == (p, v, w):
                         scores = apply_blend(base.clone(), rep_entries[g[0]], g[2])
