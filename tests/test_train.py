@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
@@ -240,7 +241,9 @@ def test_walk_term_is_rp3beta_scaled_by_each_customers_std():
 
 
 def test_walk_term_keeps_each_articles_strongest_neighbours():
-    block = train._top_per_row(__import__("scipy.sparse", fromlist=["csr_matrix"]).csr_matrix(
+    import scipy.sparse as sp
+
+    block = train._top_per_row(sp.csr_matrix(
         np.array([[0.1, 0.5, 0.0, 0.3], [0.2, 0.2, 0.2, 0.0], [0.0, 0.0, 0.0, 0.9]], np.float32)), 2)
     assert np.allclose(block.toarray(), [[0, 0.5, 0, 0.3], [0.2, 0.2, 0, 0], [0, 0, 0, 0.9]])  # ties: smaller column
 
@@ -263,7 +266,7 @@ def test_blend_walk_term_adds_its_weight_times_the_walk():
 def test_fit_blend_searches_the_walk_weight_when_asked(workdir, tmp_path):
     ckpt = torch.load(train.run(_cfg(workdir, "train.walk=true"), out=tmp_path / "walk") / "model.pt",
                       weights_only=False)
-    grid = __import__("json").loads((tmp_path / "walk" / "blend_grid.json").read_text())
+    grid = json.loads((tmp_path / "walk" / "blend_grid.json").read_text())
     assert {g["walk_weight"] for g in grid} == set(train.WALK_WEIGHTS)
     assert all("walk_weight" in g for g in ckpt["blend"]["segments"])
     # a served model whose blend weighs the walk builds the term and ranks alike one customer at a time or many
@@ -291,3 +294,16 @@ def test_validation_scores_only_customers_with_a_history(workdir):
     assert set(trainer.val_truth.customers) == set(window[seen[window]])
     keep = np.isin(trainer.val_truth.bought_customers, window[~seen[window]])
     assert not keep.any()
+
+
+def test_validation_without_any_known_buyer_is_a_clear_error(workdir):
+    import dataclasses
+
+    from hmgnn.errors import InputError
+
+    cfg = _cfg(workdir)
+    data = train.load_training_data(workdir / "graph", workdir / "split", workdir / "tables")
+    seen = np.bincount(data.history.customer_index, minlength=data.history.n_customers) > 0
+    only_new = train._subset(data.validation, ~seen[data.validation.customer_index])
+    with pytest.raises(InputError, match="sample.cutoff"):
+        train.Trainer(cfg.train, cfg.seed, dataclasses.replace(data, validation=only_new), torch.device("cpu"))
