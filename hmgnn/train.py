@@ -668,10 +668,10 @@ def fit_blend(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Te
             var_entries = csr_rows(signals.variant, cust)
             walk = None
             if any(g[4] for g in settings):  # dense once per chunk: a scatter per setting took minutes at seed scale
-                r, c, v = signals.walk.entries(cust)
+                rows, cols, values = signals.walk.entries(cust)
                 walk = torch.zeros_like(z)
-                walk[torch.from_numpy(r).to(z.device), torch.from_numpy(c).to(z.device)] = \
-                    torch.from_numpy(v).to(z.device, z.dtype)
+                walk[torch.from_numpy(rows).to(z.device), torch.from_numpy(cols).to(z.device)] = \
+                    torch.from_numpy(values).to(z.device, z.dtype)
             for p, v, w in dict.fromkeys((g[1], g[3], g[4]) for g in settings):
                 base = z + p * log_pop.to(z.device)
                 if v:

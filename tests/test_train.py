@@ -274,9 +274,8 @@ def test_fit_blend_searches_the_walk_weight_when_asked(workdir, tmp_path):
 
     for g in ckpt["blend"]["segments"]:
         g["walk_weight"] = 1.0
-    customer_x, article_x, _ = train.load_graph_features(workdir / "graph")
     data = train.load_training_data(workdir / "graph", workdir / "split", workdir / "tables")
-    model = GNNRecommender(ckpt, customer_x, article_x).fit(data.history, data.history_end)
+    model = GNNRecommender(ckpt, data.customer_x, data.article_x).fit(data.history, data.history_end)
     assert model.signals.walk is not None
     customers = np.unique(data.history.customer_index)[:6]
     many, _ = model.recommend(customers, k=12)
