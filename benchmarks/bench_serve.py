@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, required=True, help="A workdir with tables/ and (for gnn) model/.")
     parser.add_argument("--config", "-c", type=Path,
-                        help="the run's config (e.g. configs/seed-scale.toml: its recommend.candidate_days)")
+                        help="the run's config (e.g. configs/seed-scale.toml)")
     parser.add_argument("--model", default="gnn")
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=8)

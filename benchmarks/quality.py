@@ -26,7 +26,7 @@ import polars as pl
 
 from hmgnn.config import load_config
 
-METRICS = ("map@12", "recall@12", "hit@12", "auc", "ap", "accuracy", "f1")
+METRICS = ("map@12", "recall@12", "recall@100", "hit@12", "auc", "ap", "accuracy", "f1")
 
 
 def hmgnn(*args: str) -> None:
@@ -81,7 +81,7 @@ def main() -> None:
             if values:
                 summary[name][m] = {"mean": statistics.fmean(values),
                                     "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-    best_baseline = max((n for n in names if n not in ("gnn", "reference", "als")),
+    best_baseline = max((n for n in names if n not in ("gnn", "gnn-retrieval", "reference", "als")),
                         key=lambda n: summary[n]["map@12"]["mean"])
     lines = [f"# Quality over {args.windows} test windows x {len(args.seeds)} seeds ({args.config})", "",
              f"Cutoffs: {', '.join(sorted({r['cutoff'] for r in runs}))}; test customers per window: "
@@ -100,6 +100,12 @@ def main() -> None:
             for peer in dict.fromkeys([best_baseline] + (["als"] if "als" in summary else [])):
                 wins = sum(r["models"]["gnn"][m] > r["models"][peer][m] for r in runs)
                 lines.append(f"GNN {m} above {peer} in {wins} of {len(runs)} runs")
+        if "gnn-retrieval" in summary and "als" in summary:  # the GNN alone against the peer
+            for m in ("map@12", "recall@100"):
+                if m in summary["als"] and m in summary["gnn-retrieval"]:
+                    ratio = summary["gnn-retrieval"][m]["mean"] / max(summary["als"][m]["mean"], 1e-12)
+                    wins = sum(r["models"]["gnn-retrieval"][m] > r["models"]["als"][m] for r in runs)
+                    lines.append(f"gnn-retrieval {m} / ALS: {ratio:.2f}x, above it in {wins} of {len(runs)} runs")
     report = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))

@@ -122,8 +122,9 @@ class TrainConfig:
     """`hmgnn train`: the heterogeneous GraphSAGE recommender (or the reference project's recipe)."""
 
     recipe: str = "gnn"
-    """`gnn` (hmgnn's hybrid: ID embeddings, time-aware inputs, ranking loss, blended with popularity and
-    repurchase) or `reference` (the reference project: features only, hidden 128, BCE, 1:1 uniform negatives).
+    """`gnn` (hmgnn's hybrid: ID embeddings, time-aware inputs, ranking loss; its scores retrieve candidates and
+    feed the learned ranker, see [ranker]) or `reference` (the reference project: features only, hidden 128, BCE,
+    1:1 uniform negatives).
     The reference recipe writes to <workdir>/reference instead of <workdir>/model."""
     hidden: int = 64
     """Width of the embeddings and of every GraphSAGE layer."""
@@ -155,7 +156,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     """Time budget of the training loop in minutes (0: none). When it runs out, the current epoch stops after its
     step, is validated and logged (its `steps` column shows a partial epoch), and training ends with the best
-    checkpoint so far, blend fit included. Keeps a full-scale run inside a budget."""
+    checkpoint so far, ranker fit included. Keeps a full-scale run inside a budget."""
     batch_size: int = 16_384
     """Positive edges per optimisation step (each step is one full-batch message pass)."""
     supervision: str = "recent"
@@ -170,13 +171,6 @@ class TrainConfig:
     """Half-life (days) of the weight of a target purchase: recent purchases count more; 0 weighs all alike."""
     val_customers: int = 20_000
     """Validation customers scored each epoch (a seeded sample of the validation window's buyers; 0 = all)."""
-    blend: bool = True
-    """Blend the GNN score with log popularity and the customer's repurchase signal, weights fit on the
-    validation window (whether bought articles are dropped, kept or boosted is chosen there too)."""
-    walk: bool = False
-    """Offer the blend a random-walk term: RP3beta, the 3-step customer -> article -> buyer -> article walk
-    probability on the purchase graph with a popularity penalty (a graph signal without learned weights); its
-    weight, 0 included, is fit on the validation window like the others."""
     device: str = "auto"
     """`auto` (CUDA when available), `cpu` or `cuda`."""
 
@@ -204,7 +198,67 @@ class TrainConfig:
             return self
         return dataclasses.replace(self, hidden=128, layers=2, id_embeddings=False, time_features=False,
                                    decoder="dot", loss="bce", negatives="uniform", num_negatives=1,
-                                   supervision="disjoint", recency_half_life=0.0, blend=False)
+                                   supervision="disjoint", recency_half_life=0.0)
+
+
+RANKER_OBJECTIVES = ("lambdarank", "binary")
+
+
+@dataclass
+class RankerConfig:
+    """`hmgnn train`'s second stage: candidate sources per customer, then gradient-boosted trees (LightGBM) that
+    rank each customer's candidates from pair features. Trained on the validation window's purchases (features as
+    of the end of history) and, where one window holds few customers, on earlier windows of the same length
+    stacked; the GNN's own training stops before the earliest of them, so no window's labels leak into its score."""
+
+    gnn_candidates: int = 100
+    """Articles per customer from the GNN's own ranking (embedding dot product)."""
+    bought_candidates: int = 50
+    """The customer's own bought articles (the most frequent and recent)."""
+    variant_candidates: int = 20
+    """Other colours of products the customer bought."""
+    popular_candidates: int = 30
+    """Last week's bestsellers (and half as many of the customer's age band, where the age is known)."""
+    trending_candidates: int = 30
+    """Time-decayed 28-day bestsellers."""
+    walk_candidates: int = 50
+    """Random-walk (RP3beta) neighbours of the customer's purchases on the purchase graph."""
+    objective: str = "lambdarank"
+    """`lambdarank` (orders each customer's candidates) or `binary` (a purchase probability)."""
+    windows: int = 0
+    """Label windows stacked for training, the validation window first (0: as many as it takes to reach
+    `min_customers` labelled customers, at most `max_windows`)."""
+    min_customers: int = 3_000
+    """With `windows = 0`: stack earlier windows until this many customers with a purchase and a history."""
+    max_windows: int = 6
+    """With `windows = 0`: the most windows stacked."""
+    max_customers: int = 50_000
+    """Customers per label window kept for training (a seeded sample beyond it), which bounds the ranker's rows."""
+    trees: int = 150
+    """Boosting rounds."""
+    learning_rate: float = 0.1
+    """Shrinkage of each tree."""
+    leaves: int = 31
+    """Leaves per tree."""
+
+    def __post_init__(self) -> None:
+        if self.objective not in RANKER_OBJECTIVES:
+            raise ConfigError(f"ranker.objective must be one of {', '.join(RANKER_OBJECTIVES)}; got {self.objective!r}")
+        for name in ("gnn_candidates", "bought_candidates", "variant_candidates", "popular_candidates",
+                     "trending_candidates", "walk_candidates", "windows"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"ranker.{name} must be >= 0, got {getattr(self, name)}")
+        _check_positive("ranker", min_customers=self.min_customers, max_windows=self.max_windows,
+                        max_customers=self.max_customers, trees=self.trees, learning_rate=self.learning_rate,
+                        leaves=self.leaves)
+        if self.leaves < 2:
+            raise ConfigError(f"ranker.leaves must be >= 2, got {self.leaves}")
+
+    def sizes(self) -> dict[str, int]:
+        """Candidates per source, by source name."""
+        return {"gnn": self.gnn_candidates, "bought": self.bought_candidates, "variant": self.variant_candidates,
+                "popular": self.popular_candidates, "trending": self.trending_candidates,
+                "walk": self.walk_candidates}
 
 
 @dataclass
@@ -238,16 +292,9 @@ class RecommendConfig:
     """Model that recommends: a baseline name or `gnn` (needs `hmgnn train`)."""
     batch_size: int = 512
     """Customers scored per batch in `--all` (memory stays flat)."""
-    candidate_days: int = 0
-    """The `gnn` ranks only the articles sold in the last `candidate_days` days before the data ends (0: every
-    article), plus each customer's own bought articles and their other colours; the rest score -inf in `recommend`,
-    `evaluate` and `serve` alike. Full scale: 14 days keep 34,256 of 105,542 articles, the test window's MAP@12
-    is unchanged (0.01171 with every article), and `recommend --all` fits in 5 minutes."""
 
     def __post_init__(self) -> None:
         _check_positive("recommend", k=self.k, batch_size=self.batch_size)
-        if self.candidate_days < 0:
-            raise ConfigError(f"recommend.candidate_days must be >= 0 (0: every article), got {self.candidate_days}")
 
 
 @dataclass
@@ -289,6 +336,7 @@ class Config:
     graph: GraphConfig = field(default_factory=GraphConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
@@ -297,10 +345,11 @@ class Config:
         return dataclasses.asdict(self)
 
     def section(self, name: str) -> dict[str, Any]:
-        """The part of the config that decides a step's output: its own section plus the seed."""
+        """The part of the config that decides a step's output: its own sections plus the seed."""
         out: dict[str, Any] = {"seed": self.seed}
-        if name in _SECTIONS:
-            out[name] = dataclasses.asdict(getattr(self, name))
+        for part in STEP_SECTIONS.get(name, (name,)):
+            if part in _SECTIONS:
+                out[part] = dataclasses.asdict(getattr(self, part))
         return out
 
 
@@ -310,6 +359,8 @@ def _section_classes() -> dict[str, type]:
 
 
 _SECTIONS = _section_classes()
+# steps whose output more than their own section decides: `hmgnn train` fits the GNN and then the ranker
+STEP_SECTIONS = {"train": ("train", "ranker")}
 
 
 def _type_ok(tp: Any, value: Any) -> bool:

@@ -25,7 +25,7 @@ MAP_PLOT = "map_at_k.png"
 RECALL_PLOT = "recall_at_k.png"
 POPULARITY_PLOT = "popularity.png"
 # Trained models and the folder of their model.pt: evaluate adds each one that exists.
-TRAINED = {"gnn": A.MODEL, "reference": "reference"}
+TRAINED = {"gnn": A.MODEL, "gnn-retrieval": A.MODEL, "reference": "reference"}
 
 SCORE_MAPPING = {
     "rank": "rank-normalised over the pairs ((rank - 0.5) / n, ties averaged): the 0.5 threshold is the median score",
@@ -128,9 +128,11 @@ def evaluate_model(model: Recommender, data: Window, cfg: EvaluateConfig) -> dic
     if data.pairs is not None and data.pairs.height:
         scores = model.score(data.pairs["customer_index"].to_numpy(), data.pairs["article_index"].to_numpy())
         binary = binary_metrics(data.pairs["label"].to_numpy(), to_probability(scores, model.score_kind))
+    recall = recall_at_k_curve(hits, n_relevant)
+    metrics[f"recall@{depth}"] = float(recall[-1])  # a retrieval stage's reach: what a ranker could reorder
     return {
         "metrics": metrics | binary,
-        "curves": {"map": map_at_k_curve(hits, n_relevant).tolist(), "recall": recall_at_k_curve(hits, n_relevant).tolist()},
+        "curves": {"map": map_at_k_curve(hits, n_relevant).tolist(), "recall": recall.tolist()},
         "top_k": recommended[:, :cfg.k],
         "details": {"repr": repr(model), "fit_s": round(t1 - t0, 3), "recommend_s": round(t2 - t1, 3),
                     "cold_start_customers": int(model.is_cold(data.customers).sum()),

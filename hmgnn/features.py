@@ -1,7 +1,5 @@
-"""Time-aware node inputs computed as of a day: customer recency and activity, article popularity and trend.
-
-The GNN sees them beside the static node features; they are recomputed at every as-of day, so never leak.
-"""
+"""The GNN's node inputs as of a day: static features plus customer recency and activity and article popularity
+and trend, recomputed at every as-of day (so they never leak), and the purchase graph's adjacency."""
 
 from __future__ import annotations
 
@@ -11,6 +9,7 @@ import numpy as np
 import torch
 
 from hmgnn.models.base import Interactions
+from hmgnn.models.sparse import Adjacency
 
 CUSTOMER_TIME_FEATURES = ["log_purchases", "log_days_since_last", "log_purchases_28d", "has_history"]
 ARTICLE_TIME_FEATURES = ["log_sales_7d", "log_sales_28d", "log_sales_all", "trend_7d_vs_28d", "log_days_on_sale"]
@@ -46,3 +45,31 @@ def time_features(inter: Interactions, as_of: dt.date) -> tuple[torch.Tensor, to
     article = _standardise([np.log1p(sales7), np.log1p(sales28), np.log1p(sales),
                             np.log1p(sales7) - np.log1p(sales28 / 4.0), np.log1p(first)])
     return customer, article
+
+
+def build_adjacency(inter: Interactions, mask: np.ndarray | None = None) -> Adjacency:
+    """The purchase graph's adjacency (message passing) over the purchases, or those where `mask` is set."""
+    c, a = inter.customer_index, inter.article_index
+    if mask is not None:
+        c, a = c[mask], a[mask]
+    edge_index = torch.from_numpy(np.stack([c, a]).astype(np.int64))
+    return Adjacency.from_edge_index(edge_index, inter.n_customers, inter.n_articles)
+
+
+def node_inputs(recipe: str, with_time: bool, customer_x: torch.Tensor, article_x: torch.Tensor,
+                inter: Interactions, as_of: dt.date, mask: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
+    """The GNN's node inputs as of a day: static features, plus time features from the visible purchases."""
+    if recipe == "reference":
+        # the reference project row-normalises its one-hot features (PyG NormalizeFeatures)
+        customer_x, article_x = _row_normalise(customer_x), _row_normalise(article_x)
+    inputs: dict[str, torch.Tensor | None] = {"customer_x": customer_x, "article_x": article_x,
+                                              "customer_extra": None, "article_extra": None}
+    if with_time:
+        visible = inter if mask is None else inter.subset(mask)
+        inputs["customer_extra"], inputs["article_extra"] = time_features(visible, as_of)
+    return inputs
+
+
+def _row_normalise(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(min=0)
+    return x / x.sum(dim=1, keepdim=True).clamp(min=1e-12)

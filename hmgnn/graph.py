@@ -96,6 +96,13 @@ def load_graph(path: Path) -> HeteroData:
     return torch.load(path, weights_only=False)
 
 
+def load_graph_features(graph_dir: Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[str]]]:
+    """The static node features of graph.pt (customers, articles) and their column names."""
+    data = load_graph(graph_dir / GRAPH_PT)
+    names = json.loads((graph_dir / FEATURE_NAMES).read_text())
+    return data["customer"].x.float(), data["article"].x.float(), names
+
+
 def read_tables(tables: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Read the columns the graph needs, checking names, types and indices; one InputError lists every problem."""
     problems: list[str] = []

@@ -1,6 +1,8 @@
-"""`hmgnn train`: fit the heterogeneous GraphSAGE recommender on history and select it on the validation window.
+"""`hmgnn train`: fit the heterogeneous GraphSAGE recommender on history and select it on the validation window,
+then fit the ranker (hmgnn/ranking) over its candidates on the label windows after the GNN's training purchases.
 
-Writes <workdir>/model/ (the `reference` recipe: <workdir>/reference/): model.pt, train_log.csv, train_curve.png.
+Writes <workdir>/model/ (the `reference` recipe, no ranker: <workdir>/reference/): model.pt, train_log.csv,
+train_curve.png, ranker.json.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import math
 import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,41 +27,20 @@ from hmgnn import artifacts, distributed
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import ConfigError, InputError
-from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, time_features
+from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, node_inputs
+from hmgnn.graph import load_graph_features
 from hmgnn.metrics import average_precision_curve, hits_matrix, map_at_k_curve
-from hmgnn.models.base import Interactions, csr_rows, positions_in, window_popularity
+from hmgnn.models.base import Interactions
 from hmgnn.models.gnn import HeteroSAGERecommender
-from hmgnn.models.sparse import Adjacency
+from hmgnn.models.gnn_recommender import embeddings_as_of
+from hmgnn.ranking.candidates import GNNScores
+from hmgnn.ranking.features import ArticleMeta
+from hmgnn.ranking.fit import fit_ranker, label_windows
 
 REFERENCE = "reference"
 STATE_PT = "state.pt"
 CURVE_PNG = "train_curve.png"
-# Blend grid searched on the validation window: weight of log popularity, and what to do with articles the
-# customer already bought (None drops them; a number adds that many z-units times their decayed count).
-# The repurchase signal sums 0.5 ** (days ago / half-life) over a customer's purchases of the article; 0 means
-# no decay (a plain count): measured at seed scale, undecayed counts with a large weight ("own purchases first")
-# beat a 14-day decay, while real fashion data may prefer the decay, so validation picks.
-POPULARITY_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-REPURCHASE_WEIGHTS = (None, 0.0, 0.5, 2.0, 8.0, 32.0)
-REPURCHASE_HALF_LIVES = (14.0, 0.0)
-# Weight of log1p(purchases of the article's product): other colours of a product the customer bought. Real H&M
-# histories re-buy a product_code three times as often as the article itself (6.4% vs 2.3% of recent purchases);
-# measured at seed scale this term lifts the blend's validation MAP@12 from 0.0081 to 0.0087. Searched after the
-# grid above, with the popularity weight searched again beside it.
-VARIANT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
-# The blend is fit per segment of customers by the number of purchases they have: own purchases first helps a
-# customer with a few purchases and buries the bestsellers under two years of old purchases for a heavy buyer
-# (seed scale, validation: popularity alone scores 0.0077 for customers with 100+ purchases, with repurchase
-# first 0.0014). A segment with fewer validation buyers than MIN_SEGMENT_CUSTOMERS uses the overall best.
-HISTORY_SEGMENTS = (0, 1, 5, 20, 100)  # lower bounds of purchases seen
-# The random-walk term (train.walk): RP3beta (Paudel et al. 2016), the probability of a 3-step walk customer ->
-# article -> buyer -> article on the purchase graph, each article's arrival divided by its degree^WALK_BETA so the
-# bestsellers do not win every walk; each article keeps its WALK_NEIGHBOURS strongest co-purchased articles.
-# Beta 0.5: the best validation MAP@12 of the blend on MovieLens (3 windows x 2 seeds: 0.0928 vs 0.0821 with 0.3).
-WALK_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-WALK_BETA = 0.5
-WALK_NEIGHBOURS = 200
-MIN_SEGMENT_CUSTOMERS = 200
+RANKER_JSON = "ranker.json"
 
 
 def model_dir(cfg: Config) -> Path:
@@ -87,76 +67,32 @@ class TrainingData:
     validation: Interactions
     history_end: dt.date
     val_end: dt.date
-    article_product: np.ndarray  # int32 [n_articles] dense product index (for the blend's variant term)
-
-
-def load_graph_features(graph_dir: Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[str]]]:
-    data = torch.load(graph_dir / artifacts.GRAPH_PT, weights_only=False)
-    names = json.loads((graph_dir / artifacts.FEATURE_NAMES).read_text())
-    return data["customer"].x.float(), data["article"].x.float(), names
-
-
-def read_interactions(path: Path, n_customers: int, n_articles: int) -> Interactions:
-    frame = pl.read_parquet(path, columns=["customer_index", "article_index", "t_dat"])
-    return Interactions.from_frame(frame, n_customers, n_articles)
-
-
-def article_products(tables_dir: Path) -> np.ndarray:
-    """int32 [n_articles]: a dense index of each article's product_code (colour variants share one)."""
-    codes = pl.read_parquet(tables_dir / artifacts.ARTICLES_PARQUET, columns=["product_code"])["product_code"]
-    return np.unique(codes.to_numpy(), return_inverse=True)[1].astype(np.int32)
+    meta: ArticleMeta
+    train_end: dt.date | None = None
+    """The GNN's training purchases end here (default: the end of history); the ranker's label windows follow."""
 
 
 def load_training_data(graph_dir: Path, split_dir: Path, tables_dir: Path) -> TrainingData:
+    from hmgnn.evaluate import IdMaps
+
     customer_x, article_x, names = load_graph_features(graph_dir)
     nc, na = customer_x.shape[0], article_x.shape[0]
     windows = (artifacts.read_manifest(split_dir) or {}).get("windows")
     if not windows:
         raise InputError(f"{split_dir}/manifest.json has no 'windows'; run `hmgnn sample` again (with --force)")
-    history = read_interactions(split_dir / artifacts.HISTORY_PARQUET, nc, na)
-    validation = read_interactions(split_dir / artifacts.VALIDATION_PARQUET, nc, na)
+    ids = IdMaps.read(tables_dir)
+    if (ids.n_customers, ids.n_articles) != (nc, na):
+        raise InputError(f"{tables_dir} has {ids.n_customers} customers x {ids.n_articles} articles, "
+                         f"{graph_dir / artifacts.GRAPH_PT} {nc} x {na}; run `hmgnn build-graph --force`")
+    columns = ["customer_index", "article_index", "t_dat", "price"]
+    history = ids.interactions(pl.read_parquet(split_dir / artifacts.HISTORY_PARQUET, columns=columns))
+    validation = ids.interactions(pl.read_parquet(split_dir / artifacts.VALIDATION_PARQUET, columns=columns))
     if len(history) == 0 or len(validation) == 0:
         raise InputError(f"{split_dir}: the history or validation window is empty; move sample.cutoff or "
                          "lengthen sample.val_days")
-    products = article_products(tables_dir)
-    if len(products) != na:
-        raise InputError(f"{tables_dir / artifacts.ARTICLES_PARQUET} has {len(products)} articles, "
-                         f"{graph_dir / artifacts.GRAPH_PT} {na}; run `hmgnn build-graph --force`")
     return TrainingData(customer_x, article_x, names, history, validation,
                         dt.date.fromisoformat(windows["history_end"]), dt.date.fromisoformat(windows["val_end"]),
-                        products)
-
-
-def build_adjacency(inter: Interactions, mask: np.ndarray | None = None) -> Adjacency:
-    c, a = inter.customer_index, inter.article_index
-    if mask is not None:
-        c, a = c[mask], a[mask]
-    edge_index = torch.from_numpy(np.stack([c, a]).astype(np.int64))
-    return Adjacency.from_edge_index(edge_index, inter.n_customers, inter.n_articles)
-
-
-def node_inputs(recipe: str, with_time: bool, customer_x: torch.Tensor, article_x: torch.Tensor,
-                inter: Interactions, as_of: dt.date, mask: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
-    """The model's node inputs as of a day: static features, plus time features from the visible purchases."""
-    if recipe == "reference":
-        # the reference project row-normalises its one-hot features (PyG NormalizeFeatures)
-        customer_x, article_x = _row_normalise(customer_x), _row_normalise(article_x)
-    inputs: dict[str, torch.Tensor | None] = {"customer_x": customer_x, "article_x": article_x,
-                                              "customer_extra": None, "article_extra": None}
-    if with_time:
-        visible = inter if mask is None else _subset(inter, mask)
-        inputs["customer_extra"], inputs["article_extra"] = time_features(visible, as_of)
-    return inputs
-
-
-def _row_normalise(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(min=0)
-    return x / x.sum(dim=1, keepdim=True).clamp(min=1e-12)
-
-
-def _subset(inter: Interactions, mask: np.ndarray) -> Interactions:
-    return Interactions(inter.customer_index[mask], inter.article_index[mask], inter.t_dat[mask],
-                        inter.n_customers, inter.n_articles, inter.customer_age)
+                        ArticleMeta.read(tables_dir))
 
 
 def build_model(tc: TrainConfig, data: TrainingData) -> HeteroSAGERecommender:
@@ -197,11 +133,6 @@ class WindowTruth:
         hits, n_relevant = hits_matrix(top, self.customers, self.bought_customers, self.bought_articles)
         return float(map_at_k_curve(hits[:, :k], n_relevant)[-1])
 
-    def average_precision(self, top: np.ndarray, k: int = 12) -> np.ndarray:
-        """AP@k of each customer (their mean is map_at_k): lets a blend be chosen per segment of customers."""
-        hits, n_relevant = hits_matrix(top, self.customers, self.bought_customers, self.bought_articles)
-        return average_precision_curve(hits[:, :k], n_relevant)[:, -1]  # every customer bought in the window
-
 
 class Trainer:
     """One training run: epochs of full-batch message passing, validation MAP@12, checkpoints, resume."""
@@ -221,29 +152,32 @@ class Trainer:
         self.last_steps = 0
         self.log: list[dict[str, Any]] = []
         self.dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
+        # the GNN learns from the purchases up to train_end; the ranker's label windows come after it
+        self.train_end = data.train_end or data.history_end
+        self.train_history = data.history.until(self.train_end)
         self._prepare()
 
     # ---- data for every epoch ---------------------------------------------------------------------------
     def _prepare(self) -> None:
-        tc, hist = self.tc, self.data.history
-        days = hist.days_before(self.data.history_end)
+        tc, hist = self.tc, self.train_history
+        days = hist.days_before(self.train_end)
         if tc.supervision == "recent":
             # no leakage inside training: targets are the last target_days, predicted from the purchases before
             target = days < tc.target_days
             if not target.any() or target.all():
                 raise InputError(f"train.target_days = {tc.target_days} leaves no targets or no message-passing "
                                  "edges in the history window; change train.target_days")
-            as_of = self.data.history_end - dt.timedelta(days=tc.target_days)
+            as_of = self.train_end - dt.timedelta(days=tc.target_days)
             self._fixed = self._epoch_graph(~target, target, as_of)
         counts = np.bincount(hist.article_index, minlength=hist.n_articles).astype(np.float64)
         self.popularity = torch.from_numpy(counts ** 0.75 + 1e-3)
+        hist = self.data.history
         # validation: message passing over all of history, scored on the validation window's buyers
         self.val_adj = build_adjacency(hist).to(self.device)
         self.val_inputs = _to(node_inputs(tc.recipe, tc.time_features, self.data.customer_x, self.data.article_x,
                                           hist, self.data.history_end), self.device)
-        # only customers with a history: the others get the cold-start fallback, never the GNN or the blend, so
+        # only customers with a history: the others get the cold-start fallback, never the GNN or the ranker, so
         # their GNN scores (an untrained ID embedding, no neighbours) would only add noise to early stopping
-        # and pull the blend towards popularity (MovieLens: 40% of a validation window's customers are new)
         warm = np.bincount(hist.customer_index, minlength=hist.n_customers) > 0
         self.val_truth = WindowTruth.of(self.data.validation, tc.val_customers, self.seed, among=warm)
         if not len(self.val_truth.customers):
@@ -251,14 +185,14 @@ class Trainer:
                              "nothing to validate the GNN on; move sample.cutoff later or widen sample.val_days")
 
     def _epoch_graph(self, mp_mask: np.ndarray, target_mask: np.ndarray, as_of: dt.date) -> dict[str, Any]:
-        hist = self.data.history
+        hist = self.train_history
         adj = build_adjacency(hist, mp_mask).to(self.device)
         inputs = _to(node_inputs(self.tc.recipe, self.tc.time_features, self.data.customer_x,
                                  self.data.article_x, hist, as_of, mp_mask), self.device)
         c = torch.from_numpy(hist.customer_index[target_mask].astype(np.int64))
         a = torch.from_numpy(hist.article_index[target_mask].astype(np.int64))
         if self.tc.recency_half_life > 0:
-            age = hist.days_before(self.data.history_end)[target_mask]
+            age = hist.days_before(self.train_end)[target_mask]
             w = torch.from_numpy(np.exp2(-age / self.tc.recency_half_life).astype(np.float32))
         else:
             w = None
@@ -268,9 +202,9 @@ class Trainer:
         if self.tc.supervision == "recent":
             return self._fixed
         # disjoint: a fresh random split of history each epoch, drawn from the run's generator (resumable)
-        n = len(self.data.history)
+        n = len(self.train_history)
         target = (torch.rand(n, generator=self.generator) < self.tc.disjoint_ratio).numpy()
-        return self._epoch_graph(~target, target, self.data.history_end)
+        return self._epoch_graph(~target, target, self.train_end)
 
     # ---- one epoch -----------------------------------------------------------------------------------------
     def _negatives(self, count: int) -> torch.Tensor:
@@ -334,7 +268,7 @@ class Trainer:
         return validation_map(self.model, c_emb, a_emb, self.val_truth)
 
     def steps_per_epoch(self) -> int:
-        n = self._fixed["c"].numel() if self.tc.supervision == "recent" else int(len(self.data.history) * self.tc.disjoint_ratio)
+        n = self._fixed["c"].numel() if self.tc.supervision == "recent" else int(len(self.train_history) * self.tc.disjoint_ratio)
         return max(1, math.ceil(n / self.tc.batch_size))
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
@@ -368,348 +302,6 @@ def validation_map(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: tor
         tops.append(torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().numpy())
     top = np.concatenate(tops) if tops else np.zeros((0, k), np.int64)
     return truth.map_at_k(top, k)
-
-
-# ---- the blend ----------------------------------------------------------------------------------------------
-def log_popularity(inter: Interactions, as_of: dt.date) -> np.ndarray:
-    """log1p of each article's sales in the last week up to `as_of` (the blend's popularity term)."""
-    return np.log1p(window_popularity(inter, as_of, 7)).astype(np.float32)
-
-
-def repurchase_matrix(inter: Interactions, as_of: dt.date, half_life: float) -> Any:
-    """[n_customers, n_articles] sum of 0.5 ** (days ago / half_life) over each customer's purchases of an
-    article, as of a day; half_life 0 gives plain counts."""
-    import scipy.sparse as sp
-
-    days = inter.days_before(as_of)
-    weight = (np.exp2(-days / half_life) if half_life > 0 else np.ones(len(days))).astype(np.float32)
-    rep = sp.csr_matrix((weight, (inter.customer_index, inter.article_index)),
-                        shape=(inter.n_customers, inter.n_articles))
-    rep.sum_duplicates()
-    return rep
-
-
-def variant_matrix(inter: Interactions, article_product: np.ndarray) -> Any:
-    """[n_customers, n_articles] log1p of a customer's purchases of each article's product: every colour of a
-    product the customer bought (the bought colour included)."""
-    import scipy.sparse as sp
-
-    n_products = int(article_product.max(initial=-1)) + 1
-    bought = sp.csr_matrix((np.ones(len(inter), np.float32),
-                            (inter.customer_index, article_product[inter.article_index])),
-                           shape=(inter.n_customers, n_products))
-    members = sp.csr_matrix((np.ones(len(article_product), np.float32),
-                             (article_product, np.arange(len(article_product)))),
-                            shape=(n_products, len(article_product)))
-    out = (bought @ members).tocsr()
-    out.sort_indices()  # a product's column order is arbitrary; lookups (models.base._lookup) need it sorted
-    out.data = np.log1p(out.data)
-    return out
-
-
-def zscore(gnn: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """Per-customer z-scores of GNN scores, so one blend weight fits customers with sharp and flat rankings;
-    `inplace` overwrites `gnn` (a serving request saves two passes over the articles)."""
-    mean, std = gnn.mean(dim=1, keepdim=True), gnn.std(dim=1, keepdim=True)
-    if inplace:
-        return gnn.sub_(mean).div_(std + 1e-6)
-    return (gnn - mean) / (std + 1e-6)
-
-
-def apply_blend(base: torch.Tensor, entries: tuple[np.ndarray, np.ndarray, np.ndarray],
-                weight: float | None) -> torch.Tensor:
-    """Add weight x the entries' values to `base` in place; weight None sets those entries to -inf (drops them)."""
-    rows, cols, values = entries
-    r = torch.from_numpy(rows.astype(np.int64)).to(base.device)
-    c = torch.from_numpy(cols.astype(np.int64)).to(base.device)
-    if weight is None:
-        base[r, c] = float("-inf")
-    else:
-        base[r, c] += weight * torch.from_numpy(values).to(base.device)
-    return base
-
-
-class WalkTerm:
-    """The random-walk (RP3beta) score of each customer's articles: a graph signal without learned weights, which
-    the blend can weigh beside the GNN (train.walk). Per customer, scores are divided by their standard deviation
-    over all articles (the GNN's z-score scale); only the articles a walk reaches are stored.
-
-    Args:
-        inter: the purchases the walks run over.
-        beta: popularity penalty (an article's arrival probability divided by its degree ** beta).
-        neighbours: co-purchased articles kept per article (the strongest).
-    """
-
-    def __init__(self, inter: Interactions, beta: float = WALK_BETA, neighbours: int = WALK_NEIGHBOURS,
-                 chunk: int = 4096) -> None:
-        import scipy.sparse as sp
-
-        bought = sp.csr_matrix((np.ones(len(inter), np.float32), (inter.customer_index, inter.article_index)),
-                               shape=(inter.n_customers, inter.n_articles))
-        bought.sum_duplicates()
-        bought.data[:] = 1.0
-        c_deg = np.asarray(bought.sum(1)).ravel()
-        a_deg = np.asarray(bought.sum(0)).ravel()
-        self.customer_step = (sp.diags(1 / np.maximum(c_deg, 1)).astype(np.float32) @ bought).tocsr()
-        article_step = (sp.diags(1 / np.maximum(a_deg, 1)).astype(np.float32) @ bought.T).tocsr()
-        penalty = sp.diags((1 / np.maximum(a_deg, 1) ** beta).astype(np.float32))
-        blocks = []
-        for start in range(0, inter.n_articles, chunk):  # article -> buyer -> article, pruned block by block
-            block = (article_step[start:start + chunk] @ self.customer_step @ penalty).tocsr()
-            blocks.append(_top_per_row(block, neighbours))
-        self.article_step = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, inter.n_articles))
-        self.n_articles = inter.n_articles
-
-    def entries(self, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row number in `customers`, article, score / the row's std over all articles) of the reached articles."""
-        scores = (self.customer_step[customers] @ self.article_step).tocsr()
-        r, c, v = csr_rows(scores, np.arange(len(customers)))
-        n = self.n_articles
-        total = np.bincount(r, weights=v, minlength=len(customers))
-        squares = np.bincount(r, weights=v.astype(np.float64) ** 2, minlength=len(customers))
-        std = np.sqrt(np.maximum(squares / n - (total / n) ** 2, 0)) + 1e-12
-        return r, c, (v / std[r]).astype(np.float32)
-
-
-def _top_per_row(block: Any, k: int) -> Any:
-    """The `k` largest stored entries of each row of a csr block (ties: the smaller column)."""
-    import scipy.sparse as sp
-
-    lengths = np.diff(block.indptr)
-    if lengths.max(initial=0) <= k:
-        return block
-    rows = np.repeat(np.arange(block.shape[0]), lengths)
-    order = np.lexsort((block.indices, -block.data, rows))
-    rank = np.arange(len(order)) - np.repeat(block.indptr[:-1], lengths)
-    keep = order[rank < k]
-    keep.sort()
-    indptr = np.concatenate([[0], np.cumsum(np.minimum(lengths, k))])
-    return sp.csr_matrix((block.data[keep], block.indices[keep], indptr), shape=block.shape)
-
-
-@dataclass
-class BlendSignals:
-    """The blend's inputs besides the GNN, as of a day: last-week log popularity, the repurchase signal per
-    half-life, the variant term, and each customer's number of purchases (which picks their segment)."""
-
-    log_pop: np.ndarray
-    repurchase: dict[float, Any]
-    variant: Any | None
-    purchases: np.ndarray
-    walk: WalkTerm | None = None
-
-    @classmethod
-    def of(cls, inter: Interactions, as_of: dt.date, half_lives: Any,
-           article_product: np.ndarray | None = None, walk: bool = False) -> BlendSignals:
-        return cls(log_popularity(inter, as_of), {h: repurchase_matrix(inter, as_of, h) for h in set(half_lives)},
-                   variant_matrix(inter, article_product) if article_product is not None else None,
-                   np.bincount(inter.customer_index, minlength=inter.n_customers),
-                   WalkTerm(inter) if walk else None)
-
-
-def blend_segments(blend: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-segment settings of a fitted blend (a blend from before segments: one segment for everybody)."""
-    return blend.get("segments") or [{"min_purchases": 0, "repurchase_half_life": 14.0, "variant_weight": 0.0,
-                                      **blend}]
-
-
-def segment_index(segments: list[dict[str, Any]], purchases: np.ndarray) -> np.ndarray:
-    """Which of the blend's segments (by purchases seen) each customer falls in."""
-    return np.searchsorted([g["min_purchases"] for g in segments], purchases, side="right") - 1
-
-
-def blended_scores(gnn: torch.Tensor, customers: np.ndarray, signals: BlendSignals,
-                   blend: dict[str, Any]) -> torch.Tensor:
-    """z-scored GNN scores + popularity_weight x log popularity + variant_weight x the variant term, bought
-    articles dropped (repurchase_weight None) or boosted by repurchase_weight x their repurchase signal; the
-    weights are those of each customer's segment. Works in place on `gnn` (a fresh score matrix): serving
-    scores one customer per request, where every pass over the articles counts. Any decoder; a dot-product
-    model gets the same numbers (to rounding) faster from `DotBlend`."""
-    base = zscore(gnn, inplace=True)
-    segments = blend_segments(blend)
-    which = segment_index(segments, signals.purchases[customers])
-    weights = torch.tensor([segments[i]["popularity_weight"] for i in which], dtype=base.dtype, device=base.device)
-    base.addr_(weights, torch.from_numpy(signals.log_pop).to(base.device, base.dtype))
-    return add_customer_signals(base, customers, which, segments, signals)
-
-
-def add_customer_signals(base: torch.Tensor, customers: np.ndarray, which: np.ndarray,
-                         segments: list[dict[str, Any]], signals: BlendSignals,
-                         columns: np.ndarray | None = None) -> torch.Tensor:
-    """The sparse, per-customer part of the blend, in place: each segment's walk, variant and repurchase terms
-    (or its drop of bought articles). `columns`: the sorted articles that `base`'s columns hold (None: all)."""
-    for i, g in enumerate(segments):
-        rows = np.flatnonzero(which == i)
-        if not len(rows):
-            continue
-        terms = []
-        if g.get("walk_weight") and signals.walk is not None:
-            terms.append((signals.walk.entries(customers[rows]), g["walk_weight"]))
-        if g.get("variant_weight") and signals.variant is not None:
-            terms.append((csr_rows(signals.variant, customers[rows]), g["variant_weight"]))
-        terms.append((csr_rows(signals.repurchase[g["repurchase_half_life"]], customers[rows]),
-                      g["repurchase_weight"]))
-        for (r, c, v), weight in terms:
-            if columns is not None:
-                keep, c = positions_in(columns, c)
-                r, c, v = r[keep], c[keep], v[keep]
-            apply_blend(base, (rows[r], c, v), weight)
-    return base
-
-
-def embedding_moments(article_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean [d] and covariance [d, d] (float64, torch.std's n - 1) of the article embeddings: a customer u's dot
-    scores over all articles have mean u . mean and variance u^T cov u."""
-    v = article_emb.double()
-    mean = v.mean(0)
-    centred = v - mean
-    return mean, centred.t() @ centred / max(len(v) - 1, 1)
-
-
-def zscore_terms(customer_emb: torch.Tensor, mean: torch.Tensor,
-                 cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, scale) of each customer's dot scores over all articles, from the article embeddings' moments
-    (`embedding_moments`), in float64: the z-score of u . v is (u . v - mean) x scale, as `zscore` computes it."""
-    u = customer_emb.double()
-    return u @ mean, 1.0 / (((u @ cov) * u).sum(1).clamp(min=0).sqrt() + 1e-6)
-
-
-class DotBlend:
-    """`blended_scores` for a dot-product decoder as one matrix product, without a pass over the scores.
-
-    A customer's z-score needs the mean and the standard deviation of u . v over all articles; they are u . mean(v)
-    and sqrt(u^T cov(v) u), from the article embeddings' moments (float64, d x d). So the z-scored, popularity-
-    weighted dense part is [u / std, -mean / std, weight] . [v, 1, log_pop] (per customer weight: its segment's),
-    computed only for the articles asked for; the sparse terms follow. Measured on the seed model (82,477
-    articles, 512 customers, 1 thread): 0.27 s instead of 0.61 s, scores within 5e-6, the same top 12.
-
-    Args:
-        article_emb: [n_articles, d] (the z-score statistics are over all of them).
-        signals, blend: as for `blended_scores`.
-    """
-
-    def __init__(self, article_emb: torch.Tensor, signals: BlendSignals, blend: dict[str, Any]) -> None:
-        self.mean, self.cov = embedding_moments(article_emb)
-        self.signals, self.segments = signals, blend_segments(blend)
-        log_pop = torch.from_numpy(signals.log_pop).to(article_emb.device, article_emb.dtype)
-        ones = torch.ones(len(article_emb), 1, dtype=article_emb.dtype, device=article_emb.device)
-        self.articles = torch.cat([article_emb, ones, log_pop[:, None]], 1).contiguous()  # [n_articles, d + 2]
-        self._scratch = threading.local()  # one reusable output per thread (see `scores`)
-
-    def scores(self, customer_emb: torch.Tensor, customers: np.ndarray, columns: np.ndarray | None = None,
-               scratch: bool = False, parts: tuple[torch.Tensor, np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
-        """[len(customers), len(columns)] blended scores of these customers (`customer_emb`: their embeddings)
-        for the sorted articles `columns` (None: all). `scratch` writes them into this thread's reusable buffer,
-        valid until its next `scratch` call: a fresh [512 x 48,000] output costs as much as the product itself
-        (page faults), measured 84 ms vs 42 ms at full scale. `parts` = (rows of `self.articles` prepared once,
-        their positions in `columns`, the other positions) scores the prepared rows without gathering them again
-        (one request against a fixed candidate set)."""
-        u = customer_emb.double()
-        mean, scale = zscore_terms(u, self.mean, self.cov)
-        which = segment_index(self.segments, self.signals.purchases[customers])
-        weight = torch.tensor([self.segments[i]["popularity_weight"] for i in which], dtype=torch.float64,
-                              device=u.device)
-        augmented = torch.cat([u * scale[:, None], (-mean * scale)[:, None], weight[:, None]], 1)
-        augmented = augmented.to(customer_emb.dtype)
-        if parts is not None:
-            prepared, at, others = parts
-            base = torch.empty(len(customers), len(columns), dtype=augmented.dtype, device=augmented.device)
-            base[:, torch.from_numpy(at).to(u.device)] = self._product(augmented, prepared)
-            if len(others):
-                rows = self.articles.index_select(0, torch.from_numpy(columns[others]).to(u.device))
-                base[:, torch.from_numpy(others).to(u.device)] = self._product(augmented, rows)
-        else:
-            articles = (self.articles if columns is None else
-                        self.articles.index_select(0, torch.from_numpy(columns).to(u.device)))
-            out = None
-            if scratch and len(customers) > 1:
-                size = len(customers) * len(articles)
-                buffer = getattr(self._scratch, "buffer", None)
-                if buffer is None or buffer.numel() < size:
-                    buffer = self._scratch.buffer = torch.empty(size, dtype=articles.dtype, device=articles.device)
-                out = buffer[:size].view(len(customers), len(articles))
-            base = self._product(augmented, articles, out)
-        return add_customer_signals(base, customers, which, self.segments, self.signals, columns)
-
-    @staticmethod
-    def _product(augmented: torch.Tensor, articles: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        if len(augmented) == 1:  # one request: a matrix-vector product (0.8 ms vs 1.1 ms at seed scale)
-            return torch.mv(articles, augmented[0]).unsqueeze(0)
-        return torch.mm(augmented, articles.t(), out=out)
-
-
-# (repurchase half-life, popularity, repurchase, variant, walk)
-Setting = tuple[float, float, "float | None", float, float]
-
-
-def _setting(g: Setting) -> dict[str, Any]:
-    return {"repurchase_half_life": g[0], "popularity_weight": g[1], "repurchase_weight": g[2],
-            "variant_weight": g[3], "walk_weight": g[4]}
-
-
-@torch.no_grad()
-def fit_blend(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Tensor, signals: BlendSignals,
-              truth: WindowTruth, k: int = 12) -> dict[str, Any]:
-    """Search the blend weights on the validation window, overall and per segment of customers: the
-    (half-life, popularity, repurchase) grid first, then the variant weight beside the popularity weight for
-    the (half-life, repurchase) pairs that won somewhere. `signals`: as of the end of history, with every
-    REPURCHASE_HALF_LIVES and the variant term. Returns the best settings and every one tried."""
-    customers = truth.customers
-    log_pop = torch.from_numpy(signals.log_pop)
-    segment = np.searchsorted(HISTORY_SEGMENTS, signals.purchases[customers], side="right") - 1
-
-    def search(settings: list[Setting]) -> dict[Setting, np.ndarray]:
-        # base scores shared by equal (popularity, variant); returns each setting's AP@k per customer
-        tops: dict[Setting, list[np.ndarray]] = {g: [] for g in settings}
-        for s in range(0, len(customers), 512):
-            cust = customers[s:s + 512]
-            z = zscore(model.score_all(c_emb, a_emb, torch.from_numpy(cust.astype(np.int64)).to(c_emb.device)))
-            rep_entries = {h: csr_rows(signals.repurchase[h], cust) for h in {g[0] for g in settings}}
-            var_entries = csr_rows(signals.variant, cust)
-            walk = None
-            if any(g[4] for g in settings):  # dense once per chunk: a scatter per setting took minutes at seed scale
-                rows, cols, values = signals.walk.entries(cust)
-                walk = torch.zeros_like(z)
-                walk[torch.from_numpy(rows).to(z.device), torch.from_numpy(cols).to(z.device)] = \
-                    torch.from_numpy(values).to(z.device, z.dtype)
-            for p, v, w in dict.fromkeys((g[1], g[3], g[4]) for g in settings):
-                base = z + p * log_pop.to(z.device)
-                if v:
-                    apply_blend(base, var_entries, v)
-                if w:
-                    base.add_(walk, alpha=w)
-                for g in settings:
-                    if (g[1], g[3], g[4]) == (p, v, w):
-                        scores = apply_blend(base.clone(), rep_entries[g[0]], g[2])
-                        tops[g].append(torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().numpy())
-        return {g: truth.average_precision(np.concatenate(t), k) for g, t in tops.items()}
-
-    def best(aps: dict[Setting, np.ndarray], mask: np.ndarray) -> Setting:
-        return max(aps, key=lambda g: aps[g][mask].mean())  # first of equals: the simpler setting
-
-    everyone = np.ones(len(customers), bool)
-    masks = [segment == i for i in range(len(HISTORY_SEGMENTS))]
-    sized = [m for m in masks if m.sum() >= MIN_SEGMENT_CUSTOMERS]
-    aps = search([(h, p, r, 0.0, 0.0) for h in REPURCHASE_HALF_LIVES for p in POPULARITY_WEIGHTS
-                  for r in REPURCHASE_WEIGHTS])
-    pairs = dict.fromkeys((g[0], g[2]) for g in [best(aps, everyone)] + [best(aps, m) for m in sized])
-    aps |= search([(h, p, r, v, 0.0) for h, r in pairs for v in VARIANT_WEIGHTS if v for p in POPULARITY_WEIGHTS])
-    if signals.walk is not None:  # the walk weight beside the popularity weight, for the settings that won
-        won = dict.fromkeys((g[0], g[2], g[3]) for g in [best(aps, everyone)] + [best(aps, m) for m in sized])
-        aps |= search([(h, p, r, v, k) for h, r, v in won for k in WALK_WEIGHTS if k for p in POPULARITY_WEIGHTS])
-
-    overall = best(aps, everyone)
-    chosen = np.zeros(len(customers))
-    segments = []
-    for lo, mask in zip(HISTORY_SEGMENTS, masks):
-        g = best(aps, mask) if mask.sum() >= MIN_SEGMENT_CUSTOMERS else overall
-        chosen[mask] = aps[g][mask]
-        segments.append({"min_purchases": lo, "validation_customers": int(mask.sum()), **_setting(g),
-                         "map@12": float(aps[g][mask].mean()) if mask.any() else None})
-    grid = [{**_setting(g), "map@12": float(ap.mean()),
-             "segments_map@12": [float(ap[m].mean()) if m.any() else None for m in masks]} for g, ap in aps.items()]
-    return {**_setting(overall), "segments": segments, "validation_map@12": float(chosen.mean()),
-            "one_setting_map@12": float(aps[overall].mean()), "grid": grid}
 
 
 # ---- the step ------------------------------------------------------------------------------------------------
@@ -748,17 +340,23 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     tables_dir = workdir / artifacts.TABLES
     out = Path(out) if out else model_dir(cfg)
     artifacts.require(graph_dir, [artifacts.GRAPH_PT, artifacts.FEATURE_NAMES], artifacts.GRAPH)
-    artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET,
-                                  artifacts.VALIDATION_PAIRS_PARQUET], artifacts.SPLIT)
-    artifacts.require(tables_dir, [artifacts.ARTICLES_PARQUET], artifacts.TABLES)
+    artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET], artifacts.SPLIT)
+    artifacts.require(tables_dir, [artifacts.ARTICLES_PARQUET, artifacts.CUSTOMERS_PARQUET], artifacts.TABLES)
     inputs = [graph_dir / artifacts.GRAPH_PT, graph_dir / artifacts.FEATURE_NAMES,
               split_dir / artifacts.HISTORY_PARQUET, split_dir / artifacts.VALIDATION_PARQUET,
-              split_dir / artifacts.VALIDATION_PAIRS_PARQUET, tables_dir / artifacts.ARTICLES_PARQUET]
+              tables_dir / artifacts.ARTICLES_PARQUET, tables_dir / artifacts.CUSTOMERS_PARQUET]
     if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force):
         return out
 
     device = resolve_device(tc.device)
     data = load_training_data(graph_dir, split_dir, tables_dir)
+    purchases = Interactions.concat([data.history, data.validation])  # what the ranker's windows read
+    windows = None
+    if tc.recipe == "gnn":
+        windows = label_windows(purchases, data.history_end, data.val_end, cfg.ranker)
+        data.train_end = windows[-1].as_of  # no label window's purchases are ever the GNN's targets
+        info(f"[green]train[/green]: the GNN learns from purchases up to {data.train_end}; the ranker from "
+             f"{len(windows)} label window(s) after it")
     trainer = Trainer(tc, cfg.seed, data, device)
     key = _run_key(cfg, inputs)
     state_path = out.parent / f".{out.name}.partial" / STATE_PT
@@ -802,26 +400,22 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
     if not trainer.dist.is_main:
-        return out  # torchrun: rank 0 alone fits the blend and writes `out`; the others wait for it at a barrier
+        return out  # torchrun: rank 0 alone fits the ranker and writes `out`; the others wait for it at a barrier
     trainer.model.load_state_dict(trainer.best_state)
-    blend = None
-    if tc.blend:
-        c_emb, a_emb = trainer.embeddings_for_validation()
-        # the blend's inputs, also the pair head's (repurchase signal, counts, variant term)
-        signals = BlendSignals.of(data.history, data.history_end, REPURCHASE_HALF_LIVES, data.article_product,
-                                  walk=tc.walk)
-        blend = fit_blend(trainer.model, c_emb, a_emb, signals, trainer.val_truth)
-        info(f"[green]train[/green]: blend popularity={blend['popularity_weight']} "
-             f"repurchase={blend['repurchase_weight']} (half-life {blend['repurchase_half_life']}) "
-             f"variant={blend['variant_weight']} walk={blend['walk_weight']}: "
-             f"validation MAP@12 {blend['one_setting_map@12']:.4f}, "
-             f"per segment {blend['validation_map@12']:.4f} (GNN alone {trainer.best_map:.4f})")
+    ranker, ranker_report = None, None
+    if windows is not None:
+        model = trainer.model.eval()
 
-    head = None
-    if blend and trainer.model.mlp is None:
-        head = fit_pair_head(c_emb, a_emb, data, signals, split_dir / artifacts.VALIDATION_PAIRS_PARQUET,
-                             cfg.seed)
-        info(f"[green]train[/green]: pair head (binary metrics) fit on {head['pairs']:,} validation pairs")
+        def gnn_as_of(seen: Interactions, as_of: dt.date) -> GNNScores:
+            c_emb, a_emb = embeddings_as_of(model, tc.recipe, tc.time_features, data.customer_x, data.article_x,
+                                            seen, as_of, device)
+            return GNNScores(lambda idx: model.score_all(c_emb, a_emb, idx), device)
+
+        try:
+            ranker, ranker_report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of, cfg.seed)
+        except ValueError as exc:
+            raise InputError(f"{split_dir}: the ranker cannot be fit ({exc}); move sample.cutoff or lengthen "
+                             "sample.val_days") from None
 
     with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs,
                               started=started) as so:
@@ -831,39 +425,24 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "train_config": tc.__dict__, "config": cfg.to_dict(), "seed": cfg.seed,
             "feature_names": data.feature_names, "time_features": tc.time_features,
             "graph_fingerprint": artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
-            "blend": {k: v for k, v in blend.items() if k != "grid"} if blend else None,
-            "article_product": data.article_product,  # the blend's variant term
-            "pair_head": head,  # P(bought) of a pair, for the binary metrics (hmgnn/pair_head.py)
+            "ranker": ranker.to_dict() if ranker else None,  # ranks each customer's candidates
+            "candidate_sizes": cfg.ranker.sizes(),
+            "article_meta": data.meta.to_dict(),  # the pair features' article categories
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
         }
         torch.save(checkpoint, so.dir / artifacts.MODEL_PT)
         pl.DataFrame(trainer.log).write_csv(so.dir / artifacts.TRAIN_LOG)
-        if blend:
-            (so.dir / "blend_grid.json").write_text(json.dumps(blend["grid"], indent=1))
+        if ranker_report:
+            (so.dir / RANKER_JSON).write_text(json.dumps(ranker_report, indent=1))
         _plot(trainer.log, so.dir / CURVE_PNG)
         so.rows = {"epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
                    "validation_customers": len(trainer.val_truth.customers)}
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
-        so.extra["validation"] = {"gnn_map@12": trainer.best_map,
-                                  "blend_map@12": blend["validation_map@12"] if blend else None}
+        so.extra["validation"] = {"gnn_map@12": trainer.best_map}
+        if ranker_report:
+            so.extra["ranker"] = {k: v for k, v in ranker_report.items() if k != "importance"}
     shutil.rmtree(state_path.parent, ignore_errors=True)
     return out
-
-
-def fit_pair_head(c_emb: torch.Tensor, a_emb: torch.Tensor, data: TrainingData, signals: BlendSignals | None,
-                  pairs_path: Path, seed: int) -> dict[str, Any]:
-    """The pair head (hmgnn/pair_head.py) on the validation window's positive and uniform pairs, every input as of
-    the end of history."""
-    from hmgnn import pair_head
-
-    pairs = pl.read_parquet(pairs_path).filter(pl.col("kind").is_in(artifacts.BINARY_KINDS))
-    customers = pairs["customer_index"].to_numpy().astype(np.int64)
-    articles = pairs["article_index"].to_numpy().astype(np.int64)
-    if len(np.unique(pairs["label"].to_numpy())) < 2:
-        raise InputError(f"{pairs_path} needs bought and negative pairs; run `hmgnn sample --force`")
-    features = pair_head.PairFeatures(data.history, data.history_end, data.article_product, signals)
-    z = pair_head.pair_zscores(c_emb.cpu(), a_emb.cpu(), customers, articles, *embedding_moments(a_emb.cpu()))
-    return pair_head.fit(features.matrix(z, customers, articles), pairs["label"].to_numpy(), seed)
 
 
 def _plot(log: list[dict[str, Any]], path: Path) -> None:

@@ -139,7 +139,8 @@ def make_tables(path: str | Path, n_customers: int = 200, n_articles: int = 100,
 
 
 # Small, fast training settings shared by the tests that need a trained model.
-FAST_TRAIN = ["train.epochs=3", "train.patience=3", "train.hidden=16", "train.batch_size=4096", "graph.text_dim=4"]
+FAST_TRAIN = ["train.epochs=3", "train.patience=3", "train.hidden=16", "train.batch_size=4096", "graph.text_dim=4",
+              "ranker.trees=20"]
 
 
 def make_split_workdir(workdir: Path) -> Path:

@@ -121,7 +121,8 @@ def test_evaluate_writes_the_known_metrics(workdir):
     assert {k: m["split"][k] for k in ("cutoff", "test_start", "test_end", "test_customers")} == {
         "cutoff": "2020-09-14", "test_start": "2020-09-15", "test_end": "2020-09-21", "test_customers": 3}
     assert list(m["models"]) == ["popular", "popular-new", "repurchase", "trending"]
-    keys = ["map@12", "recall@12", "hit@12", "ndcg@12", "precision@12", "coverage@12", "auc", "ap", "accuracy", "f1"]
+    keys = ["map@12", "recall@12", "hit@12", "ndcg@12", "precision@12", "coverage@12", "recall@20", "auc", "ap",
+            "accuracy", "f1"]
     for name, values in m["models"].items():
         assert list(values) == keys
         assert all(0 <= values[k] <= 1 for k in keys), name

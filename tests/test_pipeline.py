@@ -48,7 +48,7 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     assert {Path(i["path"]).name for i in tables["inputs"]} == {"transactions_train.csv", "customers.csv", "articles.csv"}
 
     metrics = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"popular", "repurchase", "trending", "gnn"}
+    assert set(metrics["models"]) == {"popular", "repurchase", "trending", "gnn", "gnn-retrieval"}
     assert metrics["split"]["test_customers"] > 0
     for values in metrics["models"].values():
         assert 0.0 <= values["map@12"] <= 1.0 and 0.0 <= values["auc"] <= 1.0

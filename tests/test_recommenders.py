@@ -9,7 +9,7 @@ import torch
 
 from hmgnn.errors import ConfigError
 from hmgnn.models import LAZY_MODELS, MODELS, Interactions, Recommender, create_model, model_names
-from hmgnn.models.base import AGE_BANDS
+from hmgnn.models.base import AGE_BANDS, window_popularity
 
 
 class DotProduct(Recommender):
@@ -31,31 +31,37 @@ class DotProduct(Recommender):
 
 
 # Every recommender that the shared suite runs: one factory per model (the trained GNN from a small checkpoint).
-# light buyers keep their purchases (boosted), heavier ones have them dropped; other colours lifted
-_SEGMENTED_BLEND = {"popularity_weight": 0.5, "repurchase_weight": None, "repurchase_half_life": 14.0,
-                    "variant_weight": 1.0, "segments": [
-                        {"min_purchases": 0, "popularity_weight": 0.5, "repurchase_weight": 2.0,
-                         "repurchase_half_life": 0.0, "variant_weight": 1.0},
-                        {"min_purchases": 3, "popularity_weight": 1.0, "repurchase_weight": None,
-                         "repurchase_half_life": 14.0, "variant_weight": 0.0}]}
-
-
-def untrained_gnn(blend: bool = True, candidate_days: int = 0, decoder: str = "dot"):
-    """The GNN recommender over a freshly initialised model: the interface, not the quality, is under test."""
+def untrained_gnn(ranker: bool = True, decoder: str = "dot"):
+    """The GNN recommender over a freshly initialised model and a ranker fit on random rows: the interface, not
+    the quality, is under test."""
     from hmgnn.models.gnn import HeteroSAGERecommender
     from hmgnn.models.gnn_recommender import GNNRecommender
+    from hmgnn.ranking.features import ArticleMeta
+    from hmgnn.ranking.ranker import Ranker
 
     torch.manual_seed(0)
     model = HeteroSAGERecommender(N_CUSTOMERS, N_ARTICLES, customer_channels=2, article_channels=3,
                                   customer_extra_channels=4, article_extra_channels=5, hidden_channels=8,
                                   decoder=decoder)
+    meta = ArticleMeta(np.arange(N_ARTICLES, dtype=np.int32) // 2, {"product_type_no": np.arange(N_ARTICLES) % 3})
+    sizes = {"gnn": 6, "bought": 5, "variant": 3, "popular": 4, "trending": 4, "walk": 5}
     checkpoint = {"recipe": "gnn", "model_args": model.model_args, "state_dict": model.state_dict(),
-                  "train_config": {"loss": "bpr"}, "time_features": True,
-                  "blend": _SEGMENTED_BLEND if blend else None,
-                  "article_product": np.arange(N_ARTICLES, dtype=np.int32) // 2}  # colour pairs
+                  "train_config": {"loss": "bpr"}, "time_features": True, "candidate_sizes": sizes,
+                  "article_meta": meta.to_dict(), "ranker": _random_ranker(meta).to_dict() if ranker else None}
     g = torch.Generator().manual_seed(1)
-    return GNNRecommender(checkpoint, torch.randn(N_CUSTOMERS, 2, generator=g), torch.randn(N_ARTICLES, 3, generator=g),
-                          candidate_days=candidate_days)
+    return GNNRecommender(checkpoint, torch.randn(N_CUSTOMERS, 2, generator=g), torch.randn(N_ARTICLES, 3, generator=g))
+
+
+def _random_ranker(meta):
+    from hmgnn.ranking.features import Snapshot
+    from hmgnn.ranking.pairs import feature_names
+    from hmgnn.ranking.ranker import Ranker
+
+    names = feature_names(Snapshot(random_interactions(), AS_OF, meta))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(names))).astype(np.float32)
+    labels = (x[:, len(names) - 3] + rng.normal(size=400) > 1).astype(np.float32)
+    return Ranker.fit(x, labels, np.full(40, 10), names, trees=5, leaves=4)
 
 
 def als():
@@ -66,10 +72,8 @@ def als():
 FACTORIES = {name: (lambda name=name: create_model(name)) for name in sorted(MODELS) if name not in LAZY_MODELS}
 FACTORIES["dense-toy"] = DotProduct
 FACTORIES["gnn"] = untrained_gnn
-FACTORIES["gnn-no-blend"] = lambda: untrained_gnn(blend=False)
-# ranks only the articles sold in the last 10 days plus each customer's own (bought, other colours)
-FACTORIES["gnn-candidates"] = lambda: untrained_gnn(candidate_days=10)
-FACTORIES["gnn-mlp-candidates"] = lambda: untrained_gnn(candidate_days=10, decoder="mlp")
+FACTORIES["gnn-retrieval"] = lambda: untrained_gnn(ranker=False)
+FACTORIES["gnn-mlp"] = lambda: untrained_gnn(decoder="mlp")
 FACTORIES["als"] = als
 ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=FACTORIES.keys())
 
@@ -169,11 +173,6 @@ def test_filter_already_bought(fitted, interactions):
     ids, _ = fitted.recommend(WARM, k=N_ARTICLES, filter_already_bought=True)
     bought = fitted.user_items.toarray() > 0
     ranked = np.ones((N_CUSTOMERS, N_ARTICLES), bool)
-    if getattr(fitted, "candidates", None) is not None:  # a GNN with a candidate set: recent sellers + own
-        ranked[:] = False
-        ranked[:, fitted.candidates] = True
-        r, a = fitted._own_articles(WARM)
-        ranked[WARM[r], a] = True
     for c, row in zip(WARM, ids):
         real = row[row >= 0]
         assert not bought[c, real].any()
@@ -189,8 +188,8 @@ def test_candidates_restrict_the_ranking(fitted):
     for customer, row in enumerate(ids.tolist()):
         assert set(row) - {-1} <= set(cand)
         missing = set(cand.tolist()) - set(row)
-        # only a model that drops bought articles (for everybody, or for some blend segments) leaves some out
-        assert not missing or fitted.filters_bought or getattr(fitted, "drops_bought", False)
+        # only a model that drops bought articles leaves some out
+        assert not missing or fitted.filters_bought
         assert missing <= set(fitted.user_items[customer].indices.tolist())
     full = fitted.score(np.repeat(np.arange(N_CUSTOMERS), 5), np.tile(cand, N_CUSTOMERS)).reshape(-1, 5)
     assert np.allclose(np.sort(full, axis=1)[:, ::-1], scores)
@@ -386,34 +385,23 @@ def test_dense_top_k_is_exact_on_ties_nan_and_inf():
     assert ids.tolist() == [[1, 2, 4, 5, 0, 3], [1, 3, 5, -1, -1, -1], [5, -1, -1, -1, -1, -1]]
 
 
-def test_gnn_dot_blend_matches_the_dense_blend(interactions):
-    from hmgnn.train import blended_scores
+def test_gnn_ranks_its_candidates_by_the_rankers_score(interactions):
+    from hmgnn.ranking.pairs import feature_matrix
 
     model = untrained_gnn().fit(interactions, AS_OF)
-    customers = np.arange(N_CUSTOMERS)
-    dense = blended_scores(model.model.score_all(model.customer_emb, model.article_emb), customers,
-                           model.signals, model.blend)
-    fast = model.dot_blend.scores(model.customer_emb, customers)
-    assert torch.equal(torch.isinf(fast), torch.isinf(dense)) and torch.isinf(dense).any()
-    finite = torch.isfinite(dense)
-    torch.testing.assert_close(fast[finite], dense[finite], rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("decoder", ["dot", "mlp"])
-def test_gnn_candidates_are_recent_sellers_and_own_articles_with_unchanged_scores(interactions, decoder):
-    everything = untrained_gnn(decoder=decoder).fit(interactions, AS_OF)
-    restricted = untrained_gnn(candidate_days=10, decoder=decoder).fit(interactions, AS_OF)
-    recent = set(interactions.article_index[interactions.days_before(AS_OF) < 10].tolist())
-    assert 0 < len(recent) < N_ARTICLES  # the test data leaves some articles unsold for 10 days
-    ids, vals = restricted.recommend(WARM, k=N_ARTICLES)
-    scores = everything.score_all(WARM).numpy()
-    own_rows, own_articles = restricted._own_articles(WARM)
+    pairs, scores = model.ranked_pairs(WARM)
+    ids, vals = model.recommend(WARM, k=N_ARTICLES)
     for row, customer in enumerate(WARM):
-        own = set(own_articles[own_rows == row].tolist())
-        got = [a for a in ids[row] if a >= 0]
-        assert set(got) == {a for a in recent | own if np.isfinite(scores[row, a])}
-        np.testing.assert_allclose(vals[row][: len(got)], scores[row, got], rtol=0, atol=1e-5)
+        mine = pairs.customer == customer
+        n = mine.sum()
+        assert set(ids[row][:n]) == set(pairs.article[mine])  # the candidates first
+        order = np.lexsort((pairs.article[mine], -scores[mine]))  # ties: the smaller article
+        np.testing.assert_array_equal(ids[row][:n], pairs.article[mine][order])
+        rest = ids[row][n:]  # then every other article, by last week's sales
+        popularity = window_popularity(interactions, AS_OF, 7)
+        assert len(rest) == N_ARTICLES - n and np.all(np.diff(popularity[rest]) <= 0)
+    np.testing.assert_allclose(scores, model.ranker.predict(feature_matrix(model.snapshot, pairs)))
     # one customer at a time (as `serve` asks) gives the batch's answer
     for customer in WARM[:5]:
-        single_ids, _ = restricted.recommend(int(customer), k=12)
-        np.testing.assert_array_equal(single_ids, ids[customer, :12])
+        single_ids, _ = model.recommend(int(customer), k=12)
+        np.testing.assert_array_equal(single_ids, ids[list(WARM).index(customer), :12])

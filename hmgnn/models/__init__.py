@@ -11,7 +11,8 @@ from hmgnn.models import baselines  # noqa: F401  (registers the baselines)
 from hmgnn.models.base import MODELS, Interactions, Recommender, register
 
 # Registered on first use: importing them pulls in heavy dependencies (torch_geometric).
-LAZY_MODELS = {"gnn": "hmgnn.models.gnn_recommender", "reference": "hmgnn.models.gnn_recommender",
+LAZY_MODELS = {"gnn": "hmgnn.models.gnn_recommender", "gnn-retrieval": "hmgnn.models.gnn_recommender",
+               "reference": "hmgnn.models.gnn_recommender",
                "als": "hmgnn.models.als"}
 
 __all__ = ["MODELS", "Interactions", "Recommender", "register", "create_model", "model_names", "model_class"]

@@ -35,6 +35,7 @@ class Interactions:
         n_customers: number of customers (every index is < this; customers without rows are cold).
         n_articles: number of articles.
         customer_age: optional int [n_customers], -1 where unknown; picks the cold-start age band.
+        price: optional float [n_rows] price paid (the ranker's price features).
     """
 
     customer_index: np.ndarray
@@ -43,6 +44,7 @@ class Interactions:
     n_customers: int
     n_articles: int
     customer_age: np.ndarray | None = None
+    price: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.customer_index)
@@ -54,6 +56,8 @@ class Interactions:
             raise ValueError(f"article_index must lie in [0, {self.n_articles})")
         if self.customer_age is not None and len(self.customer_age) != self.n_customers:
             raise ValueError(f"customer_age needs one entry per customer ({self.n_customers})")
+        if self.price is not None and len(self.price) != n:
+            raise ValueError("price needs one entry per purchase")
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, n_customers: int | None = None, n_articles: int | None = None,
@@ -62,13 +66,23 @@ class Interactions:
         cust = frame["customer_index"].to_numpy().astype(np.int32, copy=False)
         art = frame["article_index"].to_numpy().astype(np.int32, copy=False)
         days = frame["t_dat"].cast(pl.Date).to_numpy().astype("datetime64[D]")
+        price = frame["price"].to_numpy().astype(np.float32) if "price" in frame.columns else None
         return cls(cust, art, days,
                    n_customers if n_customers is not None else int(cust.max(initial=-1)) + 1,
                    n_articles if n_articles is not None else int(art.max(initial=-1)) + 1,
-                   customer_age)
+                   customer_age, price)
 
     def __len__(self) -> int:
         return len(self.customer_index)
+
+    @classmethod
+    def concat(cls, parts: list[Interactions]) -> Interactions:
+        """The purchases of `parts` (same id maps) one after another."""
+        first = parts[0]
+        prices = [p.price for p in parts]
+        return cls(np.concatenate([p.customer_index for p in parts]), np.concatenate([p.article_index for p in parts]),
+                   np.concatenate([p.t_dat for p in parts]), first.n_customers, first.n_articles, first.customer_age,
+                   None if any(x is None for x in prices) else np.concatenate(prices))
 
     @property
     def last_day(self) -> dt.date | None:
@@ -79,8 +93,13 @@ class Interactions:
         keep = self.t_dat <= np.datetime64(as_of, "D")
         if keep.all():
             return self
+        return self.subset(keep)
+
+    def subset(self, keep: np.ndarray) -> Interactions:
+        """The purchases where the boolean mask `keep` is set."""
         return Interactions(self.customer_index[keep], self.article_index[keep], self.t_dat[keep],
-                            self.n_customers, self.n_articles, self.customer_age)
+                            self.n_customers, self.n_articles, self.customer_age,
+                            None if self.price is None else self.price[keep])
 
     def days_before(self, as_of: dt.date) -> np.ndarray:
         """Days between each purchase and `as_of` (0 on `as_of`)."""
@@ -417,11 +436,11 @@ class Recommender(ABC):
         if shared is not None:
             out[warm] = shared[0][articles[warm]]
             if shared[1] is not None:
-                out[warm] += _lookup(shared[1], customers[warm], articles[warm])
+                out[warm] += lookup(shared[1], customers[warm], articles[warm])
         elif warm.any():
             out[warm] = self._score_dense(customers[warm], articles[warm])
         if self.filters_bought:
-            out[_lookup(self.user_items, customers, articles) > 0] = -np.inf
+            out[lookup(self.user_items, customers, articles) > 0] = -np.inf
         return out.astype(np.float32)
 
     def _pairs(self, customer_indices: ArrayLike, article_indices: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -511,7 +530,7 @@ def csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     return r, matrix.indices[entries].astype(np.int64), matrix.data[entries]
 
 
-def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """matrix[rows[i], cols[i]] for each i (0 where nothing is stored), without densifying."""
     out = np.zeros(len(rows), np.float64)
     if not len(rows):

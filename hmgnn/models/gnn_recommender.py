@@ -1,4 +1,5 @@
-"""The trained GNN behind the recommender interface: `gnn` (hmgnn's hybrid) and `reference` (the reference recipe).
+"""The trained GNN behind the recommender interface: `gnn` (GNN retrieval + the learned ranker), `gnn-retrieval`
+(the GNN's own scores alone) and `reference` (the reference recipe).
 
 `fit` runs one message pass over the purchases it is given (no retraining), so the same checkpoint scores the
 validation window from history and the test window from history + validation, as a deployed model would.
@@ -15,8 +16,16 @@ import torch
 
 from hmgnn import artifacts
 from hmgnn.errors import InputError
-from hmgnn.models.base import Interactions, Recommender, csr_rows, positions_in, register
+from hmgnn.features import build_adjacency, node_inputs
+from hmgnn.models.base import Interactions, Recommender, register, window_popularity
 from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.ranking.candidates import GNNScores, RandomWalk, candidate_pairs
+from hmgnn.ranking.features import ArticleMeta, Snapshot
+from hmgnn.ranking.pairs import feature_matrix
+from hmgnn.ranking.ranker import Ranker
+
+
+REST_OFFSET = -1e3  # the score of an article that is no candidate, plus its popularity in [0, 1)
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any]:
@@ -24,14 +33,27 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
     return torch.load(folder / artifacts.MODEL_PT, weights_only=False, map_location="cpu")
 
 
+@torch.no_grad()
+def embeddings_as_of(model: HeteroSAGERecommender, recipe: str, time_features: bool, customer_x: torch.Tensor,
+                     article_x: torch.Tensor, inter: Interactions, as_of: dt.date,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Customer and article embeddings from one message pass over the purchases up to `as_of`."""
+    adj = build_adjacency(inter).to(device)
+    inputs = node_inputs(recipe, time_features, customer_x, article_x, inter, as_of)
+    inputs = {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
+    return model.embeddings(adj, **inputs)
+
+
 @register("gnn")
 class GNNRecommender(Recommender):
-    """Heterogeneous GraphSAGE scores, z-scored per customer and blended with popularity and repurchase.
+    """Two stages: candidates from several sources (the GNN's own top-N among them), ordered by the learned ranker
+    over pair features (hmgnn/ranking); customers without a history get the cold-start fallback.
 
     Args:
         checkpoint: the dict `hmgnn train` saves in model.pt.
         customer_x, article_x: the static node features of graph/graph.pt.
-        device: where the message pass and the scoring run.
+        device: where the message pass and the GNN's scores run.
+        use_ranker: rank the candidates with the checkpoint's ranker (False: the GNN's scores alone).
     """
 
     folder = artifacts.MODEL
@@ -39,36 +61,31 @@ class GNNRecommender(Recommender):
     """Bound to the customers and articles of the graph it was trained on."""
 
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
-                 device: str = "cpu", cold_start: bool = True, batch_size: int = 1024,
-                 candidate_days: int = 0) -> None:
+                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512,
+                 use_ranker: bool = True) -> None:
         super().__init__(cold_start=cold_start, batch_size=batch_size)
         self.checkpoint = checkpoint
-        self.candidate_days = candidate_days
         self.device = torch.device(device)
         self.model = HeteroSAGERecommender(**checkpoint["model_args"])
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.eval().to(self.device)
         self.customer_x, self.article_x = customer_x, article_x
-        self.blend = checkpoint.get("blend")
-        from hmgnn.train import blend_segments
-
-        # drops bought articles for everybody only if every segment's blend does; `drops_bought`: some segment does
-        # (its customers' bought articles score -inf)
-        drops = [g["repurchase_weight"] is None for g in blend_segments(self.blend)] if self.blend else [False]
-        self.filters_bought, self.drops_bought = all(drops), any(drops)
+        ranker = checkpoint.get("ranker") if use_ranker else None
+        self.ranker = Ranker.from_dict(ranker) if ranker else None
+        self.sizes: dict[str, int] = dict(checkpoint.get("candidate_sizes") or {})
+        meta = checkpoint.get("article_meta")
+        self.meta = ArticleMeta.from_dict(meta) if meta else None
         loss = checkpoint["train_config"]["loss"]
-        # the pair head gives probabilities; BCE-trained logits are probabilities after a sigmoid; ranking losses
-        # only order articles
-        self.pair_head = checkpoint.get("pair_head") if self.model.mlp is None else None
-        self.score_kind = ("probability" if self.pair_head else
-                           "logit" if loss == "bce" and not self.blend else "rank")
+        # BCE-trained logits are probabilities after a sigmoid; the ranker's and ranking losses' scores only order
+        self.score_kind = "logit" if loss == "bce" and self.ranker is None else "rank"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.model!r}, blend={self.blend})"
+        ranker = f"{self.ranker.objective} ranker over {self.sizes}" if self.ranker else "no ranker"
+        return f"{type(self).__name__}({self.model!r}, {ranker})"
 
     @classmethod
     def from_config(cls, cfg: Any) -> GNNRecommender:
-        from hmgnn.train import load_graph_features
+        from hmgnn.graph import load_graph_features
 
         workdir = Path(cfg.workdir)
         checkpoint = load_checkpoint(workdir / cls.folder)
@@ -76,143 +93,100 @@ class GNNRecommender(Recommender):
         fingerprint = artifacts.fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT)
         if fingerprint != checkpoint.get("graph_fingerprint"):
             raise InputError(f"{workdir / cls.folder / artifacts.MODEL_PT} was trained on another graph.pt; "
-                             f"run `hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.name}`)")
+                             f"run `hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.folder}`)")
         device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
         return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size,
-                   candidate_days=cfg.recommend.candidate_days if cls.name == "gnn" else 0)
+                   use_ranker=cls.name == "gnn")
 
     @torch.no_grad()
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
-        from hmgnn.train import BlendSignals, DotBlend, blend_segments, build_adjacency, node_inputs
-
         if (interactions.n_customers, interactions.n_articles) != (self.model.num_customers, self.model.num_articles):
             raise InputError(f"the model was trained on {self.model.num_customers} customers x "
                              f"{self.model.num_articles} articles, the data has {interactions.n_customers} x "
                              f"{interactions.n_articles}; retrain with `hmgnn train --force`")
-        adj = build_adjacency(interactions).to(self.device)
-        inputs = node_inputs(self.checkpoint["recipe"], self.checkpoint["time_features"], self.customer_x,
-                             self.article_x, interactions, as_of)
-        inputs = {k: (v.to(self.device) if v is not None else None) for k, v in inputs.items()}
-        self.customer_emb, self.article_emb = self.model.embeddings(adj, **inputs)
-        # the articles it ranks: those sold in the last candidate_days (0: all), plus, for each customer, the
-        # articles their own history boosts (bought ones, other colours of bought products); the rest score -inf
-        self.candidates = None
-        if self.candidate_days:
-            sold = np.unique(interactions.article_index[interactions.days_before(as_of) < self.candidate_days])
-            self.candidates = sold.astype(np.int64) if 0 < len(sold) < self.n_articles else None
-        self.signals = self.dot_blend = None
-        if self.blend:
-            segments = blend_segments(self.blend)
-            variant = any(g.get("variant_weight") for g in segments)
-            self.signals = BlendSignals.of(interactions, as_of, [g["repurchase_half_life"] for g in segments],
-                                           self.checkpoint["article_product"] if variant else None,
-                                           walk=any(g.get("walk_weight") for g in segments))
-            if self.model.mlp is None:
-                self.dot_blend = DotBlend(self.article_emb, self.signals, self.blend)
-        self._candidate_rows = None  # the candidates' rows of the dot blend's article matrix, for one request
-        if self.candidates is not None and self.dot_blend is not None:
-            index = torch.from_numpy(self.candidates).to(self.device)
-            self._candidate_rows = self.dot_blend.articles.index_select(0, index).contiguous()
-        self._pair_features = None
-        self._fit_data = (interactions, as_of)  # the pair head's inputs are built on the first score() call
+        self.customer_emb, self.article_emb = embeddings_as_of(
+            self.model, self.checkpoint["recipe"], self.checkpoint["time_features"], self.customer_x,
+            self.article_x, interactions, as_of, self.device)
+        self.gnn = GNNScores(lambda idx: self.model.score_all(self.customer_emb, self.article_emb, idx), self.device)
+        self.snapshot = self.walk = None
+        if self.ranker is not None:
+            self.snapshot = Snapshot(interactions, as_of, self.meta)
+            self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
+            # below every candidate (ranker scores are far above REST_OFFSET), ordered by last week's sales
+            popularity = window_popularity(interactions, as_of, 7)
+            self._rest = torch.from_numpy(REST_OFFSET + popularity / (popularity.max(initial=0) + 1)).float()[None]
 
-    def pair_features(self) -> Any:
-        """The pair head's inputs as of the fit (built once, when `score` first needs them)."""
-        if self._pair_features is None:
-            from hmgnn.pair_head import PairFeatures
-
-            self._pair_features = PairFeatures(*self._fit_data, self.checkpoint.get("article_product"), self.signals)
-        return self._pair_features
-
-    def _own_articles(self, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row, article) of the articles each customer's history puts forward: bought ones and their variants."""
-        parts = [csr_rows(self.user_items, customers)[:2]]
-        if self.signals is not None and self.signals.variant is not None:
-            parts.append(csr_rows(self.signals.variant, customers)[:2])
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def _merge_candidates(self, own_articles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(columns, at, other_at): the sorted union of the candidates and `own_articles`, the candidates'
-        positions in it and the positions of the others (own articles that are not candidates)."""
-        mine = np.unique(own_articles)
-        others = mine[~positions_in(self.candidates, mine)[0]]
-        at = np.arange(len(self.candidates)) + np.searchsorted(others, self.candidates)
-        other_at = np.searchsorted(self.candidates, others) + np.arange(len(others))
-        columns = np.empty(len(self.candidates) + len(others), np.int64)
-        columns[at], columns[other_at] = self.candidates, others
-        return columns, at, other_at
+    def ranked_pairs(self, customers: np.ndarray,
+                     extra: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Any, np.ndarray]:
+        """(CandidatePairs, ranker score of each) for these customers; `extra` (row in `customers`, article) pairs
+        are scored too."""
+        pairs = candidate_pairs(self.snapshot, customers, self.sizes, gnn=self.gnn, walk=self.walk, extra=extra)
+        return pairs, self.ranker.predict(feature_matrix(self.snapshot, pairs))
 
     @torch.no_grad()
-    def candidate_scores(self, customers: np.ndarray, scratch: bool = False) -> tuple[torch.Tensor, np.ndarray | None]:
-        """(scores [len(customers), len(columns)], columns): the sorted articles scored for this batch (None: all)
-        and their scores, -inf where an article is a candidate only for another customer of the batch.
-        `scratch`: the scores may live in a reusable buffer (`DotBlend.scores`), valid until the next such call."""
-        from hmgnn.train import blended_scores
-
-        columns = own = None
-        idx = torch.from_numpy(customers).to(self.device)
-        if self.candidates is not None:
-            own = self._own_articles(customers)
-            columns, at, other_at = self._merge_candidates(own[1])
-            if len(customers) == 1 and self._candidate_rows is not None:
-                # one request: the prepared candidate rows plus the customer's own others (nothing to mask)
-                scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns,
-                                               parts=(self._candidate_rows, at, other_at))
-                return scores, columns
-        if self.dot_blend is not None:
-            scores = self.dot_blend.scores(self.customer_emb[idx], customers, columns, scratch=scratch)
-        else:
-            scores = self.model.score_all(self.customer_emb, self.article_emb, idx)
-            if self.blend:
-                scores = blended_scores(scores, customers, self.signals, self.blend)
-            if columns is not None:
-                scores = scores[:, torch.from_numpy(columns).to(self.device)]
-        if own is not None and len(other_at):
-            extra = np.zeros(len(columns), bool)
-            extra[other_at] = True
-            r, pos = own[0], np.searchsorted(columns, own[1])
-            keep = extra[pos]
-            r, pos = torch.from_numpy(r[keep]).to(self.device), torch.from_numpy(pos[keep]).to(self.device)
-            values = scores[r, pos]
-            scores[:, torch.from_numpy(np.flatnonzero(extra)).to(self.device)] = -torch.inf
-            scores[r, pos] = values
-        return scores, columns
-
-    def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
-        """P(bought) of each pair from the pair head when the checkpoint has one (the binary metrics compare pairs
-        across customers, which the ranking blend does not order); else the ranking scores, as every model's."""
-        if self.pair_head is None:
-            return super().score(customer_indices, article_indices)
-        from hmgnn.pair_head import pair_zscores, probability
-
-        customers, articles = self._pairs(customer_indices, article_indices)
-        z = pair_zscores(self.customer_emb.cpu(), self.article_emb.cpu(), customers, articles,
-                         self.dot_blend.mean.cpu(), self.dot_blend.cov.cpu())
-        return probability(self.pair_head, self.pair_features().matrix(z, customers, articles)).astype(np.float32)
-
-    @torch.no_grad()
-    def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
+    def score_all(self, customer_indices: np.ndarray, also: np.ndarray | None = None) -> torch.Tensor:
+        """Scores of every article: the ranker's for the candidates (and the articles `also`); the other articles
+        follow below them in last week's popularity order."""
         customers = np.asarray(customer_indices, np.int64)
-        scores, columns = self.candidate_scores(customers)
-        if columns is not None:
-            full = torch.full((len(customers), self.n_articles), -torch.inf, dtype=scores.dtype, device=scores.device)
-            full[:, torch.from_numpy(columns).to(self.device)] = scores
-            scores = full
-        return scores.cpu()
+        if self.ranker is None:
+            return self.gnn.dense(customers).cpu()
+        extra = None
+        if also is not None:
+            extra = (np.repeat(np.arange(len(customers)), len(also)), np.tile(np.asarray(also, np.int64), len(customers)))
+        pairs, scores = self.ranked_pairs(customers, extra=extra)
+        out = self._rest.repeat(len(customers), 1)
+        row = np.searchsorted(customers, pairs.customer) if _is_sorted(customers) else _rows_of(customers, pairs.customer)
+        out[torch.from_numpy(row), torch.from_numpy(pairs.article)] = torch.from_numpy(scores)
+        return out
 
     def _rank_dense(self, customers: np.ndarray, k: int, filt: bool,
                     cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if cand is not None:
-            return super()._rank_dense(customers, k, filt, cand)
-        # the batch's candidate columns only; ranked before the next batch reuses the buffer
-        scores, columns = self.candidate_scores(customers, scratch=True)
-        return self.rank_scores(scores.cpu(), customers, k, filt, columns)
+        # articles the caller restricts the ranking to are scored whether or not a source proposes them
+        return self.rank_scores(self.score_all(customers, also=cand), customers, k, filt, cand)
+
+    def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
+        """The ranker's score of each pair, candidate or not (the binary metrics compare pairs across customers)."""
+        if self.ranker is None:
+            return super().score(customer_indices, article_indices)
+        customers, articles = self._pairs(customer_indices, article_indices)
+        out = np.empty(len(customers), np.float32)
+        cold = self.is_cold(customers)
+        if cold.any():  # the fallback's scores, as `recommend` ranks them
+            out[cold] = super().score(customers[cold], articles[cold])
+        warm = np.flatnonzero(~cold)
+        uniq, inv = np.unique(customers[warm], return_inverse=True)
+        for s in range(0, len(uniq), self.batch_size):
+            at = np.flatnonzero((inv >= s) & (inv < s + self.batch_size))
+            pairs, scores = self.ranked_pairs(uniq[s:s + self.batch_size], extra=(inv[at] - s, articles[warm[at]]))
+            keys = pairs.customer * self.n_articles + pairs.article
+            pos = np.searchsorted(keys, customers[warm[at]] * self.n_articles + articles[warm[at]])
+            out[warm[at]] = scores[pos]
+        return out
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The fitted customer and article embeddings (for serving and similar-article shelves)."""
         self._check_fitted()
         return self.customer_emb.cpu(), self.article_emb.cpu()
+
+
+def _is_sorted(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] > values[:-1]))
+
+
+def _rows_of(customers: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """Row of each of `of` in `customers` (distinct values, any order)."""
+    order = np.argsort(customers)
+    return order[np.searchsorted(customers[order], of)]
+
+
+@register("gnn-retrieval")
+class GNNRetrievalRecommender(GNNRecommender):
+    """The GNN alone: every article ranked by the GNN's score (the retrieval stage of `gnn`, without the ranker)."""
+
+    def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
+                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512, use_ranker: bool = False) -> None:
+        super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size, use_ranker=False)
 
 
 @register("reference")

@@ -1,0 +1,233 @@
+"""Candidate sources: per customer, a few hundred articles worth ranking, each tagged with the sources it came from.
+
+Each source is a small function of a `Snapshot` (the purchases up to a day) and the customers; `candidate_pairs`
+merges them into one (customer, article, source bits) list. The GNN's own source is its top-N by score, read from
+`GNNScores`, which also gives the ranker the GNN's score and z-score of every pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from hmgnn.models.base import AGE_BANDS, age_band, csr_rows
+from hmgnn.ranking.features import Snapshot
+
+SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
+WALK_BETA = 0.5
+
+
+def top_per_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Mask of the `n` largest values of each row (ties: the smaller column) among (row, col, value) entries."""
+    if not len(rows):
+        return np.zeros(0, bool)
+    order = np.lexsort((cols, -values, rows))
+    r = rows[order]
+    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+    within = np.arange(len(r)) - np.repeat(starts, np.diff(np.r_[starts, len(r)]))
+    keep = np.zeros(len(rows), bool)
+    keep[order[within < n]] = True
+    return keep
+
+
+class GNNScores:
+    """The GNN's score of every article for a chunk of customers, with each customer's mean and spread.
+
+    Args:
+        score_all: customer indices (int64 tensor) -> [len, n_articles] scores.
+        device: where the scores are computed.
+    """
+
+    def __init__(self, score_all: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> None:
+        self.score_all, self.device = score_all, device
+
+    @torch.no_grad()
+    def dense(self, customers: np.ndarray) -> torch.Tensor:
+        return self.score_all(torch.from_numpy(customers.astype(np.int64)).to(self.device)).float()
+
+    @staticmethod
+    def top(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row, article) of each row's n best articles."""
+        n = min(n, scores.shape[1])
+        top = torch.topk(scores, n, dim=1).indices.cpu().numpy()
+        return np.repeat(np.arange(len(scores)), n), top.ravel()
+
+    @staticmethod
+    def pairs(scores: torch.Tensor, rows: np.ndarray, articles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(score, per-customer z-score over all articles) of the (row, article) pairs."""
+        mean, std = scores.mean(1), scores.std(1) + 1e-6
+        r, a = torch.from_numpy(rows).to(scores.device), torch.from_numpy(articles).to(scores.device)
+        s = scores[r, a]
+        return s.cpu().numpy(), ((s - mean[r]) / std[r]).cpu().numpy()
+
+
+class RandomWalk:
+    """RP3beta (Paudel et al. 2016): the probability that a 3-step walk customer -> article -> buyer -> article
+    on the purchase graph ends on an article, divided by the article's degree ** beta so that bestsellers do not
+    win every walk. A graph signal without learned weights: a candidate source and a pair feature. The walks run
+    from the customers asked for (three sparse products), so no article x article matrix is ever built.
+
+    Args:
+        snapshot: the purchases the walks run over.
+        beta: popularity penalty.
+    """
+
+    def __init__(self, snapshot: Snapshot, beta: float = WALK_BETA) -> None:
+        bought = snapshot.times_bought.astype(np.float32)
+        bought.data[:] = 1.0
+        c_deg = np.asarray(bought.sum(1)).ravel()
+        a_deg = np.asarray(bought.sum(0)).ravel()
+        self.customer_step = (sp.diags(1 / np.maximum(c_deg, 1)).astype(np.float32) @ bought).tocsr()
+        self.article_step = (sp.diags(1 / np.maximum(a_deg, 1)).astype(np.float32) @ bought.T).tocsr()
+        self.last_step = (self.customer_step @ sp.diags((1 / np.maximum(a_deg, 1) ** beta).astype(np.float32))).tocsr()
+
+    def dense(self, customers: np.ndarray) -> torch.Tensor:
+        """[len(customers), n_articles] walk scores, each row divided by its standard deviation."""
+        buyers = self.customer_step[customers] @ self.article_step  # customer -> article -> buyer
+        scores = torch.from_numpy((buyers @ self.last_step).toarray())
+        return scores / (scores.std(1, correction=0, keepdim=True) + 1e-12)
+
+
+@dataclass
+class CandidatePairs:
+    """(customer, article) candidates with the bit set of the sources (SOURCES order) that proposed each, and the
+    GNN's and the walk's score of each pair (NaN without them)."""
+
+    customer: np.ndarray
+    article: np.ndarray
+    sources: np.ndarray
+    gnn_score: np.ndarray
+    gnn_zscore: np.ndarray
+    walk_score: np.ndarray
+
+
+def _bought(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    r, a, times = csr_rows(snapshot.times_bought, customers)
+    _, _, last = csr_rows(snapshot.last_bought, customers)  # same sparsity pattern: both from the same pairs
+    keep = top_per_row(r, a, times * np.exp2(-(last - 1) / 30.0), n)  # frequent and recent first
+    return r[keep], a[keep]
+
+
+def _cached(snapshot: Snapshot, key: str, build: Callable[[], object]) -> object:
+    if key not in snapshot.cache:
+        snapshot.cache[key] = build()
+    return snapshot.cache[key]
+
+
+def _product_members(product: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones(len(product), np.float32), (product, np.arange(len(product)))),
+                         shape=(int(product.max(initial=-1)) + 1, len(product)))
+
+
+def _variants(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    members = _cached(snapshot, "members", lambda: _product_members(snapshot.meta.product))
+    reach = (snapshot.product_bought[customers] @ members).tocsr()
+    reach = reach - reach.multiply(snapshot.times_bought[customers] > 0)  # the bought colours are `bought`'s
+    reach.eliminate_zeros()
+    r, a, v = csr_rows(reach.tocsr(), np.arange(len(customers)))
+    keep = top_per_row(r, a, v, n)
+    return r[keep], a[keep]
+
+
+def _shared(order: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    n = min(n, len(order))
+    return np.repeat(rows, n), np.tile(order[:n], len(rows))
+
+
+def _band_orders(snapshot: Snapshot) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """Each customer's age band and each band's articles sold last week, best first."""
+    inter = snapshot.inter
+    if inter.customer_age is None:
+        return None, []
+    bands = age_band(inter.customer_age)
+    recent = inter.days_before(snapshot.as_of) < 7
+    buyer_band = bands[inter.customer_index[recent]]
+    orders = []
+    for b in range(len(AGE_BANDS)):
+        counts = np.bincount(inter.article_index[recent][buyer_band == b], minlength=snapshot.n_articles)
+        sold = np.flatnonzero(counts)
+        orders.append(sold[np.lexsort((sold, -counts[sold]))])
+    return bands, orders
+
+
+def _popular(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Last week's bestsellers, and half as many of the customer's age band where the age is known."""
+    rows = np.arange(len(customers))
+    order = _cached(snapshot, "popular", lambda: np.argsort(snapshot.popularity_rank, kind="stable"))
+    parts = [_shared(order, rows, n)]
+    bands, orders = _cached(snapshot, "bands", lambda: _band_orders(snapshot))
+    for b, band_order in enumerate(orders):
+        mine = rows[bands[customers] == b]
+        if len(mine):
+            parts.append(_shared(band_order, mine, n // 2))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _trending_order(snapshot: Snapshot) -> np.ndarray:
+    sold = np.flatnonzero(snapshot.trend > 0)
+    return sold[np.lexsort((sold, -snapshot.trend[sold]))]
+
+
+def _trending(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = _cached(snapshot, "trending", lambda: _trending_order(snapshot))
+    return _shared(order, np.arange(len(customers)), n)
+
+
+def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, int], gnn: GNNScores | None = None,
+                    walk: RandomWalk | None = None, extra: tuple[np.ndarray, np.ndarray] | None = None,
+                    chunk: int = 512) -> CandidatePairs:
+    """Every customer's candidates from each source with a size > 0 in `sizes` (a name of SOURCES -> how many).
+
+    `extra`: (customer, article) pairs to score whether or not a source proposes them (their source bits are
+    those of the sources that do; none for the others). Customers are handled in chunks; the output is sorted by
+    customer (in the order given) then article."""
+    out: list[tuple[np.ndarray, ...]] = []
+    for s in range(0, len(customers), chunk):
+        cust = customers[s:s + chunk]
+        found: list[tuple[np.ndarray, np.ndarray, int]] = []
+        scores = gnn.dense(cust) if gnn is not None else None
+        walked = walk.dense(cust) if walk is not None else None
+        for bit, name in enumerate(SOURCES):
+            n = sizes.get(name, 0)
+            if n <= 0:
+                continue
+            if name == "gnn":
+                if scores is None:
+                    continue
+                r, a = GNNScores.top(scores, n)
+            elif name == "walk":
+                if walked is None:
+                    continue
+                v, top = torch.topk(walked, min(n, walked.shape[1]), dim=1)
+                keep = (v > 0).numpy()  # only articles a walk reaches
+                r, a = np.nonzero(keep)[0], top.numpy()[keep]
+            else:
+                r, a = {"bought": _bought, "variant": _variants, "popular": _popular,
+                        "trending": _trending}[name](snapshot, cust, n)
+            found.append((r, a, bit))
+        if extra is not None:
+            at = np.flatnonzero((extra[0] >= s) & (extra[0] < s + len(cust)))
+            found.append((extra[0][at] - s, extra[1][at], -1))
+        r = np.concatenate([f[0] for f in found]).astype(np.int64)
+        a = np.concatenate([f[1] for f in found]).astype(np.int64)
+        bits = np.concatenate([np.full(len(f[0]), (1 << f[2]) if f[2] >= 0 else 0, np.int64) for f in found])
+        key = r * snapshot.n_articles + a
+        uniq, inv = np.unique(key, return_inverse=True)
+        merged = np.zeros(len(uniq), np.int64)
+        np.bitwise_or.at(merged, inv, bits)
+        r, a = uniq // snapshot.n_articles, uniq % snapshot.n_articles
+        nan = np.full(len(r), np.nan, np.float32)
+        g_score, g_z, w_score = nan, nan.copy(), nan.copy()
+        if scores is not None:
+            g_score, g_z = GNNScores.pairs(scores, r, a)
+        if walked is not None:
+            w_score = walked[torch.from_numpy(r), torch.from_numpy(a)].numpy().astype(np.float32)
+        out.append((cust[r], a, merged.astype(np.uint8), g_score, g_z, w_score))
+    if not out:
+        empty = np.zeros(0, np.float32)
+        return CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8), empty, empty, empty)
+    return CandidatePairs(*(np.concatenate([o[i] for o in out]) for i in range(6)))

@@ -1,0 +1,177 @@
+"""Pair features for the ranker: what is known about a (customer, article) pair as of a day.
+
+`Snapshot` summarises the purchases up to its `as_of` day (its only notion of time), so the ranker's training
+windows and the scored window get the same features from the same code, and nothing after `as_of` leaks in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from hmgnn import artifacts
+from hmgnn.models.base import Interactions, lookup
+
+SALES_WINDOWS = (1, 7, 28)
+REPURCHASE_HALF_LIFE = 14.0
+LONG_HALF_LIFE = 30.0  # the `trending` baseline's half-life of an own purchase
+NEVER = 730.0  # days used for "never": about the span of the Kaggle data
+# article metadata levels whose share in a customer's purchases is a feature (the customer's taste for the level)
+GROUP_COLUMNS = ("product_type_no", "department_no", "section_no", "garment_group_no")
+
+
+@dataclass
+class ArticleMeta:
+    """Per-article categories the features need, as dense int32 codes: the product (colour variants share it) and
+    each of GROUP_COLUMNS."""
+
+    product: np.ndarray
+    groups: dict[str, np.ndarray]
+
+    @classmethod
+    def read(cls, tables_dir: Path) -> ArticleMeta:
+        frame = pl.read_parquet(tables_dir / artifacts.ARTICLES_PARQUET).sort("article_index")
+        return cls.from_frame(frame)
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame) -> ArticleMeta:
+        def codes(name: str) -> np.ndarray:
+            return np.unique(frame[name].to_numpy(), return_inverse=True)[1].astype(np.int32)
+
+        return cls(codes("product_code"), {g: codes(g) for g in GROUP_COLUMNS if g in frame.columns})
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"product": self.product.tolist(), **{f"group:{k}": v.tolist() for k, v in self.groups.items()}}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, list[int]]) -> ArticleMeta:
+        groups = {k.split(":", 1)[1]: np.asarray(v, np.int32) for k, v in values.items() if k.startswith("group:")}
+        return cls(np.asarray(values["product"], np.int32), groups)
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.csr_matrix((values, (rows, cols)), shape=shape)
+    m.sum_duplicates()
+    m.sort_indices()
+    return m
+
+
+class Snapshot:
+    """The purchases up to `as_of`, summarised per article, per customer and per (customer, article).
+
+    Args:
+        inter: purchases (anything after `as_of` is dropped).
+        as_of: the day the features describe.
+        meta: the articles' categories.
+    """
+
+    def __init__(self, inter: Interactions, as_of: dt.date, meta: ArticleMeta) -> None:
+        inter = inter.until(as_of)
+        self.inter, self.as_of, self.meta = inter, as_of, meta
+        self.cache: dict[str, object] = {}  # what the candidate sources derive once per snapshot
+        nc, na = inter.n_customers, inter.n_articles
+        c, a = inter.customer_index.astype(np.int64), inter.article_index.astype(np.int64)
+        days = inter.days_before(as_of).astype(np.float64)
+        self.n_customers, self.n_articles = nc, na
+
+        # articles: sales over windows, trend, age on sale, price, the ages of their buyers
+        self.sales = {d: np.bincount(a[days < d], minlength=na).astype(np.float64) for d in SALES_WINDOWS}
+        self.sales_all = np.bincount(a, minlength=na).astype(np.float64)
+        recent = days < 28
+        self.trend = np.bincount(a[recent], weights=1.0 / (days[recent] + 1), minlength=na)
+        self.first_sold = np.full(na, -1.0)
+        np.maximum.at(self.first_sold, a, days)
+        self.first_sold[self.first_sold < 0] = np.nan
+        self.last_sold = np.full(na, np.inf)
+        np.minimum.at(self.last_sold, a, days)
+        self.last_sold[np.isinf(self.last_sold)] = np.nan
+        order = np.argsort(-(self.sales[7] + self.sales_all / (self.sales_all.max(initial=0) + 1)), kind="stable")
+        self.popularity_rank = np.empty(na)
+        self.popularity_rank[order] = np.arange(na)
+        price = inter.price if inter.price is not None else None
+        if price is not None and len(price):
+            sold = np.maximum(self.sales_all, 1)
+            self.article_price = np.where(self.sales_all > 0, np.bincount(a, weights=price, minlength=na) / sold, np.nan)
+        else:
+            self.article_price = np.full(na, np.nan)
+        ages = inter.customer_age.astype(np.float64) if inter.customer_age is not None else np.full(nc, -1.0)
+        self.customer_age = np.where(ages >= 0, ages, np.nan)
+        known = ~np.isnan(self.customer_age[c])
+        age_sum = np.bincount(a[known], weights=self.customer_age[c[known]], minlength=na)
+        age_n = np.bincount(a[known], minlength=na)
+        self.buyers_age = np.where(age_n > 0, age_sum / np.maximum(age_n, 1), np.nan)
+
+        # customers: activity and usual price
+        self.purchases = np.bincount(c, minlength=nc).astype(np.float64)
+        self.last_purchase = np.full(nc, np.inf)
+        np.minimum.at(self.last_purchase, c, days)
+        self.last_purchase[np.isinf(self.last_purchase)] = np.nan
+        self.purchases_28d = np.bincount(c[recent], minlength=nc).astype(np.float64)
+        if price is not None and len(price):
+            self.customer_price = np.where(self.purchases > 0, np.bincount(c, weights=price, minlength=nc)
+                                           / np.maximum(self.purchases, 1), np.nan)
+        else:
+            self.customer_price = np.full(nc, np.nan)
+
+        # pairs: times bought, days since last bought (stored + 1 so that "today" is not an empty cell), decayed
+        self.times_bought = _csr(c, a, np.ones(len(c)), (nc, na))
+        last = (pl.DataFrame({"c": c, "a": a, "d": days}).group_by("c", "a").agg(pl.col("d").min()))
+        self.last_bought = _csr(last["c"].to_numpy(), last["a"].to_numpy(), last["d"].to_numpy() + 1.0, (nc, na))
+        self.repurchase = _csr(c, a, np.exp2(-days / REPURCHASE_HALF_LIFE), (nc, na))
+        self.repurchase_long = _csr(c, a, np.exp2(-days / LONG_HALF_LIFE), (nc, na))
+        first = (pl.DataFrame({"c": c, "a": a, "d": days}).group_by("c", "a").agg(pl.col("d").max()))
+        self.first_bought = _csr(first["c"].to_numpy(), first["a"].to_numpy(), first["d"].to_numpy() + 1.0, (nc, na))
+        self.distinct = np.diff(self.times_bought.indptr).astype(np.float64)
+        # the customer's purchases per product and per category level
+        self.product_bought = _csr(c, meta.product[a], np.ones(len(c)), (nc, int(meta.product.max(initial=-1)) + 1))
+        self.group_bought = {g: _csr(c, codes[a], np.ones(len(c)), (nc, int(codes.max(initial=-1)) + 1))
+                             for g, codes in meta.groups.items()}
+
+    @property
+    def feature_names(self) -> list[str]:
+        return PAIR_FEATURES + [f"affinity_{g}" for g in self.meta.groups]
+
+    def matrix(self, customers: np.ndarray, articles: np.ndarray) -> np.ndarray:
+        """float32 [n_pairs, len(feature_names)]: the pair features (NaN where a value is unknown)."""
+        c, a = customers.astype(np.int64), articles.astype(np.int64)
+        purchases = self.purchases[c]
+        times = lookup(self.times_bought, c, a)
+        last = lookup(self.last_bought, c, a)
+        product = lookup(self.product_bought, c, self.meta.product[a])
+        first = lookup(self.first_bought, c, a)
+        long = lookup(self.repurchase_long, c, a)
+        trend = self.trend / max(self.trend.max(initial=0), 1e-12)
+        log = np.log1p
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN marks an unknown value
+            columns = [
+                log(times), np.where(last > 0, last - 1, np.nan), lookup(self.repurchase, c, a), long,
+                # the customer's own rhythm for the article: mean days between its purchases, and how due it is
+                np.where(times > 1, (first - last) / np.maximum(times - 1, 1), np.nan),
+                np.where(times > 1, (last - 1) / np.maximum((first - last) / np.maximum(times - 1, 1), 1), np.nan),
+                trend[a] + long,  # the `trending` baseline's own score
+                log(product - times),  # other colours of the article's product
+                *(log(self.sales[d][a]) for d in SALES_WINDOWS), log(self.sales_all[a]), self.trend[a],
+                log(self.sales[7][a]) - log(self.sales[28][a] / 4), log(self.popularity_rank[a]),
+                self.first_sold[a], self.last_sold[a],
+                log(purchases), self.last_purchase[c], log(self.purchases_28d[c]), log(self.distinct[c]),
+                self.article_price[a], self.article_price[a] / self.customer_price[c],
+                self.customer_age[c], self.buyers_age[a], self.customer_age[c] - self.buyers_age[a],
+            ]
+            for g, codes in self.meta.groups.items():
+                columns.append(lookup(self.group_bought[g], c, codes[a]) / np.maximum(purchases, 1))
+            return np.column_stack(columns).astype(np.float32)
+
+
+PAIR_FEATURES = [
+    "log_times_bought", "days_since_bought", "repurchase_14d", "repurchase_30d", "rebuy_interval_days",
+    "rebuy_due", "trending_score", "log_variants_bought",
+    *(f"log_sales_{d}d" for d in SALES_WINDOWS), "log_sales_all", "trend_28d", "trend_7d_vs_28d",
+    "log_popularity_rank", "article_age_days", "days_since_sold",
+    "log_customer_purchases", "customer_days_since_last", "log_customer_purchases_28d", "log_customer_distinct",
+    "article_price", "price_vs_customer", "customer_age", "buyers_age", "age_gap",
+]

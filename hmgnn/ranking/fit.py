@@ -1,0 +1,140 @@
+"""Fitting the ranker: label windows, their (customer, candidate) rows and labels, and the LightGBM fit.
+
+Each label window's features are computed as of the day before it (no leakage), with the GNN's message passing
+over the purchases up to that day; `hmgnn train` stops the GNN's own training before the earliest window, so a
+window's purchases were never the GNN's targets either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from hmgnn.config import RankerConfig
+from hmgnn.console import info
+from hmgnn.models.base import Interactions
+from hmgnn.ranking.candidates import SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs
+from hmgnn.ranking.features import ArticleMeta, Snapshot
+from hmgnn.ranking.pairs import feature_matrix, feature_names
+from hmgnn.ranking.ranker import Ranker
+
+
+@dataclass
+class LabelWindow:
+    """Features as of `as_of`; labels: the purchases after it, up to and including `end`."""
+
+    as_of: dt.date
+    end: dt.date
+    customers: int = 0
+    """Customers with a purchase in the window and one before it (the ranker's groups)."""
+
+
+def _labelled(purchases: Interactions, as_of: dt.date, end: dt.date) -> np.ndarray:
+    """Customers who bought in (as_of, end] and before it."""
+    t = purchases.t_dat
+    inside = (t > np.datetime64(as_of, "D")) & (t <= np.datetime64(end, "D"))
+    before = np.zeros(purchases.n_customers, bool)
+    before[purchases.customer_index[t <= np.datetime64(as_of, "D")]] = True
+    buyers = np.unique(purchases.customer_index[inside])
+    return buyers[before[buyers]]
+
+
+def label_windows(purchases: Interactions, history_end: dt.date, val_end: dt.date, rc: RankerConfig,
+                  min_history_days: int = 28) -> list[LabelWindow]:
+    """The validation window, then earlier windows of the same length while the ranker needs more customers
+    (`ranker.windows`, or `min_customers` up to `max_windows`), each keeping `min_history_days` of history."""
+    days = (val_end - history_end).days
+    first = purchases.t_dat.min().astype(dt.date)
+    windows = [LabelWindow(history_end, val_end, len(_labelled(purchases, history_end, val_end)))]
+    while True:
+        enough = (len(windows) >= rc.windows if rc.windows else
+                  len(windows) >= rc.max_windows or sum(w.customers for w in windows) >= rc.min_customers)
+        as_of = windows[-1].as_of - dt.timedelta(days=days)
+        if enough or (as_of - first).days < min_history_days:
+            return windows
+        windows.append(LabelWindow(as_of, windows[-1].as_of, len(_labelled(purchases, as_of, windows[-1].as_of))))
+
+
+@dataclass
+class Rows:
+    """The ranker's training rows, grouped by (window, customer)."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    names: list[str]
+
+
+def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
+                gnn: GNNScores | None, max_customers: int, seed: int) -> tuple[CandidatePairs, np.ndarray, Snapshot, dict[str, Any]]:
+    """Candidates, features and labels of one window's labelled customers; and the candidates' recall."""
+    snapshot = Snapshot(purchases, window.as_of, meta)
+    customers = _labelled(purchases, window.as_of, window.end)
+    if len(customers) > max_customers:
+        customers = np.sort(np.random.default_rng(seed).choice(customers, max_customers, replace=False))
+    walk = RandomWalk(snapshot) if sizes.get("walk", 0) > 0 else None
+    pairs = candidate_pairs(snapshot, customers, sizes, gnn=gnn, walk=walk)
+    t = purchases.t_dat
+    inside = (t > np.datetime64(window.as_of, "D")) & (t <= np.datetime64(window.end, "D"))
+    inside &= np.isin(purchases.customer_index, customers)
+    n = purchases.n_articles
+    truth = np.unique(purchases.customer_index[inside].astype(np.int64) * n + purchases.article_index[inside])
+    labels = np.isin(pairs.customer * n + pairs.article, truth).astype(np.float32)
+    recall = candidate_recall(pairs, truth, n)
+    return pairs, labels, snapshot, {"customers": int(len(customers)), "pairs": int(len(labels)),
+                                     "positives": int(labels.sum()), "purchases": int(len(truth)),
+                                     "recall": recall}
+
+
+def candidate_recall(pairs: CandidatePairs, truth: np.ndarray, n_articles: int) -> dict[str, float]:
+    """Share of the window's distinct (customer, article) purchases among the candidates, per source and in all."""
+    keys = pairs.customer * n_articles + pairs.article
+    found = np.isin(keys, truth)
+    out = {"all": float(found.sum() / max(len(truth), 1))}
+    for bit, name in enumerate(SOURCES):
+        mine = (pairs.sources >> bit) & 1 == 1
+        if mine.any():
+            out[name] = float((found & mine).sum() / max(len(truth), 1))
+    return out
+
+
+def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: ArticleMeta, rc: RankerConfig,
+               gnn_as_of: Callable[[Interactions, dt.date], GNNScores] | None, seed: int) -> tuple[Ranker, dict[str, Any]]:
+    """Rows from every label window (customers with no bought candidate dropped: they cannot teach an order),
+    then one LightGBM fit. `gnn_as_of(purchases, day)`: the GNN's scores with message passing up to that day."""
+    sizes = rc.sizes()
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    report: list[dict[str, Any]] = []
+    names: list[str] = []
+    for i, window in enumerate(windows):
+        t0 = time.perf_counter()
+        seen = purchases.until(window.as_of)
+        gnn = gnn_as_of(seen, window.as_of) if gnn_as_of is not None else None
+        pairs, labels, snapshot, stats = window_rows(purchases, window, meta, sizes, gnn, rc.max_customers, seed + i)
+        names = feature_names(snapshot)
+        has_positive = np.bincount(pairs.customer, weights=labels, minlength=purchases.n_customers) > 0
+        keep = has_positive[pairs.customer]
+        x = feature_matrix(snapshot, pairs)[keep]
+        customer = pairs.customer[keep]
+        groups = np.diff(np.flatnonzero(np.r_[True, customer[1:] != customer[:-1], True])) if len(customer) else np.zeros(0, np.int64)
+        parts.append((x, labels[keep], groups))
+        report.append({**asdict(window), "as_of": window.as_of.isoformat(), "end": window.end.isoformat(), **stats,
+                       "trained_customers": int(len(groups)), "seconds": round(time.perf_counter() - t0, 2)})
+        info(f"ranker: window {window.as_of + dt.timedelta(days=1)}..{window.end}: {stats['customers']:,} customers, "
+             f"{stats['pairs']:,} candidate pairs, candidate recall {stats['recall']['all']:.3f}")
+    x = np.vstack([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    groups = np.concatenate([p[2] for p in parts])
+    if not len(groups) or labels.min() == labels.max():
+        raise ValueError("no customer of the ranker's label windows bought one of their candidates")
+    t0 = time.perf_counter()
+    ranker = Ranker.fit(x, labels, groups, names, objective=rc.objective, trees=rc.trees,
+                        learning_rate=rc.learning_rate, leaves=rc.leaves, seed=seed)
+    info(f"ranker: {rc.objective} on {len(labels):,} rows of {len(groups):,} customers in {len(windows)} window(s), "
+         f"{time.perf_counter() - t0:.1f} s")
+    return ranker, {"windows": report, "rows": int(len(labels)), "groups": int(len(groups)),
+                    "fit_seconds": round(time.perf_counter() - t0, 2), "importance": ranker.importance()}

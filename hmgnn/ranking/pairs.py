@@ -1,0 +1,36 @@
+"""The ranker's input rows: one per (customer, candidate) pair, the pair features beside the candidate sources'
+flags and the GNN's and the random walk's scores with their rank among the customer's candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hmgnn.ranking.candidates import SOURCES, CandidatePairs
+from hmgnn.ranking.features import Snapshot
+
+SCORE_FEATURES = ["gnn_score", "gnn_zscore", "gnn_rank", "walk_score", "walk_rank"]
+
+
+def feature_names(snapshot: Snapshot) -> list[str]:
+    return [f"from_{s}" for s in SOURCES] + SCORE_FEATURES + snapshot.feature_names
+
+
+def rank_within(customers: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """1-based rank of each value among the rows of the same customer (largest first; NaN ranks last).
+    `customers` must be grouped (equal values contiguous)."""
+    v = np.where(np.isnan(values), -np.inf, values)
+    order = np.lexsort((-v, customers))
+    c = customers[order]
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if len(c) else np.zeros(0, np.int64)
+    within = np.arange(len(c)) - np.repeat(starts, np.diff(np.r_[starts, len(c)]))
+    out = np.empty(len(c), np.float32)
+    out[order] = within + 1
+    return out
+
+
+def feature_matrix(snapshot: Snapshot, pairs: CandidatePairs) -> np.ndarray:
+    """float32 [n_pairs, len(feature_names(snapshot))] in `feature_names` order."""
+    flags = ((pairs.sources[:, None] >> np.arange(len(SOURCES))) & 1).astype(np.float32)
+    scores = np.column_stack([pairs.gnn_score, pairs.gnn_zscore, rank_within(pairs.customer, pairs.gnn_score),
+                              pairs.walk_score, rank_within(pairs.customer, pairs.walk_score)]).astype(np.float32)
+    return np.hstack([flags, scores, snapshot.matrix(pairs.customer, pairs.article)])
