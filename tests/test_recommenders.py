@@ -37,7 +37,6 @@ def untrained_gnn(ranker: bool = True, decoder: str = "dot"):
     from hmgnn.models.gnn import HeteroSAGERecommender
     from hmgnn.models.gnn_recommender import GNNRecommender
     from hmgnn.ranking.features import ArticleMeta
-    from hmgnn.ranking.ranker import Ranker
 
     torch.manual_seed(0)
     model = HeteroSAGERecommender(N_CUSTOMERS, N_ARTICLES, customer_channels=2, article_channels=3,

@@ -127,6 +127,26 @@ def window_popularity(inter: Interactions, as_of: dt.date, days: int, rows: np.n
     return window + all_time / (all_time.max(initial=0) + 1)
 
 
+def decayed_sales(inter: Interactions, as_of: dt.date, days: int) -> np.ndarray:
+    """Each article's purchases in the `days` days up to `as_of`, each weighted 1 / (days ago + 1): what is selling
+    now (the `trending` baseline's trend and the ranker's trend feature)."""
+    ago = inter.days_before(as_of)
+    recent = ago < days
+    return np.bincount(inter.article_index[recent], weights=1.0 / (ago[recent] + 1),
+                       minlength=inter.n_articles).astype(np.float64)  # int64 when empty
+
+
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal consecutive values begins (for grouped arrays)."""
+    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
+
+
+def position_in_run(values: np.ndarray) -> np.ndarray:
+    """0-based position of each element within its run of equal consecutive values."""
+    starts = run_starts(values)
+    return np.arange(len(values)) - np.repeat(starts, np.diff(np.r_[starts, len(values)]))
+
+
 def age_band(ages: np.ndarray) -> np.ndarray:
     """Band number of each age (AGE_BANDS order); GLOBAL_BAND where the age is unknown (< 0)."""
     ages = np.asarray(ages)

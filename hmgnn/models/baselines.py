@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from hmgnn.models.base import Interactions, SharedScoreRecommender, register, window_popularity
+from hmgnn.models.base import Interactions, SharedScoreRecommender, decayed_sales, register, window_popularity
 
 
 @register("popular")
@@ -92,9 +92,7 @@ class TrendingRecommender(SharedScoreRecommender):
 
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
         ago = interactions.days_before(as_of)
-        recent = ago < self.days
-        trend = np.bincount(interactions.article_index[recent], weights=1.0 / (ago[recent] + 1),
-                            minlength=interactions.n_articles).astype(np.float64)  # int64 when empty
+        trend = decayed_sales(interactions, as_of, self.days)
         trend /= max(trend.max(initial=0), 1e-12)
         # far below any trend: orders the articles nobody bought lately by all-time sales
         all_time = np.bincount(interactions.article_index, minlength=interactions.n_articles)

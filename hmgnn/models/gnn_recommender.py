@@ -17,7 +17,7 @@ import torch
 from hmgnn import artifacts
 from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
-from hmgnn.models.base import Interactions, Recommender, register, window_popularity
+from hmgnn.models.base import Interactions, Recommender, register
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.ranking.candidates import GNNScores, RandomWalk, candidate_pairs
 from hmgnn.ranking.features import ArticleMeta, Snapshot
@@ -113,7 +113,7 @@ class GNNRecommender(Recommender):
             self.snapshot = Snapshot(interactions, as_of, self.meta)
             self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
             # below every candidate (ranker scores are far above REST_OFFSET), ordered by last week's sales
-            popularity = window_popularity(interactions, as_of, 7)
+            popularity = self.snapshot.popularity
             self._rest = torch.from_numpy(REST_OFFSET + popularity / (popularity.max(initial=0) + 1)).float()[None]
 
     def ranked_pairs(self, customers: np.ndarray,
@@ -135,7 +135,7 @@ class GNNRecommender(Recommender):
             extra = (np.repeat(np.arange(len(customers)), len(also)), np.tile(np.asarray(also, np.int64), len(customers)))
         pairs, scores = self.ranked_pairs(customers, extra=extra)
         out = self._rest.repeat(len(customers), 1)
-        row = np.searchsorted(customers, pairs.customer) if _is_sorted(customers) else _rows_of(customers, pairs.customer)
+        row = _rows_of(customers, pairs.customer)
         out[torch.from_numpy(row), torch.from_numpy(pairs.article)] = torch.from_numpy(scores)
         return out
 
@@ -168,10 +168,6 @@ class GNNRecommender(Recommender):
         """The fitted customer and article embeddings (for serving and similar-article shelves)."""
         self._check_fitted()
         return self.customer_emb.cpu(), self.article_emb.cpu()
-
-
-def _is_sorted(values: np.ndarray) -> bool:
-    return bool(np.all(values[1:] > values[:-1]))
 
 
 def _rows_of(customers: np.ndarray, of: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hmgnn.models.base import AGE_BANDS, age_band, csr_rows
+from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, position_in_run
 from hmgnn.ranking.features import Snapshot
 
 SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
@@ -26,11 +26,8 @@ def top_per_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) 
     if not len(rows):
         return np.zeros(0, bool)
     order = np.lexsort((cols, -values, rows))
-    r = rows[order]
-    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-    within = np.arange(len(r)) - np.repeat(starts, np.diff(np.r_[starts, len(r)]))
     keep = np.zeros(len(rows), bool)
-    keep[order[within < n]] = True
+    keep[order[position_in_run(rows[order]) < n]] = True
     return keep
 
 
@@ -103,6 +100,11 @@ class CandidatePairs:
     gnn_score: np.ndarray
     gnn_zscore: np.ndarray
     walk_score: np.ndarray
+
+    def subset(self, keep: np.ndarray) -> CandidatePairs:
+        """The pairs where the boolean mask `keep` is set."""
+        return CandidatePairs(self.customer[keep], self.article[keep], self.sources[keep], self.gnn_score[keep],
+                              self.gnn_zscore[keep], self.walk_score[keep])
 
 
 def _bought(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

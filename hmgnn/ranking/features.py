@@ -15,7 +15,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from hmgnn import artifacts
-from hmgnn.models.base import Interactions, lookup
+from hmgnn.models.base import Interactions, decayed_sales, lookup, window_popularity
 
 SALES_WINDOWS = (1, 7, 28)
 REPURCHASE_HALF_LIFE = 14.0
@@ -83,14 +83,15 @@ class Snapshot:
         self.sales = {d: np.bincount(a[days < d], minlength=na).astype(np.float64) for d in SALES_WINDOWS}
         self.sales_all = np.bincount(a, minlength=na).astype(np.float64)
         recent = days < 28
-        self.trend = np.bincount(a[recent], weights=1.0 / (days[recent] + 1), minlength=na)
+        self.trend = decayed_sales(inter, as_of, 28)
         self.first_sold = np.full(na, -1.0)
         np.maximum.at(self.first_sold, a, days)
         self.first_sold[self.first_sold < 0] = np.nan
         self.last_sold = np.full(na, np.inf)
         np.minimum.at(self.last_sold, a, days)
         self.last_sold[np.isinf(self.last_sold)] = np.nan
-        order = np.argsort(-(self.sales[7] + self.sales_all / (self.sales_all.max(initial=0) + 1)), kind="stable")
+        self.popularity = window_popularity(inter, as_of, 7)  # last week's sales, all-time sales breaking ties
+        order = np.argsort(-self.popularity, kind="stable")
         self.popularity_rank = np.empty(na)
         self.popularity_rank[order] = np.arange(na)
         price = inter.price if inter.price is not None else None
@@ -119,13 +120,14 @@ class Snapshot:
             self.customer_price = np.full(nc, np.nan)
 
         # pairs: times bought, days since last bought (stored + 1 so that "today" is not an empty cell), decayed
-        self.times_bought = _csr(c, a, np.ones(len(c)), (nc, na))
-        last = (pl.DataFrame({"c": c, "a": a, "d": days}).group_by("c", "a").agg(pl.col("d").min()))
-        self.last_bought = _csr(last["c"].to_numpy(), last["a"].to_numpy(), last["d"].to_numpy() + 1.0, (nc, na))
+        self.times_bought = inter.user_items()
+        span = (pl.DataFrame({"c": c, "a": a, "d": days}).group_by("c", "a")
+                .agg(pl.col("d").min().alias("last"), pl.col("d").max().alias("first")))
+        pc, pa = span["c"].to_numpy(), span["a"].to_numpy()
+        self.last_bought = _csr(pc, pa, span["last"].to_numpy() + 1.0, (nc, na))
+        self.first_bought = _csr(pc, pa, span["first"].to_numpy() + 1.0, (nc, na))
         self.repurchase = _csr(c, a, np.exp2(-days / REPURCHASE_HALF_LIFE), (nc, na))
         self.repurchase_long = _csr(c, a, np.exp2(-days / LONG_HALF_LIFE), (nc, na))
-        first = (pl.DataFrame({"c": c, "a": a, "d": days}).group_by("c", "a").agg(pl.col("d").max()))
-        self.first_bought = _csr(first["c"].to_numpy(), first["a"].to_numpy(), first["d"].to_numpy() + 1.0, (nc, na))
         self.distinct = np.diff(self.times_bought.indptr).astype(np.float64)
         # the customer's purchases per product and per category level
         self.product_bought = _csr(c, meta.product[a], np.ones(len(c)), (nc, int(meta.product.max(initial=-1)) + 1))

@@ -16,7 +16,7 @@ import numpy as np
 
 from hmgnn.config import RankerConfig
 from hmgnn.console import info
-from hmgnn.models.base import Interactions
+from hmgnn.models.base import Interactions, run_starts
 from hmgnn.ranking.candidates import SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix, feature_names
@@ -33,13 +33,17 @@ class LabelWindow:
     """Customers with a purchase in the window and one before it (the ranker's groups)."""
 
 
+def _inside(purchases: Interactions, as_of: dt.date, end: dt.date) -> np.ndarray:
+    """Mask of the purchases in (as_of, end]."""
+    t = purchases.t_dat
+    return (t > np.datetime64(as_of, "D")) & (t <= np.datetime64(end, "D"))
+
+
 def _labelled(purchases: Interactions, as_of: dt.date, end: dt.date) -> np.ndarray:
     """Customers who bought in (as_of, end] and before it."""
-    t = purchases.t_dat
-    inside = (t > np.datetime64(as_of, "D")) & (t <= np.datetime64(end, "D"))
     before = np.zeros(purchases.n_customers, bool)
-    before[purchases.customer_index[t <= np.datetime64(as_of, "D")]] = True
-    buyers = np.unique(purchases.customer_index[inside])
+    before[purchases.customer_index[purchases.t_dat <= np.datetime64(as_of, "D")]] = True
+    buyers = np.unique(purchases.customer_index[_inside(purchases, as_of, end)])
     return buyers[before[buyers]]
 
 
@@ -59,16 +63,6 @@ def label_windows(purchases: Interactions, history_end: dt.date, val_end: dt.dat
         windows.append(LabelWindow(as_of, windows[-1].as_of, len(_labelled(purchases, as_of, windows[-1].as_of))))
 
 
-@dataclass
-class Rows:
-    """The ranker's training rows, grouped by (window, customer)."""
-
-    x: np.ndarray
-    labels: np.ndarray
-    groups: np.ndarray
-    names: list[str]
-
-
 def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
                 gnn: GNNScores | None, max_customers: int, seed: int) -> tuple[CandidatePairs, np.ndarray, Snapshot, dict[str, Any]]:
     """Candidates, features and labels of one window's labelled customers; and the candidates' recall."""
@@ -78,9 +72,7 @@ def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta,
         customers = np.sort(np.random.default_rng(seed).choice(customers, max_customers, replace=False))
     walk = RandomWalk(snapshot) if sizes.get("walk", 0) > 0 else None
     pairs = candidate_pairs(snapshot, customers, sizes, gnn=gnn, walk=walk)
-    t = purchases.t_dat
-    inside = (t > np.datetime64(window.as_of, "D")) & (t <= np.datetime64(window.end, "D"))
-    inside &= np.isin(purchases.customer_index, customers)
+    inside = _inside(purchases, window.as_of, window.end) & np.isin(purchases.customer_index, customers)
     n = purchases.n_articles
     truth = np.unique(purchases.customer_index[inside].astype(np.int64) * n + purchases.article_index[inside])
     labels = np.isin(pairs.customer * n + pairs.article, truth).astype(np.float32)
@@ -118,10 +110,9 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
         names = feature_names(snapshot)
         has_positive = np.bincount(pairs.customer, weights=labels, minlength=purchases.n_customers) > 0
         keep = has_positive[pairs.customer]
-        x = feature_matrix(snapshot, pairs)[keep]
-        customer = pairs.customer[keep]
-        groups = np.diff(np.flatnonzero(np.r_[True, customer[1:] != customer[:-1], True])) if len(customer) else np.zeros(0, np.int64)
-        parts.append((x, labels[keep], groups))
+        kept = pairs.subset(keep)
+        groups = np.diff(np.r_[run_starts(kept.customer), len(kept.customer)])  # rows per customer
+        parts.append((feature_matrix(snapshot, kept), labels[keep], groups))
         report.append({**asdict(window), "as_of": window.as_of.isoformat(), "end": window.end.isoformat(), **stats,
                        "trained_customers": int(len(groups)), "seconds": round(time.perf_counter() - t0, 2)})
         info(f"ranker: window {window.as_of + dt.timedelta(days=1)}..{window.end}: {stats['customers']:,} customers, "

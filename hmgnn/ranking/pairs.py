@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hmgnn.models.base import position_in_run
 from hmgnn.ranking.candidates import SOURCES, CandidatePairs
 from hmgnn.ranking.features import Snapshot
 
@@ -20,11 +21,8 @@ def rank_within(customers: np.ndarray, values: np.ndarray) -> np.ndarray:
     `customers` must be grouped (equal values contiguous)."""
     v = np.where(np.isnan(values), -np.inf, values)
     order = np.lexsort((-v, customers))
-    c = customers[order]
-    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if len(c) else np.zeros(0, np.int64)
-    within = np.arange(len(c)) - np.repeat(starts, np.diff(np.r_[starts, len(c)]))
-    out = np.empty(len(c), np.float32)
-    out[order] = within + 1
+    out = np.empty(len(customers), np.float32)
+    out[order] = position_in_run(customers[order]) + 1
     return out
 
 

@@ -51,7 +51,7 @@ class Ranker:
             "num_threads": threads or os.cpu_count() or 1, "verbosity": -1,
         }
         if objective == "lambdarank":
-            params |= {"lambdarank_truncation_level": 20, "eval_at": [12]}
+            params["lambdarank_truncation_level"] = 20
         data = lightgbm.Dataset(x, labels, group=groups if objective == "lambdarank" else None,
                                 feature_name=features, free_raw_data=True)
         booster = lightgbm.train(params, data, num_boost_round=trees)
