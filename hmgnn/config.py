@@ -115,6 +115,7 @@ RECIPES = ("gnn", "reference")
 LOSSES = ("bpr", "bce", "softmax")
 NEGATIVES = ("uniform", "popularity")
 SUPERVISION = ("recent", "disjoint")
+REFIT = ("auto", "always", "never")
 
 
 @dataclass
@@ -159,6 +160,9 @@ class TrainConfig:
     checkpoint so far, ranker fit included. Keeps a full-scale run inside a budget."""
     batch_size: int = 16_384
     """Positive edges per optimisation step (each step is one full-batch message pass)."""
+    min_steps: int = 1
+    """Fewest optimisation steps per epoch: on data too small to fill that many batches of `batch_size`, the
+    batches shrink to fit."""
     supervision: str = "recent"
     """Which purchases are the targets: `recent` (the last `target_days` of history, predicted from message
     passing over the purchases before them, like the test task) or `disjoint` (a random `disjoint_ratio` of
@@ -169,6 +173,11 @@ class TrainConfig:
     """Share of history edges held out as targets each epoch with `disjoint` supervision."""
     recency_half_life: float = 14.0
     """Half-life (days) of the weight of a target purchase: recent purchases count more; 0 weighs all alike."""
+    refit: str = "auto"
+    """After early stopping, train a second GNN from scratch for the best epoch count on every purchase up to
+    the end of validation, and recommend with it (the first one, trained before the ranker's label windows,
+    gives the ranker's training features): `always`, `never`, or `auto` (only when the ranker stacks more than
+    one label window, i.e. when the first GNN's training ends several windows before the test)."""
     val_customers: int = 20_000
     """Validation customers scored each epoch (a seeded sample of the validation window's buyers; 0 = all)."""
     device: str = "auto"
@@ -178,12 +187,13 @@ class TrainConfig:
         for name, value, allowed in (("recipe", self.recipe, RECIPES), ("loss", self.loss, LOSSES),
                                      ("negatives", self.negatives, NEGATIVES),
                                      ("supervision", self.supervision, SUPERVISION),
+                                     ("refit", self.refit, REFIT),
                                      ("decoder", self.decoder, ("dot", "mlp")),
                                      ("device", self.device, ("auto", "cpu", "cuda"))):
             if value not in allowed:
                 raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}; got {value!r}")
         _check_positive("train", hidden=self.hidden, layers=self.layers, lr=self.lr, epochs=self.epochs,
-                        patience=self.patience, batch_size=self.batch_size, target_days=self.target_days,
+                        patience=self.patience, batch_size=self.batch_size, min_steps=self.min_steps, target_days=self.target_days,
                         num_negatives=self.num_negatives)
         if not 0 < self.disjoint_ratio < 1:
             raise ConfigError(f"train.disjoint_ratio must be in (0, 1), got {self.disjoint_ratio}")
@@ -198,7 +208,7 @@ class TrainConfig:
             return self
         return dataclasses.replace(self, hidden=128, layers=2, id_embeddings=False, time_features=False,
                                    decoder="dot", loss="bce", negatives="uniform", num_negatives=1,
-                                   supervision="disjoint", recency_half_life=0.0)
+                                   supervision="disjoint", recency_half_life=0.0, refit="never")
 
 
 RANKER_OBJECTIVES = ("lambdarank", "binary")
@@ -228,15 +238,15 @@ class RankerConfig:
     windows: int = 0
     """Label windows stacked for training, the validation window first (0: as many as it takes to reach
     `min_customers` labelled customers, at most `max_windows`)."""
-    min_customers: int = 3_000
+    min_customers: int = 20_000
     """With `windows = 0`: stack earlier windows until this many customers with a purchase and a history."""
     max_windows: int = 6
     """With `windows = 0`: the most windows stacked."""
     max_customers: int = 50_000
     """Customers per label window kept for training (a seeded sample beyond it), which bounds the ranker's rows."""
-    trees: int = 150
+    trees: int = 300
     """Boosting rounds."""
-    learning_rate: float = 0.1
+    learning_rate: float = 0.05
     """Shrinkage of each tree."""
     leaves: int = 31
     """Leaves per tree."""

@@ -8,6 +8,7 @@ train_curve.png, ranker.json.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -137,8 +138,10 @@ class WindowTruth:
 class Trainer:
     """One training run: epochs of full-batch message passing, validation MAP@12, checkpoints, resume."""
 
-    def __init__(self, tc: TrainConfig, seed: int, data: TrainingData, device: torch.device) -> None:
-        self.tc, self.seed, self.data, self.device = tc, seed, data, device
+    def __init__(self, tc: TrainConfig, seed: int, data: TrainingData, device: torch.device,
+                 validate: bool = True) -> None:
+        """`validate=False` (a refit on every purchase, for a fixed epoch count) sets up no validation."""
+        self.tc, self.seed, self.data, self.device, self.validates = tc, seed, data, device, validate
         torch.manual_seed(seed)
         self.model = build_model(tc, data).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -171,6 +174,8 @@ class Trainer:
             self._fixed = self._epoch_graph(~target, target, as_of)
         counts = np.bincount(hist.article_index, minlength=hist.n_articles).astype(np.float64)
         self.popularity = torch.from_numpy(counts ** 0.75 + 1e-3)
+        if not self.validates:
+            return
         hist = self.data.history
         # validation: message passing over all of history, scored on the validation window's buyers
         self.val_adj = build_adjacency(hist).to(self.device)
@@ -220,9 +225,10 @@ class Trainer:
         g = self._graph_for_epoch()
         model.train()
         order = torch.randperm(g["c"].numel(), generator=self.generator)
+        batch = self.batch_size(order.numel())
         total, steps = 0.0, 0
-        for start in range(0, order.numel(), tc.batch_size):
-            idx = order[start:start + tc.batch_size]
+        for start in range(0, order.numel(), batch):
+            idx = order[start:start + batch]
             c, a = g["c"][idx].to(self.device), g["a"][idx].to(self.device)
             w = g["w"][idx].to(self.device) if g["w"] is not None else None
             self.optimizer.zero_grad(set_to_none=True)
@@ -267,9 +273,14 @@ class Trainer:
         c_emb, a_emb = self.embeddings_for_validation()
         return validation_map(self.model, c_emb, a_emb, self.val_truth)
 
+    def batch_size(self, targets: int) -> int:
+        """Positives per step: `train.batch_size`, smaller where that would leave fewer than `train.min_steps`
+        steps per epoch, so a small data set gets as many updates per epoch as a large one."""
+        return max(1, min(self.tc.batch_size, math.ceil(targets / self.tc.min_steps)))
+
     def steps_per_epoch(self) -> int:
         n = self._fixed["c"].numel() if self.tc.supervision == "recent" else int(len(self.train_history) * self.tc.disjoint_ratio)
-        return max(1, math.ceil(n / self.tc.batch_size))
+        return max(1, math.ceil(n / self.batch_size(n)))
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
     def state(self, key: str) -> dict[str, Any]:
@@ -399,9 +410,17 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             if not console.is_terminal and trainer.dist.is_main:
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
+    trainer.model.load_state_dict(trainer.best_state)
+    final, refit = trainer.model, None
+    if tc.refit == "always" or (tc.refit == "auto" and windows is not None and len(windows) > 1):
+        # the first GNN's training ends before the earliest label window; the one that recommends learns from
+        # every purchase up to the test, for the epoch count early stopping chose
+        final, refit = _refit(tc, cfg.seed, data, purchases, device, trainer.best_epoch, out_of_time)
+        if final is None:
+            info(f"[yellow]train[/yellow]: no refit ({refit['skipped']}); the first GNN recommends")
+            final = trainer.model
     if not trainer.dist.is_main:
         return out  # torchrun: rank 0 alone fits the ranker and writes `out`; the others wait for it at a barrier
-    trainer.model.load_state_dict(trainer.best_state)
     ranker, ranker_report = None, None
     if windows is not None:
         model = trainer.model.eval()
@@ -421,7 +440,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
                               started=started) as so:
         checkpoint = {
             "recipe": tc.recipe, "model_args": trainer.model.model_args,
-            "state_dict": {k: v.cpu() for k, v in trainer.model.state_dict().items()},
+            "state_dict": {k: v.cpu() for k, v in final.state_dict().items()},
             "train_config": tc.__dict__, "config": cfg.to_dict(), "seed": cfg.seed,
             "feature_names": data.feature_names, "time_features": tc.time_features,
             "graph_fingerprint": artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
@@ -429,6 +448,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "candidate_sizes": cfg.ranker.sizes(),
             "article_meta": data.meta.to_dict(),  # the pair features' article categories
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
+            "refit": refit,  # None, or how the recommending GNN was refit on every purchase
         }
         torch.save(checkpoint, so.dir / artifacts.MODEL_PT)
         pl.DataFrame(trainer.log).write_csv(so.dir / artifacts.TRAIN_LOG)
@@ -439,10 +459,35 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
                    "validation_customers": len(trainer.val_truth.customers)}
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
         so.extra["validation"] = {"gnn_map@12": trainer.best_map}
+        so.extra["refit"] = refit
         if ranker_report:
             so.extra["ranker"] = {k: v for k, v in ranker_report.items() if k != "importance"}
     shutil.rmtree(state_path.parent, ignore_errors=True)
     return out
+
+
+def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactions, device: torch.device,
+           epochs: int, out_of_time=None) -> tuple[HeteroSAGERecommender | None, dict[str, Any]]:
+    """A fresh GNN (same seed) trained for `epochs` on every purchase up to the end of validation; None (and why)
+    where the time budget does not allow all of them, since a partly trained GNN is worse than the first one."""
+    started = time.perf_counter()
+    dist = distributed.current()
+    if out_of_time is not None and dist.sum(float(out_of_time())) > 0:
+        return None, {"skipped": "train.max_minutes spent before the refit"}
+    every = dataclasses.replace(data, history=purchases, history_end=data.val_end, train_end=data.val_end)
+    second = Trainer(tc, seed, every, device, validate=False)
+    with progress() as bar:
+        task = bar.add_task("refit", total=epochs)
+        for epoch in range(1, epochs + 1):
+            loss = second.train_epoch(out_of_time=out_of_time)
+            if second.timed_out:
+                return None, {"skipped": f"train.max_minutes ran out in refit epoch {epoch} of {epochs}"}
+            line = f"refit epoch {epoch}/{epochs} loss {loss:.4f}"
+            bar.update(task, completed=epoch, description=line)
+            if not console.is_terminal and second.dist.is_main:
+                info(f"train: {line}")
+    return second.model.eval(), {"through": data.val_end.isoformat(), "epochs": epochs,
+                                 "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _plot(log: list[dict[str, Any]], path: Path) -> None:

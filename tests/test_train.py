@@ -121,6 +121,26 @@ def test_time_budget_ends_training_mid_epoch_with_a_model(workdir, tmp_path):
     assert checkpoint["best_epoch"] == 1 and checkpoint["ranker"] is not None
 
 
+def test_refit_trains_the_recommending_gnn_on_every_purchase(workdir, tmp_path):
+    import polars as pl
+
+    never = train.run(_cfg(workdir, "train.refit=never"), out=tmp_path / "never")
+    always = train.run(_cfg(workdir, "train.refit=always"), out=tmp_path / "always")
+    split = json.loads((workdir / "split" / "manifest.json").read_text())["windows"]
+    first, second = (json.loads((d / "manifest.json").read_text()) for d in (never, always))
+    assert first["refit"] is None
+    assert second["refit"]["through"] == split["val_end"] and second["refit"]["epochs"] == second["rows"]["best_epoch"]
+    # the same first GNN (same log, same ranker), a different one recommends
+    logs = [pl.read_csv(d / "train_log.csv").drop("seconds") for d in (never, always)]
+    assert logs[0].equals(logs[1])
+    rankers = [json.loads((d / "ranker.json").read_text()) for d in (never, always)]
+    assert rankers[0]["importance"] == rankers[1]["importance"]
+    assert any(not torch.equal(v, _state(always)[k]) for k, v in _state(never).items())
+    # auto: a refit only where the ranker stacks more than one label window
+    one = train.run(_cfg(workdir, "ranker.windows=1"), out=tmp_path / "one")
+    assert json.loads((one / "manifest.json").read_text())["refit"] is None
+
+
 @pytest.mark.parametrize("extra", [["train.loss=bce"], ["train.loss=softmax"], ["train.negatives=popularity"],
                                    ["train.decoder=mlp"], ["train.time_features=false"]])
 def test_variants_train(workdir, tmp_path, extra):

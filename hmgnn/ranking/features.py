@@ -129,6 +129,18 @@ class Snapshot:
         self.repurchase = _csr(c, a, np.exp2(-days / REPURCHASE_HALF_LIFE), (nc, na))
         self.repurchase_long = _csr(c, a, np.exp2(-days / LONG_HALF_LIFE), (nc, na))
         self.distinct = np.diff(self.times_bought.indptr).astype(np.float64)
+        # how habitual buying is: shopping days per customer, and the share of an article's buyers (and of a
+        # customer's articles) bought more than once
+        day = np.floor(days).astype(np.int64)
+        visits = np.unique(c * (int(day.max(initial=0)) + 1) + day) // (int(day.max(initial=0)) + 1)
+        self.shopping_days = np.bincount(visits, minlength=nc).astype(np.float64)
+        repeat = self.times_bought.copy()
+        repeat.data = (repeat.data > 1).astype(np.float64)
+        buyers = np.diff(self.times_bought.tocsc().indptr).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.article_repeat = np.where(buyers > 0, np.asarray(repeat.sum(0)).ravel() / buyers, np.nan)
+            self.customer_repeat = np.where(self.distinct > 0, np.asarray(repeat.sum(1)).ravel() / self.distinct,
+                                            np.nan)
         # the customer's purchases per product and per category level
         self.product_bought = _csr(c, meta.product[a], np.ones(len(c)), (nc, int(meta.product.max(initial=-1)) + 1))
         self.group_bought = {g: _csr(c, codes[a], np.ones(len(c)), (nc, int(codes.max(initial=-1)) + 1))
@@ -163,6 +175,7 @@ class Snapshot:
                 log(purchases), self.last_purchase[c], log(self.purchases_28d[c]), log(self.distinct[c]),
                 self.article_price[a], self.article_price[a] / self.customer_price[c],
                 self.customer_age[c], self.buyers_age[a], self.customer_age[c] - self.buyers_age[a],
+                times / np.maximum(self.shopping_days[c], 1), self.article_repeat[a], self.customer_repeat[c],
             ]
             for g, codes in self.meta.groups.items():
                 columns.append(lookup(self.group_bought[g], c, codes[a]) / np.maximum(purchases, 1))
@@ -176,4 +189,5 @@ PAIR_FEATURES = [
     "log_popularity_rank", "article_age_days", "days_since_sold",
     "log_customer_purchases", "customer_days_since_last", "log_customer_purchases_28d", "log_customer_distinct",
     "article_price", "price_vs_customer", "customer_age", "buyers_age", "age_gap",
+    "buy_rate", "article_repeat_rate", "customer_repeat_rate",
 ]

@@ -37,7 +37,7 @@ class Ranker:
 
     @classmethod
     def fit(cls, x: np.ndarray, labels: np.ndarray, groups: np.ndarray, features: list[str], objective: str = "lambdarank",
-            trees: int = 150, learning_rate: float = 0.1, leaves: int = 31, min_rows_in_leaf: int = 50,
+            trees: int = 300, learning_rate: float = 0.05, leaves: int = 31, min_rows_in_leaf: int = 50,
             seed: int = 0, threads: int = 0) -> Ranker:
         """Fit on rows grouped by customer (`groups`: the row count of each consecutive group)."""
         import lightgbm
