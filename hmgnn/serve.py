@@ -44,6 +44,7 @@ log = logging.getLogger("hmgnn.serve")
 MAX_K = 100
 ARTICLE_ID = re.compile(r"[0-9]{1,10}")
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
+LOOPBACK_NAMES = LOOPBACK | {"localhost"}
 EMBEDDING_MODELS = "gnn or reference"
 BYTES_PER_ID = 128  # a quoted 64-hex id plus generous whitespace: bounds a batch body before it is parsed
 SCORER_BATCH = 16  # most GET requests ranked together: bounds the wait of the last one in a batch
@@ -527,6 +528,9 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1) ->
         """Fits the new model aside while the old one keeps answering, then swaps; a failure keeps the old one."""
         if request.client is None or request.client.host not in LOOPBACK:
             raise HTTPException(403, "reload is only accepted from this machine (127.0.0.1 or ::1)")
+        refused = cross_site(request.headers.get("host"), request.headers.get("origin"))
+        if refused:
+            raise HTTPException(403, refused)
         start = time.perf_counter()
         try:
             old, new = holder.reload()
@@ -542,6 +546,26 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1) ->
                 "data_fingerprint": new.data_fingerprint, "seconds": round(time.perf_counter() - start, 3)}
 
     return app
+
+
+def _hostname(authority: str) -> str:
+    """The host part of a Host header or an Origin's authority: `[::1]:8000` -> `::1`, `localhost:80` -> `localhost`."""
+    if authority.startswith("["):
+        return authority[1:].split("]", 1)[0]
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def cross_site(host: str | None, origin: str | None) -> str | None:
+    """Why a reload request must be refused, or None. A web page open in a local browser can send a POST to
+    127.0.0.1; its browser then sets an Origin of that page (and, through DNS rebinding, a Host of the attacker's
+    name), so both must name this machine. Tools such as curl send no Origin."""
+    if host is None or _hostname(host.strip().lower()) not in LOOPBACK_NAMES:
+        return f"reload needs a Host of this machine (localhost, 127.0.0.1 or [::1]), got {host!r}"
+    if origin is not None:
+        scheme, _, authority = origin.strip().lower().partition("://")
+        if scheme not in ("http", "https") or _hostname(authority.split("/", 1)[0]) not in LOOPBACK_NAMES:
+            return f"reload is not accepted from another site (Origin {origin!r})"
+    return None
 
 
 def _reload_in_background(holder: ModelHolder) -> None:
