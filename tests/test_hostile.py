@@ -466,3 +466,16 @@ def test_reload_refuses_other_hosts_and_origins(host, origin, status):
     headers = {"host": host} | ({"origin": origin} if origin else {})
     r = client.post("/admin/reload", headers=headers)
     assert r.status_code == status, r.text
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with")
+@pytest.mark.parametrize("authorization, status", [(None, 403), ("Bearer wrong", 403), ("Bearer s3cret", 200)])
+def test_reload_beyond_loopback_needs_the_start_up_token(authorization, status):
+    from fastapi.testclient import TestClient
+
+    served = SimpleNamespace(name="popular", model_fingerprint=None, data_fingerprint="blake2b:0")
+    holder = serve.ModelHolder(None, served=served, loader=lambda cfg: served)
+    client = TestClient(serve.create_app(holder, reload_token="s3cret"), base_url="http://127.0.0.1:8000",
+                        client=("127.0.0.1", 50000))
+    r = client.post("/admin/reload", headers={"authorization": authorization} if authorization else {})
+    assert r.status_code == status, r.text
