@@ -139,6 +139,7 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    A.sweep_leftovers(out)  # what an earlier run killed mid-write left (kill -9 runs no cleanup)
     tmp = A.atomic_path(out)
     # formatted once; index -1 (an empty slot) picks the trailing ""
     labels = np.array([f"{a:010d}" for a in article_ids.tolist()] + [""], dtype=object)

@@ -224,6 +224,10 @@ def _spoil(path: Path, how: str) -> None:
     ("graph/graph.pt", True, recommend_gnn),
     ("tables/articles.parquet", False, recommend_gnn),  # the manifest's record names it first
     ("split/history.parquet", False, lambda wd: ["train", "-w", wd, "--force"]),
+    ("tables/transactions.parquet", False, lambda wd: ["recommend", "-w", wd, "--all", "--out", wd / "r.csv"]),
+    ("tables/customers.parquet", False, lambda wd: ["build-graph", "-w", wd, "--force"]),
+    ("graph/feature_names.json", False, lambda wd: ["train", "-w", wd, "--force"]),
+    ("split/test.parquet", False, lambda wd: ["evaluate", "-w", wd, "--force"]),
 ])
 def test_a_damaged_file_is_named(name, forged, command, how, wd, capsys):
     _spoil(wd / name, how)
@@ -308,6 +312,23 @@ def test_killed_step_then_rerun_leaves_nothing_behind(signal_name, wd, capsys):
         assert proc.returncode == -9 and leftovers(wd)  # kill -9 cannot clean up ...
     code, _ = hmgnn(capsys, "build-graph", "-w", wd, "--force")
     assert code == 0 and leftovers(wd) == []  # ... the next run sweeps it
+
+
+def test_two_writers_at_once_never_collide(wd):
+    command = [sys.executable, "-m", "hmgnn.cli", "build-graph", "-w", str(wd), "--force"]
+    procs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    assert 0 in [code for code, _ in results], results
+    for code, err in results:  # the loser, if they overlapped, is told who holds the folder
+        assert code == 0 or (code == 1 and "is being written by" in " ".join(err.split())), err
+    assert leftovers(wd) == [] and (wd / "graph" / A.GRAPH_PT).is_file()
+
+
+def test_a_killed_submission_is_swept_by_the_next(wd, capsys):
+    stale = wd / f".recs.csv.tmp-{dead_pid()}"
+    stale.write_text("customer_id,prediction\n")
+    code, _ = hmgnn(capsys, "recommend", "-w", wd, "--model", "popular", "--all", "--out", wd / "recs.csv")
+    assert code == 0 and not stale.exists() and (wd / "recs.csv").is_file()
 
 
 def test_a_second_writer_is_told_who_holds_the_step(wd, capsys):
