@@ -152,7 +152,7 @@ def save_torch(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, (OSError, RuntimeError)):
             needed = _tensor_bytes(obj)
-            if _is_disk_full(exc) or shutil.disk_usage(path.parent).free < needed:
+            if is_disk_full(exc) or shutil.disk_usage(path.parent).free < needed:
                 raise disk_full(path, needed) from None
         raise
 
@@ -171,10 +171,6 @@ def _tensor_bytes(obj: Any) -> int:
     return sum(_tensor_bytes(dict(st)) for st in stores) if stores is not None else 0
 
 
-def _is_disk_full(exc: BaseException) -> bool:
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "file write failed" in str(exc)
-
-
 def mount_point(path: Path) -> Path:
     """The mount point (the disk) a path lives on."""
     path = Path(os.path.abspath(path))
@@ -185,16 +181,26 @@ def mount_point(path: Path) -> Path:
     return path
 
 
-def disk_full(path: Path, needed: int = 0) -> HmgnnError:
-    """The one-line error for a write that ran out of space: which disk, what is free, what was needed."""
-    path = Path(path)
+def disk_full(path: Path | None, needed: int = 0) -> HmgnnError:
+    """The one-line error for a write that ran out of space: which disk, what is free, what was needed (`path`
+    None: the file is unknown, the disk is the working folder's)."""
+    disk = mount_point(Path(path) if path is not None else Path.cwd())
     try:
-        free = shutil.disk_usage(mount_point(path)).free
+        free = shutil.disk_usage(disk).free
     except OSError:
         free = 0
+    writing = f" while writing {path}" if path is not None else ""
     need = f", about {needed:,} needed" if needed else ""
-    return HmgnnError(f"no space left on {mount_point(path)} while writing {path}: {free:,} bytes free{need}; free "
-                      "some space or use a --workdir on a larger disk")
+    return HmgnnError(f"no space left on {disk}{writing}: {free:,} bytes free{need}; free some space or use a "
+                      "--workdir on a larger disk")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error is a full disk, however the library that wrote reported it (an OSError's errno, torch's
+    "file write failed", the text of Rust's os error 28 in polars)."""
+    text = str(exc)
+    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "file write failed" in text
+            or "No space left on device" in text)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -469,7 +475,7 @@ def release_all() -> None:
 
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
-        return False  # ours, from an earlier failure in this process: we hold the claim, so it is stale
+        return False  # ours, from an earlier failed attempt in this process: no write of ours is under way yet
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -3,7 +3,6 @@ where the output went. All the work lives in the step modules, which run without
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from pathlib import Path
@@ -254,18 +253,14 @@ def main(argv: Optional[list[str]] = None) -> None:
             raise
         error(str(exc))
         code = 1
-    except OSError as exc:
-        if debug:
-            raise
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            error(str(artifacts.disk_full(Path(exc.filename or "."))))
-        else:
-            error(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
-        code = 1
     except Exception as exc:  # an unexpected failure: still one line unless debugging
         if debug:
             raise
-        error(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        if artifacts.is_disk_full(exc):  # a full disk, whichever library hit it
+            filename = getattr(exc, "filename", None)
+            error(str(artifacts.disk_full(Path(filename) if filename else None)))
+        else:
+            error(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         code = 1
     finally:
         if installed:

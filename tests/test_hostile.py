@@ -272,6 +272,40 @@ def test_interrupt_exits_128_plus_signal_and_cleans_up(where, signal_name, wd, m
     assert _graph_files(wd) == before and leftovers(wd) == []
 
 
+@pytest.mark.parametrize("step, folder", [("build-graph", "graph"), ("sample", "split"), ("evaluate", "evaluate")])
+def test_sigterm_as_a_step_finishes_leaves_the_previous_folder(step, folder, wd, monkeypatch, capsys):
+    before = sorted((p.name, p.stat().st_size) for p in (wd / folder).iterdir()) if (wd / folder).exists() else None
+
+    def terminated(*args, **kwargs):  # every step lists its outputs last, just before the rename
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr(A, "describe_outputs", terminated)
+    code, err = hmgnn(capsys, step, "-w", wd, "--force", "--set", "evaluate.models=['popular']")
+    assert code == 143 and err.strip().endswith("interrupted")
+    after = sorted((p.name, p.stat().st_size) for p in (wd / folder).iterdir()) if (wd / folder).exists() else None
+    assert after == before and leftovers(wd) == []
+
+
+def test_sigterm_in_training_keeps_only_the_resumable_state(wd, monkeypatch, capsys):
+    shutil.rmtree(wd / "model")
+    epoch = train.Trainer.train_epoch
+
+    def terminated_in_epoch_two(self, *args, **kwargs):
+        if self.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        return epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", terminated_in_epoch_two)
+    code, err = hmgnn(capsys, "train", "-w", wd, *_fast())
+    assert code == 143 and err.strip().endswith("interrupted")
+    # the state after epoch one stays, on purpose: the next run resumes from it (tests/test_train.py); nothing
+    # else is left
+    assert leftovers(wd) == [] and not (wd / "model").exists()
+    assert torch.load(wd / ".model.partial" / "state.pt", weights_only=True)["epoch"] == 1
+
+
 def test_eof_is_an_error_not_an_abort(wd, monkeypatch, capsys):
     def eof(*args, **kwargs):
         raise EOFError
@@ -457,16 +491,19 @@ def test_a_full_disk_names_the_disk_and_the_bytes(wd, monkeypatch, capsys):
     assert _graph_files(wd) == before and leftovers(wd) == []
 
 
-def test_a_full_disk_in_any_write_is_one_line(wd, monkeypatch, capsys):
+@pytest.mark.parametrize("raised", ["oserror", "polars"])
+def test_a_full_disk_in_any_write_is_one_line(raised, wd, monkeypatch, capsys):
     import errno
 
     def full(self, path, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        if raised == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        raise pl.exceptions.ComputeError("io error: No space left on device (os error 28)")
 
     monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
     code, err = hmgnn(capsys, "sample", "-w", wd, "--force")
     assert code == 1
-    one_line_error(err, "no space left on", "history.parquet")
+    one_line_error(err, "no space left on", "bytes free", *(["history.parquet"] if raised == "oserror" else []))
     assert leftovers(wd) == [] and (wd / "split" / A.HISTORY_PARQUET).is_file()
 
 
