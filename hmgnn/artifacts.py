@@ -271,13 +271,14 @@ def check_lineage(folders: Sequence[Path]) -> None:
     (tables/ for graph/, graph/ for split/, ...) must be the file there now. Otherwise a re-run `hmgnn ingest` of
     other data of the same shape would silently map a model onto customers and articles it never saw.
 
-    One InputError names the file and the step to run again; folders without a manifest are left to `require`.
+    One InputError names the file and the step to run again. A folder whose manifest lists no outputs (made by
+    hand, or by an older hmgnn) gets a cheaper check instead: each parquet file's footer must read.
     """
     for folder in map(Path, folders):
-        manifest = read_manifest(folder)
-        if manifest is None:
-            continue
+        manifest = read_manifest(folder) or {}
         producer = PRODUCER.get(folder.name, f"the step that wrote {folder}")
+        if not manifest.get("outputs"):
+            _check_parquet_footers(folder, producer)
         for entry in manifest.get("outputs") or []:
             path = folder / entry["path"]
             if not path.is_file():
@@ -297,6 +298,17 @@ def check_lineage(folders: Sequence[Path]) -> None:
                 raise InputError(f"{folder} was made from another {source.name}/{recorded.name} than the one there "
                                  f"now ({source.name}/ was made again since); run `{producer} --force` (and the "
                                  "steps after it)")
+
+
+def _check_parquet_footers(folder: Path, producer: str) -> None:
+    import polars as pl
+
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        try:
+            pl.read_parquet_schema(path)
+        except Exception as exc:  # polars names no file: this error does
+            raise InputError(f"{path} is not a readable parquet file ({_first_line(exc)}); run `{producer}` again "
+                             "(with --force)") from None
 
 
 CHAINED = (TABLES, GRAPH, SPLIT)

@@ -126,6 +126,7 @@ MALICIOUS = {
     "model.pt-recommend": ("model/model.pt", "model", lambda wd: recommend_gnn(wd)),
     "model.pt-evaluate": ("model/model.pt", "model", lambda wd: ["evaluate", "-w", wd, "--set",
                                                                  "evaluate.models=['popular']"]),
+    "model.pt-serve": ("model/model.pt", "model", lambda wd: ["serve", "-w", wd, "--model", "gnn"]),
     "graph.pt-sample": ("graph/graph.pt", "graph", lambda wd: ["sample", "-w", wd, "--force"]),
     "state.pt-train": ("model/../.model.partial/state.pt", None, lambda wd: ["train", "-w", wd, *_fast()]),
 }
@@ -237,6 +238,15 @@ def test_a_damaged_file_is_named(name, forged, command, how, wd, capsys):
     assert code == 1
     one_line_error(err, Path(name).name, "--force")
     assert leftovers(wd) == []
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "random"])
+def test_a_damaged_table_without_a_manifest_is_named(how, wd, capsys):
+    (wd / "tables" / A.MANIFEST).unlink()  # made by hand: nothing records what the files were
+    _spoil(wd / "tables" / A.ARTICLES_PARQUET, how)
+    code, err = hmgnn(capsys, "recommend", "-w", wd, "--model", "popular", "--customer-id", customer(wd))
+    assert code == 1
+    one_line_error(err, "articles.parquet", "not a readable parquet file", "hmgnn ingest")
 
 
 # ---- 3. exits that tell the truth -------------------------------------------------------------------------------
