@@ -343,6 +343,10 @@ class ServeConfig:
         _check_positive("serve", max_batch=self.max_batch, threads=self.threads)
 
 
+MAX_SEED = 2**31 - 1000
+"""The largest seed: a C int, less room for the offsets some steps add to it (one per label window)."""
+
+
 @dataclass
 class Config:
     """The whole resolved configuration: one section per step plus the seed and the workdir."""
@@ -362,9 +366,9 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
 
     def __post_init__(self) -> None:
-        # numpy's generators take seeds in [0, 2**32) on some paths and [0, 2**128) on others: the narrower one
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
+        # numpy takes no negative seed, and LightGBM's seed (the ranker's) is a C int
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be in 0..{MAX_SEED:,}, got {self.seed:,}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
