@@ -7,16 +7,20 @@ only that folder. A folder is built under a temporary name and renamed into plac
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from hmgnn import __version__
-from hmgnn.errors import MissingArtifactError
+from hmgnn.errors import HmgnnError, InputError, MissingArtifactError
 
 # Folders under the workdir, one per step.
 RAW = "raw"
@@ -67,6 +71,7 @@ PRODUCER = {
     GRAPH: "hmgnn build-graph",
     SPLIT: "hmgnn sample",
     MODEL: "hmgnn train",
+    "reference": "hmgnn train --recipe reference",  # train.REFERENCE: the reference recipe's model folder
     EVALUATE: "hmgnn evaluate",
 }
 
@@ -106,6 +111,103 @@ def describe_inputs(paths: list[Path]) -> list[dict[str, Any]]:
     return [{"path": str(f), "bytes": f.stat().st_size, "fingerprint": fingerprint(f)} for f in files]
 
 
+def load_torch(path: Path, kind: str, allow: Sequence[type] = (), map_location: Any = "cpu") -> Any:
+    """`torch.load` that runs no code: tensors and plain data (str, int, float, bool, None, lists, dicts) only,
+    plus the classes in `allow`; shared model files are what people pass around, so unpickling never calls
+    anything else.
+
+    A file holding anything more (a pickled callable, or an object of an older hmgnn's format) or a damaged one
+    is refused with one line naming the file and the command that rewrites it (`kind`: the folder, see PRODUCER).
+    """
+    import pickle
+
+    import torch
+
+    rerun = PRODUCER.get(kind, kind)
+    if not Path(path).is_file():
+        raise MissingArtifactError(f"{path} does not exist; run `{rerun}` first")
+    try:
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, weights_only=True, map_location=map_location)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise InputError(f"{path} is damaged ({_first_line(exc)}); run `{rerun}` again (with --force)") from None
+        raise InputError(f"{path} holds more than tensors and plain data (code, or an older hmgnn's format), so it "
+                         f"was not loaded; run `{rerun}` again (with --force) to rewrite it") from None
+    except (RuntimeError, EOFError, ValueError, KeyError, OSError) as exc:
+        raise InputError(f"{path} is not a readable torch file ({_first_line(exc) or type(exc).__name__}); it is "
+                         f"damaged or truncated: run `{rerun}` again (with --force)") from None
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """`torch.save` via a temporary name (removed on any failure, Ctrl-C included); a full disk is one line that
+    names the disk and the bytes needed, not torch's "enforce fail at inline_container.cc"."""
+    import torch
+
+    tmp = atomic_path(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)):
+            needed = _tensor_bytes(obj)
+            if is_disk_full(exc) or shutil.disk_usage(path.parent).free < needed:
+                raise disk_full(path, needed) from None
+        raise
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors inside `obj` (dicts, lists, PyG storages): about what torch.save writes."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    stores = getattr(obj, "stores", None)
+    return sum(_tensor_bytes(dict(st)) for st in stores) if stores is not None else 0
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point (the disk) a path lives on."""
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def disk_full(path: Path | None, needed: int = 0) -> HmgnnError:
+    """The one-line error for a write that ran out of space: which disk, what is free, what was needed (`path`
+    None: the file is unknown, the disk is the working folder's)."""
+    disk = mount_point(Path(path) if path is not None else Path.cwd())
+    try:
+        free = shutil.disk_usage(disk).free
+    except OSError:
+        free = 0
+    writing = f" while writing {path}" if path is not None else ""
+    need = f", about {needed:,} needed" if needed else ""
+    return HmgnnError(f"no space left on {disk}{writing}: {free:,} bytes free{need}; free some space or use a "
+                      "--workdir on a larger disk")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error is a full disk, however the library that wrote reported it (an OSError's errno, torch's
+    "file write failed", the text of Rust's os error 28 in polars)."""
+    text = str(exc)
+    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "file write failed" in text
+            or "No space left on device" in text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / MANIFEST).read_text())
@@ -125,7 +227,31 @@ def is_up_to_date(out: Path, step: str, step_config: dict[str, Any], inputs: lis
         return False
     if manifest.get("step_config") != json.loads(json.dumps(step_config)):
         return False
+    if not outputs_present(out, manifest):
+        return False
     return _strip_paths(manifest.get("inputs", [])) == _strip_paths(describe_inputs(inputs))
+
+
+def outputs_present(out: Path, manifest: dict[str, Any]) -> bool:
+    """True when every file the manifest lists as written is in `out` with its recorded size (a deleted or
+    truncated output makes the step due again; a manifest from before outputs were listed does too)."""
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, list):
+        return False
+    for entry in outputs:
+        try:
+            if (out / entry["path"]).stat().st_size != entry["bytes"]:
+                return False
+        except (OSError, KeyError, TypeError):
+            return False
+    return True
+
+
+def describe_outputs(folder: Path) -> list[dict[str, Any]]:
+    """Name (relative to `folder`), size and fingerprint of each file a step wrote, its manifest excluded."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return [{"path": f.relative_to(folder).as_posix(), "bytes": f.stat().st_size, "fingerprint": fingerprint(f)}
+            for f in files]
 
 
 def require(folder: Path, files: list[str], kind: str) -> None:
@@ -137,6 +263,56 @@ def require(folder: Path, files: list[str], kind: str) -> None:
     if missing:
         raise MissingArtifactError(f"{folder} lacks {', '.join(missing)}; run `{PRODUCER.get(kind, kind)}` "
                                    "again (with --force)")
+
+
+def check_lineage(folders: Sequence[Path]) -> None:
+    """Refuse to read step folders that do not fit together: each file of a folder must be the one its step wrote
+    (same size and fingerprint as its manifest lists), and each input its step recorded from a folder beside it
+    (tables/ for graph/, graph/ for split/, ...) must be the file there now. Otherwise a re-run `hmgnn ingest` of
+    other data of the same shape would silently map a model onto customers and articles it never saw.
+
+    One InputError names the file and the step to run again. A folder whose manifest lists no outputs (made by
+    hand, or by an older hmgnn) gets a cheaper check instead: each parquet file's footer must read.
+    """
+    for folder in map(Path, folders):
+        manifest = read_manifest(folder) or {}
+        producer = PRODUCER.get(folder.name, f"the step that wrote {folder}")
+        if not manifest.get("outputs"):
+            _check_parquet_footers(folder, producer)
+        for entry in manifest.get("outputs") or []:
+            path = folder / entry["path"]
+            if not path.is_file():
+                raise InputError(f"{path} is missing (the manifest lists it); run `{producer}` again (with --force)")
+            size = path.stat().st_size
+            if size != entry["bytes"] or fingerprint(path) != entry["fingerprint"]:
+                raise InputError(f"{path} is not the file `{producer}` wrote ({entry['bytes']:,} bytes then, "
+                                 f"{size:,} now, or other content): it is damaged or was replaced; run `{producer}` "
+                                 "again (with --force)")
+        for entry in manifest.get("inputs") or []:
+            recorded = Path(entry["path"])
+            source = folder.parent / recorded.parent.name
+            current = source / recorded.name
+            if source.name not in CHAINED or source == folder or not current.is_file():
+                continue
+            if current.stat().st_size != entry["bytes"] or fingerprint(current) != entry["fingerprint"]:
+                raise InputError(f"{folder} was made from another {source.name}/{recorded.name} than the one there "
+                                 f"now ({source.name}/ was made again since); run `{producer} --force` (and the "
+                                 "steps after it)")
+
+
+def _check_parquet_footers(folder: Path, producer: str) -> None:
+    import polars as pl
+
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        try:
+            pl.read_parquet_schema(path)
+        except Exception as exc:  # polars names no file: this error does
+            raise InputError(f"{path} is not a readable parquet file ({_first_line(exc)}); run `{producer}` again "
+                             "(with --force)") from None
+
+
+CHAINED = (TABLES, GRAPH, SPLIT)
+"""The folders whose files later steps read: `check_lineage` compares what each step recorded against them."""
 
 
 class StepOutput:
@@ -164,6 +340,7 @@ class StepOutput:
 
     def __enter__(self) -> StepOutput:
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        claim(self.out, self.step)
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir()
@@ -172,9 +349,18 @@ class StepOutput:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
+        try:
+            if exc_type is not None:  # an error, Ctrl-C or SIGTERM: nothing half-written stays behind
+                shutil.rmtree(self.dir, ignore_errors=True)
+                return
+            self._finish()
+        except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
-            return
+            raise
+        finally:
+            release(self.out)
+
+    def _finish(self) -> None:
         manifest = {
             "step": self.step,
             "version": __version__,
@@ -182,6 +368,7 @@ class StepOutput:
             "wall_time_s": round(time.perf_counter() - self._start, 3),
             "rows": self.rows,
             "inputs": describe_inputs(self.inputs),
+            "outputs": describe_outputs(self.dir),
             "step_config": self.step_config,
             "config": self.config,
             **self.extra,
@@ -201,9 +388,13 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = atomic_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_path(path: Path) -> Path:
@@ -217,10 +408,111 @@ def step_dir(workdir: str | Path, kind: str) -> Path:
 
 
 def skip_if_current(out: Path, step: str, step_config: dict[str, Any], inputs: list[Path], force: bool) -> bool:
-    """True (and says so) when `out` is already up to date and --force was not given."""
+    """True (and says so) when `out` is already up to date and --force was not given.
+
+    Otherwise the step is claimed for this process first (see `claim`): the lock holds until its StepOutput
+    finishes or the process ends.
+    """
+    claim(out, step)
     if not force and is_up_to_date(out, step, step_config, inputs):
         from hmgnn.console import info
 
+        release(out)
         info(f"[yellow]{step}[/yellow]: {out} is up to date with its inputs and config; skipped (--force redoes it)")
         return True
     return False
+
+
+# ---- one writer per output folder ----------------------------------------------------------------------------
+_HELD: dict[Path, int] = {}  # output folder -> the open lock file this process holds for it
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)")
+
+
+def lock_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.lock"
+
+
+def claim(out: Path, step: str) -> None:
+    """Make this process the one writer of `out`, then sweep what dead writers left beside it.
+
+    The lock is an `fcntl.flock` on `.<name>.lock` next to `out`, so it dies with its process (kill -9 too); a
+    second writer is refused at once with who holds it. Claiming again from the same process is a no-op, and
+    under torchrun only rank 0 writes, so only rank 0 claims.
+    """
+    out = Path(out)
+    if out.resolve() in _HELD or int(os.environ.get("RANK", "0") or 0) != 0:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = lock_path(out)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise HmgnnError(f"{out} is being written by {holder}; wait for it to finish (or stop it) and run "
+                             "this step again") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # else the holder removed the file between our open and our lock: take the new one
+            break
+        os.close(fd)
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    command = " ".join(["hmgnn", *sys.argv[1:]]) if sys.argv[1:] else step
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} (`{command}`, since {started})\n".encode(), 0)
+    _HELD[out.resolve()] = fd
+    sweep_leftovers(out)
+
+
+def release(out: Path) -> None:
+    """Give up the claim on `out` (the lock file goes too, so a finished step leaves only its folder)."""
+    fd = _HELD.pop(Path(out).resolve(), None)
+    if fd is None:
+        return
+    try:
+        lock_path(Path(out)).unlink(missing_ok=True)  # still locked: a newcomer re-checks the inode (see claim)
+    finally:
+        os.close(fd)
+
+
+def release_all() -> None:
+    """Give up every claim this process holds (the CLI, when a command ends, however it ends)."""
+    for out in list(_HELD):
+        release(out)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours, from an earlier failed attempt in this process: no write of ours is under way yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_leftovers(out: Path) -> None:
+    """Remove the temporary files and folders that writers of `out` killed mid-step left behind (`.<name>.tmp-PID`,
+    and those inside `.<name>.partial`, the resumable training state); a `.<name>.old-PID` whose replacement never
+    arrived is moved back into place. Only files of processes that are gone are touched."""
+    out = Path(out)
+    places = [(out.parent, out.name), (out.parent / f".{out.name}.partial", None)]
+    for folder, name in places:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            m = _LEFTOVER.fullmatch(path.name)
+            if m is None or (name is not None and m["name"] != name) or _alive(int(m["pid"])):
+                continue
+            if m["kind"] == "old" and not out.exists():
+                os.replace(path, out)  # killed between moving the old folder aside and the new one in
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

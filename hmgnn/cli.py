@@ -13,7 +13,7 @@ import typer
 from hmgnn import __version__
 from hmgnn.config import Config, load_config
 from hmgnn.console import console, info
-from hmgnn.errors import HmgnnError
+from hmgnn.errors import HmgnnError, Interrupted
 
 app = typer.Typer(
     name="hmgnn",
@@ -202,36 +202,74 @@ def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
     step.run(cfg)
 
 
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: known errors become one line on stderr and exit code 1."""
+    """Console entry point: known errors become one line on stderr and exit code 1; usage errors exit 2; Ctrl-C
+    exits 130 and SIGTERM 143, both saying "interrupted" after the step has removed its temporary files."""
+    import signal
+    import threading
+
     import click
     from rich.markup import escape
 
+    from hmgnn import artifacts
+
+    def error(message: str) -> None:
+        console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
     debug = os.environ.get("HMGNN_DEBUG") or "--debug" in (argv if argv is not None else sys.argv[1:])
+    installed, previous = False, None
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+        previous, installed = signal.signal(signal.SIGTERM, _raise_interrupted), True
     try:
-        app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code if exc.exit_code else 2)
-    except click.exceptions.Abort:
-        console.print("aborted")
-        sys.exit(1)
+        # typer returns (not raises) the code of an Exit: 130 after Ctrl-C, which it turns into Exit(130)
+        code = app(args=argv, standalone_mode=False)
+    except (click.exceptions.Exit, typer.Exit) as exc:
+        code = exc.exit_code
+    except (click.ClickException, typer.TyperException) as exc:  # usage: unknown option, bad value, no argument
+        # typer vendors click: its usage errors are TyperExceptions, not click's
+        if callable(getattr(exc, "show", None)):
+            exc.show()
+        else:
+            error(str(exc))
+        code = getattr(exc, "exit_code", 0) or 2
+    except (click.exceptions.Abort, typer.Abort) as exc:
+        if isinstance(exc.__cause__ or exc.__context__, EOFError):  # typer's wrapping of an EOFError
+            if debug:
+                raise
+            error("unexpected end of input (EOFError) (rerun with --debug for the traceback)")
+        else:
+            console.print("aborted")
+        code = 1
+    except Interrupted as exc:
+        code = 128 + exc.signum
+    except KeyboardInterrupt:
+        code = 130
     except HmgnnError as exc:
         if debug:
             raise
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        sys.exit(130)
+        error(str(exc))
+        code = 1
     except Exception as exc:  # an unexpected failure: still one line unless debugging
         if debug:
             raise
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
-                      highlight=False, soft_wrap=True)
-        sys.exit(1)
+        if artifacts.is_disk_full(exc):  # a full disk, whichever library hit it
+            filename = getattr(exc, "filename", None)
+            error(str(artifacts.disk_full(Path(filename) if filename else None)))
+        else:
+            error(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        code = 1
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        artifacts.release_all()  # a step that failed before writing still held its output folder
+    if code in (130, 128 + signal.SIGTERM):
+        console.print("interrupted")
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

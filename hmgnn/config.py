@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -30,8 +31,22 @@ def _check_date(section: str, name: str, value: str, allow_empty: bool = False) 
 
 def _check_positive(section: str, **values: float) -> None:
     for name, value in values.items():
+        _check_finite(f"{section}.{name}", value)
         if value <= 0:
             raise ConfigError(f"{section}.{name} must be > 0, got {value}")
+
+
+def _check_at_least_zero(section: str, **values: float) -> None:
+    for name, value in values.items():
+        _check_finite(f"{section}.{name}", value)
+        if value < 0:
+            raise ConfigError(f"{section}.{name} must be >= 0, got {value}")
+
+
+def _check_finite(key: str, value: float) -> None:
+    # nan compares false with everything, so `value <= 0` alone lets it (and inf) through
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
 
 
 @dataclass
@@ -57,8 +72,7 @@ class SynthConfig:
         _check_date("synth", "end_date", self.end_date)
         if self.end_date <= self.start_date:
             raise ConfigError("synth.end_date must be after synth.start_date")
-        if self.taste_strength < 0:
-            raise ConfigError(f"synth.taste_strength must be >= 0, got {self.taste_strength}")
+        _check_at_least_zero("synth", taste_strength=self.taste_strength)
 
 
 @dataclass
@@ -107,8 +121,7 @@ class SampleConfig:
     def __post_init__(self) -> None:
         _check_date("sample", "cutoff", self.cutoff, allow_empty=True)
         _check_positive("sample", test_days=self.test_days, val_days=self.val_days, negatives=self.negatives)
-        if self.customers < 0:
-            raise ConfigError(f"sample.customers must be >= 0, got {self.customers}")
+        _check_at_least_zero("sample", customers=self.customers)
 
 
 RECIPES = ("gnn", "reference")
@@ -195,12 +208,12 @@ class TrainConfig:
         _check_positive("train", hidden=self.hidden, layers=self.layers, lr=self.lr, epochs=self.epochs,
                         patience=self.patience, batch_size=self.batch_size, min_steps=self.min_steps, target_days=self.target_days,
                         num_negatives=self.num_negatives)
+        _check_at_least_zero("train", max_minutes=self.max_minutes, recency_half_life=self.recency_half_life,
+                             weight_decay=self.weight_decay, val_customers=self.val_customers)
         if not 0 < self.disjoint_ratio < 1:
             raise ConfigError(f"train.disjoint_ratio must be in (0, 1), got {self.disjoint_ratio}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout}")
-        if self.recency_half_life < 0 or self.weight_decay < 0 or self.val_customers < 0:
-            raise ConfigError("train.recency_half_life, train.weight_decay and train.val_customers must be >= 0")
 
     def resolved(self) -> TrainConfig:
         """The settings actually used: the `reference` recipe pins the reference project's choices."""
@@ -254,10 +267,9 @@ class RankerConfig:
     def __post_init__(self) -> None:
         if self.objective not in RANKER_OBJECTIVES:
             raise ConfigError(f"ranker.objective must be one of {', '.join(RANKER_OBJECTIVES)}; got {self.objective!r}")
-        for name in ("gnn_candidates", "bought_candidates", "variant_candidates", "popular_candidates",
-                     "trending_candidates", "walk_candidates", "windows"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"ranker.{name} must be >= 0, got {getattr(self, name)}")
+        _check_at_least_zero("ranker", **{name: getattr(self, name) for name in (
+            "gnn_candidates", "bought_candidates", "variant_candidates", "popular_candidates", "trending_candidates",
+            "walk_candidates", "windows")})
         _check_positive("ranker", min_customers=self.min_customers, max_windows=self.max_windows,
                         max_customers=self.max_customers, trees=self.trees, learning_rate=self.learning_rate,
                         leaves=self.leaves)
@@ -292,6 +304,11 @@ class EvaluateConfig:
             raise ConfigError(f"evaluate.window must be 'test' or 'validation', got {self.window!r}")
 
 
+MAX_K = 10_000
+"""The most articles `recommend` lists per customer: far beyond any shelf, and it bounds the memory and output of
+`--all` (k per customer, every customer). The number of articles is the other bound, checked against the data."""
+
+
 @dataclass
 class RecommendConfig:
     """`hmgnn recommend`: top-k articles for one customer or for everybody."""
@@ -305,6 +322,9 @@ class RecommendConfig:
 
     def __post_init__(self) -> None:
         _check_positive("recommend", k=self.k, batch_size=self.batch_size)
+        if self.k > MAX_K:
+            raise ConfigError(f"recommend.k must be at most {MAX_K:,} (and at most the number of articles), "
+                              f"got {self.k:,}")
 
 
 @dataclass
@@ -333,6 +353,10 @@ class ServeConfig:
         _check_positive("serve", max_batch=self.max_batch, threads=self.threads)
 
 
+MAX_SEED = 2**31 - 1000
+"""The largest seed: a C int, less room for the offsets some steps add to it (one per label window)."""
+
+
 @dataclass
 class Config:
     """The whole resolved configuration: one section per step plus the seed and the workdir."""
@@ -350,6 +374,11 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def __post_init__(self) -> None:
+        # numpy takes no negative seed, and LightGBM's seed (the ranker's) is a C int
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be in 0..{MAX_SEED:,}, got {self.seed:,}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -416,6 +445,8 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             kwargs[key] = _build(tp, value, name)
         elif not _type_ok(tp, value):
             raise ConfigError(f"config key '{name}' must be of type {_type_name(tp)}, got {value!r}")
+        elif tp is float and not math.isfinite(value):
+            raise ConfigError(f"config key '{name}' must be a finite number, got {value!r}")
         else:
             kwargs[key] = _coerce(tp, value)
     return cls(**kwargs)

@@ -34,6 +34,7 @@ from typing import Any, Callable, TypeVar
 import torch
 import torch.distributed as dist
 
+from hmgnn import artifacts
 from hmgnn.console import console, info
 from hmgnn.errors import ConfigError
 
@@ -165,11 +166,12 @@ class Distributed:
                                f"max {high.tolist()}); were they started on the same workdir and config?")
 
     def load(self, path: Any) -> Any:
-        """``torch.load`` of a state rank 0 saved; on GPUs its ``cuda:0`` tensors land on this rank's GPU."""
+        """The state rank 0 saved (plain data only, see `artifacts.load_torch`); on GPUs its ``cuda:0`` tensors land on
+        this rank's GPU."""
         if not self.enabled or self.device.type != "cuda":
-            return torch.load(path, weights_only=False)
+            return artifacts.load_torch(path, artifacts.MODEL, map_location=None)
         gpus = {f"cuda:{i}": str(self.device) for i in range(torch.cuda.device_count())}
-        return torch.load(path, weights_only=False, map_location=gpus)
+        return artifacts.load_torch(path, artifacts.MODEL, map_location=gpus)
 
     def barrier(self) -> None:
         if self.enabled:

@@ -15,3 +15,12 @@ class InputError(HmgnnError):
 
 class MissingArtifactError(HmgnnError):
     """A step's input folder is missing or incomplete: the message names the command that makes it."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived: like Ctrl-C, the running step stops and removes its temporary files; the CLI then exits
+    with 128 + the signal number. A BaseException, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum

@@ -159,6 +159,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     out = Path(out) if out else A.step_dir(cfg.workdir, A.EVALUATE)
     A.require(split, [A.HISTORY_PARQUET, A.VALIDATION_PARQUET, A.TEST_PARQUET], A.SPLIT)
     A.require(tables, [A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
+    A.check_lineage([tables, A.step_dir(cfg.workdir, A.GRAPH), split])  # tables -> graph -> split fit together
     names = model_list(cfg)
     inputs = [split, tables / A.CUSTOMERS_PARQUET, tables / A.ARTICLES_PARQUET]
     inputs += [A.step_dir(cfg.workdir, TRAINED[n]) for n in names if n in TRAINED]

@@ -15,9 +15,11 @@ import numpy as np
 import polars as pl
 import torch
 from torch_geometric.data import HeteroData
+from torch_geometric.data.storage import BaseStorage, EdgeStorage, NodeStorage
 
 from hmgnn.artifacts import (ARTICLES_PARQUET, CUSTOMERS_PARQUET, FEATURE_NAMES, GRAPH, GRAPH_PT, TABLES,
-                             TRANSACTIONS_PARQUET, StepOutput, atomic_write_text, require, skip_if_current, step_dir)
+                             TRANSACTIONS_PARQUET, StepOutput, atomic_write_text, check_lineage, load_torch, require,
+                             save_torch, skip_if_current, step_dir)
 from hmgnn.config import Config
 from hmgnn.console import progress
 from hmgnn.errors import InputError
@@ -39,6 +41,9 @@ ARTICLE_CATEGORIES = [
 ]
 """Article metadata one-hot encoded, by name (the codes carry the same information, less readably)."""
 
+HETERO_DATA_CLASSES = (HeteroData, BaseStorage, NodeStorage, EdgeStorage)
+"""The classes a graph.pt holds besides tensors: what its loader allows, and nothing more."""
+
 _TRANSACTION_COLUMNS = {"customer_index": pl.Int32, "article_index": pl.Int32, "t_dat": pl.Date,
                         "price": pl.Float32, "sales_channel_id": pl.Int8}
 _CUSTOMER_COLUMNS = {"customer_index": pl.Int32, "FN": pl.Int8, "Active": pl.Int8, "club_member_status": pl.String,
@@ -53,6 +58,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     tables = Path(inp) if inp is not None else step_dir(cfg.workdir, TABLES)
     out = Path(out) if out is not None else step_dir(cfg.workdir, GRAPH)
     require(tables, [TRANSACTIONS_PARQUET, CUSTOMERS_PARQUET, ARTICLES_PARQUET], TABLES)
+    check_lineage([tables])
     step_config = cfg.section("graph")
     if skip_if_current(out, STEP, step_config, [tables], force):
         return out
@@ -80,7 +86,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         data[BUYS][name] = data[REV_BUYS][name] = edges[name]
 
     with StepOutput(out, STEP, cfg.to_dict(), step_config, inputs=[tables], started=started) as so:
-        torch.save(data, so.dir / GRAPH_PT)
+        save_torch(data, so.dir / GRAPH_PT)
         names = {"customer": customer_names, "article": article_names}
         atomic_write_text(so.dir / FEATURE_NAMES, json.dumps(names, indent=1, ensure_ascii=False) + "\n")
         so.rows.update(customers=customer_x.shape[0], articles=article_x.shape[0],
@@ -91,9 +97,8 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
 
 
 def load_graph(path: Path) -> HeteroData:
-    """Load a graph.pt written by `run`."""
-    # weights_only=False: a HeteroData is a pickled object, and graph.pt is our own artifact
-    return torch.load(path, weights_only=False)
+    """Load a graph.pt written by `run`: tensors, plain data and PyG's HeteroData and storage classes only."""
+    return load_torch(path, GRAPH, allow=HETERO_DATA_CLASSES)
 
 
 def load_graph_features(graph_dir: Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[str]]]:

@@ -14,15 +14,17 @@ import numpy as np
 import polars as pl
 
 from hmgnn import artifacts as A
-from hmgnn.config import Config
+from hmgnn.config import Config, RecommendConfig
 from hmgnn.console import info, progress
-from hmgnn.errors import InputError
+from hmgnn.errors import ConfigError, InputError
 from hmgnn.evaluate import IdMaps
 from hmgnn.models import Recommender, create_model, model_class
 
 CUSTOMER_ID = re.compile(r"[0-9a-f]{64}")
 ARTICLE_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
 OUTPUT_SUFFIXES = (".csv", ".parquet")
+MAX_K_ALL = 1_000
+"""The most articles per customer `--all` writes: the file grows with k times every customer."""
 UNKNOWN_CUSTOMER = "customer id not in tables/customers.parquet: this week's global bestsellers"
 
 
@@ -50,11 +52,19 @@ def check_customer_id(text: str) -> str:
     return cid
 
 
-def fit_model(cfg: Config, name: str | None = None) -> tuple[Recommender, IdMaps]:
-    """Model `name` (default cfg.recommend.model) fit on every purchase in tables/ (the deployed setting)."""
+def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, IdMaps]:
+    """Model `name` (default cfg.recommend.model) fit on every purchase in tables/ (the deployed setting); `k`, the
+    articles to be asked for per customer, is checked against the catalogue before anything is fit."""
     tables = A.step_dir(cfg.workdir, A.TABLES)
     A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
+    A.check_lineage([tables])
     ids = IdMaps.read(tables)
+    # the default k stays valid on a catalogue smaller than it (fewer articles come back); beyond it, a k larger
+    # than the catalogue is a mistake that would only allocate empty slots
+    limit = max(ids.n_articles, RecommendConfig.k)
+    if k is not None and k > limit:
+        raise ConfigError(f"recommend.k = {k:,} is more than the {ids.n_articles:,} articles in "
+                          f"{tables / A.ARTICLES_PARQUET}; ask for at most {limit:,}")
     purchases = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET, columns=["customer_index", "article_index", "t_dat"])
     model = create_model(name or cfg.recommend.model, cfg).fit(ids.interactions(purchases))
     return model, ids
@@ -69,7 +79,7 @@ def recommend_customer(cfg: Config, customer_id: str) -> CustomerRecommendations
     """Top cfg.recommend.k articles for one customer id; an id without history gets the labelled fallback."""
     cid = check_customer_id(customer_id)
     model_class(cfg.recommend.model)  # a bad model name fails before the data is read
-    model, _ = fit_model(cfg)
+    model, _ = fit_model(cfg, k=cfg.recommend.k)
     tables = A.step_dir(cfg.workdir, A.TABLES)
     row = (pl.scan_parquet(tables / A.CUSTOMERS_PARQUET).filter(pl.col("customer_id") == cid)
            .select("customer_index").collect())
@@ -103,8 +113,11 @@ def write_all(cfg: Config, out: Path) -> Path:
     out = Path(out)
     if out.suffix not in OUTPUT_SUFFIXES:
         raise InputError(f"--out {out}: write a .csv (Kaggle submission) or a .parquet file")
+    if cfg.recommend.k > MAX_K_ALL:
+        raise ConfigError(f"recommend.k = {cfg.recommend.k:,} with --all: at most {MAX_K_ALL:,} articles per "
+                          "customer are written for everybody (a Kaggle submission needs 12)")
     model_class(cfg.recommend.model)
-    model, _ = fit_model(cfg)
+    model, _ = fit_model(cfg, k=cfg.recommend.k)
     tables = A.step_dir(cfg.workdir, A.TABLES)
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"])
     index = customers["customer_index"].to_numpy()
@@ -126,6 +139,7 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    A.sweep_leftovers(out)  # what an earlier run killed mid-write left (kill -9 runs no cleanup)
     tmp = A.atomic_path(out)
     # formatted once; index -1 (an empty slot) picks the trailing ""
     labels = np.array([f"{a:010d}" for a in article_ids.tolist()] + [""], dtype=object)

@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import hmac
 import json
 import logging
+import os
 import queue
 import re
+import secrets
 import signal
 import threading
 import time
@@ -44,6 +47,9 @@ log = logging.getLogger("hmgnn.serve")
 MAX_K = 100
 ARTICLE_ID = re.compile(r"[0-9]{1,10}")
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
+LOOPBACK_NAMES = LOOPBACK | {"localhost"}
+RELOAD_TOKEN_ENV = "HMGNN_RELOAD_TOKEN"
+"""Environment variable with the token POST /admin/reload needs when the server listens beyond loopback."""
 EMBEDDING_MODELS = "gnn or reference"
 BYTES_PER_ID = 128  # a quoted 64-hex id plus generous whitespace: bounds a batch body before it is parsed
 SCORER_BATCH = 16  # most GET requests ranked together: bounds the wait of the last one in a batch
@@ -446,7 +452,8 @@ def _where(loc: tuple | list) -> str:
 ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Problem, "description": "Malformed id or parameter"}}
 
 
-def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1) -> FastAPI:
+def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1,
+               reload_token: str | None = None) -> FastAPI:
     """The API over `holder`'s model, `threads` threads ranking GET /recommendations; every error is a JSON
     `{"detail": ...}` without internals."""
     app = FastAPI(title="hmgnn", version=__version__,
@@ -527,6 +534,14 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1) ->
         """Fits the new model aside while the old one keeps answering, then swaps; a failure keeps the old one."""
         if request.client is None or request.client.host not in LOOPBACK:
             raise HTTPException(403, "reload is only accepted from this machine (127.0.0.1 or ::1)")
+        refused = cross_site(request.headers.get("host"), request.headers.get("origin"))
+        if refused:
+            raise HTTPException(403, refused)
+        if reload_token is not None and not hmac.compare_digest(
+                request.headers.get("authorization", "").encode(), f"Bearer {reload_token}".encode()):
+            raise HTTPException(403, f"the server listens beyond this machine: reload needs the "
+                                     f"'Authorization: Bearer <{RELOAD_TOKEN_ENV}>' header given at start-up "
+                                     "(or send SIGHUP)")
         start = time.perf_counter()
         try:
             old, new = holder.reload()
@@ -542,6 +557,26 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1) ->
                 "data_fingerprint": new.data_fingerprint, "seconds": round(time.perf_counter() - start, 3)}
 
     return app
+
+
+def _hostname(authority: str) -> str:
+    """The host part of a Host header or an Origin's authority: `[::1]:8000` -> `::1`, `localhost:80` -> `localhost`."""
+    if authority.startswith("["):
+        return authority[1:].split("]", 1)[0]
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def cross_site(host: str | None, origin: str | None) -> str | None:
+    """Why a reload request must be refused, or None. A web page open in a local browser can send a POST to
+    127.0.0.1; its browser then sets an Origin of that page (and, through DNS rebinding, a Host of the attacker's
+    name), so both must name this machine. Tools such as curl send no Origin."""
+    if host is None or _hostname(host.strip().lower()) not in LOOPBACK_NAMES:
+        return f"reload needs a Host of this machine (localhost, 127.0.0.1 or [::1]), got {host!r}"
+    if origin is not None:
+        scheme, _, authority = origin.strip().lower().partition("://")
+        if scheme not in ("http", "https") or _hostname(authority.split("/", 1)[0]) not in LOOPBACK_NAMES:
+            return f"reload is not accepted from another site (Origin {origin!r})"
+    return None
 
 
 def _reload_in_background(holder: ModelHolder) -> None:
@@ -577,12 +612,19 @@ def run(cfg: Config) -> None:
     # only spin against them, the event loop and the clients (a reload then fits on one thread too: slower, but
     # aside while the old model answers)
     torch.set_num_threads(1)
-    app = create_app(holder, sc.max_batch, sc.threads)
+    beyond_loopback = sc.host not in LOOPBACK_NAMES
+    # bound beyond this machine, a reload also needs the token given at start-up (none set: no HTTP reload at all)
+    token = (os.environ.get(RELOAD_TOKEN_ENV) or secrets.token_hex(32)) if beyond_loopback else None
+    app = create_app(holder, sc.max_batch, sc.threads, reload_token=token)
     if hasattr(signal, "SIGHUP"):  # the signal handler only starts a thread: the loop keeps answering
         signal.signal(signal.SIGHUP, lambda signum, frame: _reload_in_background(holder))
-    if sc.host not in LOOPBACK and sc.host != "localhost":
+    if beyond_loopback:
+        reload = ("POST /admin/reload needs the HMGNN_RELOAD_TOKEN given at start-up"
+                  if os.environ.get(RELOAD_TOKEN_ENV)
+                  else "POST /admin/reload is off (start with HMGNN_RELOAD_TOKEN set to allow it; SIGHUP works)")
         console.print(f"[yellow]warning:[/yellow] serving on {sc.host}: the API (without authentication) is "
-                      "reachable from other machines; use --host 127.0.0.1 to keep it local", highlight=False)
+                      f"reachable from other machines; use --host 127.0.0.1 to keep it local; {reload}",
+                      highlight=False)
     served = holder.current
     info(f"[green]serve[/green] {served.name} ({served.model.n_customers:,} customers, {served.model.n_articles:,} "
          f"articles, data as of {served.model.as_of}) on http://{sc.host}:{sc.port} (docs: /docs)")

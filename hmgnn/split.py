@@ -16,8 +16,8 @@ import polars as pl
 from torch_geometric.data import HeteroData
 
 from hmgnn.artifacts import (CUSTOMERS_KEPT_PARQUET, GRAPH, GRAPH_PT, HISTORY_PARQUET, SPLIT, TEST_PAIRS_PARQUET,
-                             TEST_PARQUET, VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET, StepOutput, require,
-                             skip_if_current, step_dir)
+                             TEST_PARQUET, VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET, StepOutput, check_lineage,
+                             require, skip_if_current, step_dir)
 from hmgnn.config import Config, SampleConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
@@ -72,6 +72,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     graph_dir = Path(inp) if inp is not None else step_dir(cfg.workdir, GRAPH)
     out = Path(out) if out is not None else step_dir(cfg.workdir, SPLIT)
     require(graph_dir, [GRAPH_PT], GRAPH)
+    check_lineage([graph_dir])
     step_config = cfg.section("sample")
     if skip_if_current(out, STEP, step_config, [graph_dir], force):
         return out

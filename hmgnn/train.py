@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -324,9 +323,7 @@ def _run_key(cfg: Config, inputs: list[Path]) -> str:
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = artifacts.atomic_path(path)
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous state intact
+    artifacts.save_torch(state, path)  # a kill mid-write leaves the previous state intact
 
 
 @distributed.launched  # under `torchrun --nproc-per-node N`: one rank of a data-parallel run
@@ -353,6 +350,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     artifacts.require(graph_dir, [artifacts.GRAPH_PT, artifacts.FEATURE_NAMES], artifacts.GRAPH)
     artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET], artifacts.SPLIT)
     artifacts.require(tables_dir, [artifacts.ARTICLES_PARQUET, artifacts.CUSTOMERS_PARQUET], artifacts.TABLES)
+    artifacts.check_lineage([tables_dir, graph_dir, split_dir])  # tables -> graph -> split fit together
     inputs = [graph_dir / artifacts.GRAPH_PT, graph_dir / artifacts.FEATURE_NAMES,
               split_dir / artifacts.HISTORY_PARQUET, split_dir / artifacts.VALIDATION_PARQUET,
               tables_dir / artifacts.ARTICLES_PARQUET, tables_dir / artifacts.CUSTOMERS_PARQUET]
@@ -450,7 +448,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
             "refit": refit,  # None, or how the recommending GNN was refit on every purchase
         }
-        torch.save(checkpoint, so.dir / artifacts.MODEL_PT)
+        artifacts.save_torch(checkpoint, so.dir / artifacts.MODEL_PT)  # plain data: loads with weights_only=True
         pl.DataFrame(trainer.log).write_csv(so.dir / artifacts.TRAIN_LOG)
         if ranker_report:
             (so.dir / RANKER_JSON).write_text(json.dumps(ranker_report, indent=1))

@@ -109,8 +109,8 @@ def _centred_scores(wd: Path, cfg, state: dict[str, torch.Tensor]) -> torch.Tens
 
 def _compare(wd: Path, cfg, one: Path, many: Path) -> dict[str, float]:
     """Assert the two runs agree (module docstring); return the largest differences seen."""
-    a = torch.load(one / "model.pt", weights_only=False)
-    b = torch.load(many / "model.pt", weights_only=False)
+    a = torch.load(one / "model.pt", weights_only=True)
+    b = torch.load(many / "model.pt", weights_only=True)
     log_a, log_b = pl.read_csv(one / "train_log.csv"), pl.read_csv(many / "train_log.csv")
     assert log_a["epoch"].to_list() == log_b["epoch"].to_list()
     np.testing.assert_allclose(log_b["val_map@12"].to_numpy(), log_a["val_map@12"].to_numpy(), rtol=0, atol=MAP_ATOL)

@@ -32,13 +32,13 @@ def _cfg(wd: Path, *extra: str):
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path / "model.pt", weights_only=False)["state_dict"]
+    return torch.load(path / "model.pt", weights_only=True)["state_dict"]
 
 
 def test_train_writes_a_self_describing_checkpoint(workdir):
     out = train.run(_cfg(workdir))
     assert {"model.pt", "train_log.csv", "train_curve.png", "manifest.json", "ranker.json"} <= {p.name for p in out.iterdir()}
-    ckpt = torch.load(out / "model.pt", weights_only=False)
+    ckpt = torch.load(out / "model.pt", weights_only=True)
     assert {"state_dict", "model_args", "feature_names", "graph_fingerprint", "config", "ranker", "candidate_sizes",
             "article_meta"} <= set(ckpt)
     report = json.loads((out / "ranker.json").read_text())
@@ -117,7 +117,7 @@ def test_time_budget_ends_training_mid_epoch_with_a_model(workdir, tmp_path):
     out = train.run(_cfg(workdir, "train.batch_size=64", "train.max_minutes=1e-9"), out=tmp_path / "capped")
     log = pl.read_csv(out / "train_log.csv")
     assert log["epoch"].to_list() == [1] and log["steps"].to_list() == [1]
-    checkpoint = torch.load(out / "model.pt", weights_only=False)
+    checkpoint = torch.load(out / "model.pt", weights_only=True)
     assert checkpoint["best_epoch"] == 1 and checkpoint["ranker"] is not None
 
 
@@ -152,7 +152,7 @@ def test_reference_recipe_goes_to_its_own_folder(workdir):
     cfg = _cfg(workdir, "train.recipe=reference")
     out = train.run(cfg)
     assert out == workdir / "reference"
-    args = torch.load(out / "model.pt", weights_only=False)["model_args"]
+    args = torch.load(out / "model.pt", weights_only=True)["model_args"]
     assert args["hidden_channels"] == 128 and args["id_embeddings"] is False
 
 

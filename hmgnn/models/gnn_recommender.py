@@ -29,8 +29,8 @@ REST_OFFSET = -1e3  # the score of an article that is no candidate, plus its pop
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any]:
-    artifacts.require(folder, [artifacts.MODEL_PT], artifacts.MODEL)
-    return torch.load(folder / artifacts.MODEL_PT, weights_only=False, map_location="cpu")
+    artifacts.require(folder, [artifacts.MODEL_PT], folder.name)
+    return artifacts.load_torch(folder / artifacts.MODEL_PT, folder.name)  # plain data only: no code runs
 
 
 @torch.no_grad()
@@ -88,6 +88,7 @@ class GNNRecommender(Recommender):
         from hmgnn.graph import load_graph_features
 
         workdir = Path(cfg.workdir)
+        artifacts.check_lineage([workdir / artifacts.TABLES, workdir / artifacts.GRAPH, workdir / cls.folder])
         checkpoint = load_checkpoint(workdir / cls.folder)
         customer_x, article_x, _ = load_graph_features(workdir / artifacts.GRAPH)
         fingerprint = artifacts.fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT)

@@ -1,0 +1,549 @@
+"""Hostile and careless use, case by case: files that would run code, damaged and mismatched artifacts, interrupted,
+killed and concurrent runs, numbers out of range, a full disk, cross-site reloads.
+
+Each case checks what the issue asks of it: a one-line error that names the file or key, a non-zero exit, the
+previous good artifacts intact and no temporary files left behind; a payload's marker file never appears.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from hmgnn import artifacts as A
+from hmgnn import graph, serve, train
+from hmgnn.cli import main
+from hmgnn.config import load_config
+from hmgnn.errors import ConfigError, InputError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tables_fixture import FAST_TRAIN as FAST, make_split_workdir, make_tables  # noqa: E402
+
+LEFTOVER = re.compile(r"\..+\.(tmp|old)-\d+|\..+\.lock")
+
+
+class _Payload:
+    """Unpickling this creates `marker`: what a model file that runs code would do (here harmlessly)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    wd = make_split_workdir(tmp_path_factory.mktemp("hostile"))
+    _ingest_manifest(wd)
+    train.run(load_config(None, FAST, workdir=wd))
+    return wd
+
+
+def _ingest_manifest(wd: Path) -> None:
+    """The manifest `hmgnn ingest` would have written beside the generated tables (what it wrote, and its size)."""
+    manifest = {"step": "ingest", "inputs": [], "outputs": A.describe_outputs(wd / "tables")}
+    (wd / "tables" / A.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def wd(trained, tmp_path) -> Path:
+    """A private copy of the trained workdir (tables, graph, split, model), for one case to spoil."""
+    return Path(shutil.copytree(trained, tmp_path / "wd"))
+
+
+@pytest.fixture
+def marker(tmp_path) -> Path:
+    path = tmp_path / "MARKER"
+    yield path
+    assert not path.exists(), "unpickling ran code: the marker file appeared"
+
+
+def hmgnn(capsys, *args: str) -> tuple[int, str]:
+    """Run the real CLI in-process: (exit code, stderr)."""
+    capsys.readouterr()
+    try:
+        main([*map(str, args)])
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    return code, capsys.readouterr().err
+
+
+def one_line_error(err: str, *names: str) -> str:
+    """The last stderr line: an `error:` line naming each of `names`."""
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error:"), err
+    for name in names:
+        assert name in line, (name, line)
+    return line
+
+
+def leftovers(wd: Path) -> list[str]:
+    return sorted(str(p.relative_to(wd)) for p in wd.rglob("*") if LEFTOVER.fullmatch(p.name))
+
+
+def forge_manifest(folder: Path) -> None:
+    """Record the folder's current files as its outputs, as someone sharing a doctored folder would."""
+    manifest = json.loads((folder / A.MANIFEST).read_text())
+    manifest["outputs"] = A.describe_outputs(folder)
+    (folder / A.MANIFEST).write_text(json.dumps(manifest))
+
+
+def customer(wd: Path) -> str:
+    buyers = pl.read_parquet(wd / "tables" / A.TRANSACTIONS_PARQUET)["customer_index"]
+    return pl.read_parquet(wd / "tables" / A.CUSTOMERS_PARQUET)["customer_id"][int(buyers[0])]
+
+
+def recommend_gnn(wd: Path) -> list[str]:
+    return ["recommend", "-w", wd, "--model", "gnn", "--customer-id", customer(wd)]
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+# ---- 1. files that would run code -------------------------------------------------------------------------------
+MALICIOUS = {
+    # case: (file to replace, folder whose manifest is forged, command)
+    "model.pt-recommend": ("model/model.pt", "model", lambda wd: recommend_gnn(wd)),
+    "model.pt-evaluate": ("model/model.pt", "model", lambda wd: ["evaluate", "-w", wd, "--set",
+                                                                 "evaluate.models=['popular']"]),
+    "model.pt-serve": ("model/model.pt", "model", lambda wd: ["serve", "-w", wd, "--model", "gnn"]),
+    "graph.pt-sample": ("graph/graph.pt", "graph", lambda wd: ["sample", "-w", wd, "--force"]),
+    "state.pt-train": ("model/../.model.partial/state.pt", None, lambda wd: ["train", "-w", wd, *_fast()]),
+}
+
+
+def _fast() -> list[str]:
+    return [arg for item in FAST for arg in ("--set", item)]
+
+
+@pytest.mark.parametrize("case", list(MALICIOUS))
+def test_a_file_that_would_run_code_is_refused(case, wd, marker, capsys):
+    relative, forged, command = MALICIOUS[case]
+    target = (wd / relative).resolve()
+    if case.startswith("state"):
+        shutil.rmtree(wd / "model")  # not up to date: train looks for a state to resume
+        target.parent.mkdir()
+    torch.save({"state_dict": {}, "key": _Payload(marker)}, target)
+    if forged:  # the manifest agrees with the file: only the loader stands in the way
+        forge_manifest(wd / forged)
+    code, err = hmgnn(capsys, *command(wd))
+    assert code == 1
+    line = one_line_error(err, target.name, "hmgnn train" if "model" in relative else "hmgnn build-graph")
+    assert "plain data" in line
+    assert leftovers(wd) == []
+
+
+@pytest.mark.parametrize("name", ["model/model.pt", "graph/graph.pt"])
+def test_a_replaced_file_is_refused_before_it_is_read(name, wd, marker, capsys):
+    torch.save({"key": _Payload(marker)}, wd / name)
+    code, err = hmgnn(capsys, *recommend_gnn(wd))
+    assert code == 1
+    one_line_error(err, name.split("/")[1], "is not the file", "--force")
+
+
+def test_the_payload_does_run_code_when_unpickled_unsafely(tmp_path):
+    # the cases above are meaningful only if this file would run code under weights_only=False
+    marker = tmp_path / "MARKER"
+    torch.save({"key": _Payload(marker)}, tmp_path / "bad.pt")
+    torch.load(tmp_path / "bad.pt", weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with")
+def test_serve_reload_refuses_a_file_that_would_run_code(wd, marker):
+    from fastapi.testclient import TestClient
+
+    cfg = load_config(None, ["serve.model='gnn'"], workdir=wd)
+    holder = serve.ModelHolder(cfg)
+    client = TestClient(serve.create_app(holder), base_url="http://127.0.0.1:8000", client=("127.0.0.1", 50000))
+    torch.save({"state_dict": {}, "key": _Payload(marker)}, wd / "model" / "model.pt")
+    forge_manifest(wd / "model")
+    r = client.post("/admin/reload")
+    assert r.status_code == 409 and "model.pt" in r.json()["detail"] and "plain data" in r.json()["detail"]
+    with pytest.raises(InputError, match="plain data"):  # what SIGHUP's reload runs
+        holder.reload()
+
+
+def test_the_graph_loader_refuses_a_file_that_would_run_code(tmp_path, marker):
+    torch.save({"key": _Payload(marker)}, tmp_path / "graph.pt")
+    with pytest.raises(InputError, match="graph.pt .*plain data.*hmgnn build-graph"):
+        graph.load_graph(tmp_path / "graph.pt")
+
+
+def test_model_and_graph_files_hold_only_plain_data(trained):
+    checkpoint = torch.load(trained / "model" / "model.pt", weights_only=True)
+    assert {"state_dict", "model_args", "ranker", "config"} <= set(checkpoint)
+    with torch.serialization.safe_globals(list(graph.HETERO_DATA_CLASSES)):
+        data = torch.load(trained / "graph" / "graph.pt", weights_only=True)
+    assert data["article"].num_nodes > 0
+
+
+def test_an_old_format_checkpoint_gets_a_rerun_message(wd, capsys):
+    checkpoint = torch.load(wd / "model" / "model.pt", weights_only=True)
+    checkpoint["article_meta"] = np.arange(3)  # an object, not plain data: as an older format might hold
+    torch.save(checkpoint, wd / "model" / "model.pt")
+    forge_manifest(wd / "model")
+    code, err = hmgnn(capsys, *recommend_gnn(wd))
+    assert code == 1
+    one_line_error(err, "model.pt", "hmgnn train")
+
+
+# ---- 2. damaged files ---------------------------------------------------------------------------------------------
+def _spoil(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_bytes(np.random.default_rng(0).bytes(len(data)))
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "random"])
+@pytest.mark.parametrize("name, forged, command", [
+    ("model/model.pt", True, recommend_gnn),  # past the manifest: the loader names the file
+    ("graph/graph.pt", True, recommend_gnn),
+    ("tables/articles.parquet", False, recommend_gnn),  # the manifest's record names it first
+    ("split/history.parquet", False, lambda wd: ["train", "-w", wd, "--force"]),
+    ("tables/transactions.parquet", False, lambda wd: ["recommend", "-w", wd, "--all", "--out", wd / "r.csv"]),
+    ("tables/customers.parquet", False, lambda wd: ["build-graph", "-w", wd, "--force"]),
+    ("graph/feature_names.json", False, lambda wd: ["train", "-w", wd, "--force"]),
+    ("split/test.parquet", False, lambda wd: ["evaluate", "-w", wd, "--force"]),
+])
+def test_a_damaged_file_is_named(name, forged, command, how, wd, capsys):
+    _spoil(wd / name, how)
+    if forged:
+        forge_manifest((wd / name).parent)
+    code, err = hmgnn(capsys, *command(wd))
+    assert code == 1
+    one_line_error(err, Path(name).name, "--force")
+    assert leftovers(wd) == []
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "random"])
+def test_a_damaged_table_without_a_manifest_is_named(how, wd, capsys):
+    (wd / "tables" / A.MANIFEST).unlink()  # made by hand: nothing records what the files were
+    _spoil(wd / "tables" / A.ARTICLES_PARQUET, how)
+    code, err = hmgnn(capsys, "recommend", "-w", wd, "--model", "popular", "--customer-id", customer(wd))
+    assert code == 1
+    one_line_error(err, "articles.parquet", "not a readable parquet file", "hmgnn ingest")
+
+
+# ---- 3. exits that tell the truth -------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [["recommend", "--nope"], ["recommend", "--k", "abc"], ["train", "--set"],
+                                  ["no-such-command"]])
+def test_usage_errors_exit_2(args, capsys):
+    code, _ = hmgnn(capsys, *args)
+    assert code == 2
+
+
+def test_version_exits_0(capsys):
+    assert hmgnn(capsys, "--version")[0] == 0
+
+
+def _graph_files(wd: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in (wd / "graph").iterdir()}
+
+
+@pytest.mark.parametrize("where", ["features", "writing"])
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupt_exits_128_plus_signal_and_cleans_up(where, signal_name, wd, monkeypatch, capsys):
+    before = _graph_files(wd)
+    signum = getattr(signal, signal_name)
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signum)  # Ctrl-C or `kill`: Python acts on it at the next bytecode
+        time.sleep(5)
+        raise AssertionError("the signal did not stop the step")
+
+    monkeypatch.setattr(graph, "customer_features" if where == "features" else "save_torch", interrupted)
+    code, err = hmgnn(capsys, "build-graph", "-w", wd, "--force")
+    assert code == 128 + signum and err.strip().splitlines()[-1] == "interrupted"
+    assert _graph_files(wd) == before and leftovers(wd) == []
+
+
+@pytest.mark.parametrize("step, folder", [("build-graph", "graph"), ("sample", "split"), ("evaluate", "evaluate")])
+def test_sigterm_as_a_step_finishes_leaves_the_previous_folder(step, folder, wd, monkeypatch, capsys):
+    before = sorted((p.name, p.stat().st_size) for p in (wd / folder).iterdir()) if (wd / folder).exists() else None
+
+    def terminated(*args, **kwargs):  # every step lists its outputs last, just before the rename
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr(A, "describe_outputs", terminated)
+    code, err = hmgnn(capsys, step, "-w", wd, "--force", "--set", "evaluate.models=['popular']")
+    assert code == 143 and err.strip().endswith("interrupted")
+    after = sorted((p.name, p.stat().st_size) for p in (wd / folder).iterdir()) if (wd / folder).exists() else None
+    assert after == before and leftovers(wd) == []
+
+
+def test_sigterm_in_training_keeps_only_the_resumable_state(wd, monkeypatch, capsys):
+    shutil.rmtree(wd / "model")
+    epoch = train.Trainer.train_epoch
+
+    def terminated_in_epoch_two(self, *args, **kwargs):
+        if self.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        return epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", terminated_in_epoch_two)
+    code, err = hmgnn(capsys, "train", "-w", wd, *_fast())
+    assert code == 143 and err.strip().endswith("interrupted")
+    # the state after epoch one stays, on purpose: the next run resumes from it (tests/test_train.py); nothing
+    # else is left
+    assert leftovers(wd) == [] and not (wd / "model").exists()
+    assert torch.load(wd / ".model.partial" / "state.pt", weights_only=True)["epoch"] == 1
+
+
+def test_eof_is_an_error_not_an_abort(wd, monkeypatch, capsys):
+    def eof(*args, **kwargs):
+        raise EOFError
+
+    monkeypatch.setattr(graph, "customer_features", eof)
+    code, err = hmgnn(capsys, "build-graph", "-w", wd, "--force")
+    assert code == 1
+    assert "Abort" not in one_line_error(err, "EOFError")
+
+
+_BLOCKED_STEP = textwrap.dedent("""
+    import sys, time
+    from hmgnn import graph
+    from hmgnn.cli import main
+    def slow_save(obj, path):
+        path.write_bytes(b"partial")
+        time.sleep(60)
+    graph.save_torch = slow_save
+    main(["build-graph", "-w", sys.argv[1], "--force"])
+""")
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_killed_step_then_rerun_leaves_nothing_behind(signal_name, wd, capsys):
+    before = _graph_files(wd)
+    proc = subprocess.Popen([sys.executable, "-c", _BLOCKED_STEP, str(wd)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(wd.glob(".graph.tmp-*/graph.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no start"
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, signal_name))
+    _, err = proc.communicate(timeout=60)
+    assert _graph_files(wd) == before
+    if signal_name == "SIGTERM":
+        assert proc.returncode == 143 and err.strip().splitlines()[-1] == "interrupted"
+        assert leftovers(wd) == []
+    else:
+        assert proc.returncode == -9 and leftovers(wd)  # kill -9 cannot clean up ...
+    code, _ = hmgnn(capsys, "build-graph", "-w", wd, "--force")
+    assert code == 0 and leftovers(wd) == []  # ... the next run sweeps it
+
+
+def test_two_writers_at_once_never_collide(wd):
+    command = [sys.executable, "-m", "hmgnn.cli", "build-graph", "-w", str(wd), "--force"]
+    procs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    assert 0 in [code for code, _ in results], results
+    for code, err in results:  # the loser, if they overlapped, is told who holds the folder
+        assert code == 0 or (code == 1 and "is being written by" in " ".join(err.split())), err
+    assert leftovers(wd) == [] and (wd / "graph" / A.GRAPH_PT).is_file()
+
+
+def test_a_killed_submission_is_swept_by_the_next(wd, capsys):
+    stale = wd / f".recs.csv.tmp-{dead_pid()}"
+    stale.write_text("customer_id,prediction\n")
+    code, _ = hmgnn(capsys, "recommend", "-w", wd, "--model", "popular", "--all", "--out", wd / "recs.csv")
+    assert code == 0 and not stale.exists() and (wd / "recs.csv").is_file()
+
+
+def test_a_second_writer_is_told_who_holds_the_step(wd, capsys):
+    lock = A.lock_path(wd / "graph")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"pid 4242 (`hmgnn build-graph`, since 2026-01-01T00:00:00+00:00)\n")
+        code, err = hmgnn(capsys, "build-graph", "-w", wd, "--force")
+    finally:
+        os.close(fd)
+    assert code == 1
+    one_line_error(err, "graph", "pid 4242", "hmgnn build-graph")
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_up_to_date_needs_every_output_file(damage, wd, capsys):
+    code, err = hmgnn(capsys, "build-graph", "-w", wd, "--set", "graph.text_dim=4")
+    assert code == 0 and "up to date" in " ".join(err.split())  # rich wraps lines
+    names = wd / "graph" / A.FEATURE_NAMES
+    if damage == "deleted":
+        names.unlink()
+    else:
+        names.write_text(names.read_text()[:10])
+    code, err = hmgnn(capsys, "build-graph", "-w", wd, "--set", "graph.text_dim=4")
+    assert code == 0 and "up to date" not in " ".join(err.split()) and json.loads(names.read_text())["article"]
+
+
+def test_stale_leftovers_of_dead_processes_are_swept(wd, capsys):
+    dead, alive = dead_pid(), os.getppid()
+    (wd / f".graph.tmp-{dead}").mkdir()
+    (wd / f".graph.tmp-{dead}" / "graph.pt").write_bytes(b"x" * 100)
+    (wd / f".graph.tmp-{alive}").mkdir()  # another live process's: not ours to remove
+    (wd / ".model.partial").mkdir()
+    (wd / ".model.partial" / f".state.pt.tmp-{dead}").write_bytes(b"x")
+    assert hmgnn(capsys, "train", "-w", wd, *_fast())[0] == 0  # up to date: it claims, sweeps and skips
+    assert hmgnn(capsys, "build-graph", "-w", wd, "--force")[0] == 0
+    assert leftovers(wd) == [f".graph.tmp-{alive}"]
+
+
+def test_a_folder_moved_aside_by_a_killed_writer_comes_back(wd):
+    old = wd / f".graph.old-{dead_pid()}"
+    os.replace(wd / "graph", old)  # killed between the two renames of replace_dir
+    A.sweep_leftovers(wd / "graph")
+    assert (wd / "graph" / A.GRAPH_PT).is_file() and not old.exists()
+
+
+# ---- 4. numbers ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("override, key", [
+    ("train.lr=inf", "train.lr"), ("train.lr=nan", "train.lr"), ("train.lr=-inf", "train.lr"),
+    ("train.weight_decay=nan", "train.weight_decay"), ("train.dropout=nan", "train.dropout"),
+    ("train.disjoint_ratio=nan", "train.disjoint_ratio"), ("train.max_minutes=-1", "train.max_minutes"),
+    ("train.max_minutes=inf", "train.max_minutes"), ("train.recency_half_life=-0.5", "train.recency_half_life"),
+    ("seed=-1", "seed"), ("seed=99999999999", "seed"), ("synth.taste_strength=nan", "synth.taste_strength"),
+    ("ranker.learning_rate=inf", "ranker.learning_rate"), ("recommend.k=0", "recommend.k"),
+    ("recommend.k=1000000000", "recommend.k"), ("sample.customers=-5", "sample.customers"),
+    ("serve.port=0", "serve.port"), ("evaluate.k=nan", "evaluate.k"),
+])
+def test_numbers_out_of_range_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(None, [override])
+
+
+def test_k_beyond_the_articles_is_refused(wd, capsys):
+    code, err = hmgnn(capsys, "recommend", "-w", wd, "--model", "popular", "--k", "500", "--all", "--out",
+                      wd / "recs.csv")
+    assert code == 1 and not (wd / "recs.csv").exists()
+    one_line_error(err, "recommend.k", "articles.parquet")
+
+
+def test_k_for_everybody_has_a_cap(wd, capsys):
+    code, err = hmgnn(capsys, "recommend", "-w", wd, "--k", "5000", "--all", "--out", wd / "recs.csv")
+    assert code == 1 and not (wd / "recs.csv").exists()
+    one_line_error(err, "recommend.k", "--all")
+
+
+def test_a_non_finite_learning_rate_is_refused_through_the_cli(wd, capsys):
+    before = (wd / "model" / "model.pt").read_bytes()
+    code, err = hmgnn(capsys, "train", "-w", wd, "--force", "--set", "train.lr=inf")
+    assert code == 1 and (wd / "model" / "model.pt").read_bytes() == before
+    one_line_error(err, "train.lr", "finite")
+
+
+# ---- 5. artifacts that do not fit together ----------------------------------------------------------------------
+def _reingest_other_data(wd: Path) -> None:
+    """What `hmgnn ingest --force` of other data of the same size leaves: other tables with a fresh manifest."""
+    make_tables(wd / "tables", n_customers=400, n_articles=150, n_rows=6000, seed=11)
+    _ingest_manifest(wd)
+
+
+@pytest.mark.parametrize("command", [
+    recommend_gnn, lambda wd: ["evaluate", "-w", wd], lambda wd: ["sample", "-w", wd, "--force"],
+    lambda wd: ["train", "-w", wd, "--force"],
+], ids=["recommend", "evaluate", "sample", "train"])
+def test_other_tables_under_an_old_graph_are_refused(command, wd, capsys):
+    _reingest_other_data(wd)
+    code, err = hmgnn(capsys, *command(wd))
+    assert code == 1
+    one_line_error(err, "tables/", "hmgnn build-graph --force")
+
+
+@pytest.mark.parametrize("command, rerun", [
+    (recommend_gnn, "hmgnn train --force"), (lambda wd: ["train", "-w", wd, "--force"], "hmgnn sample --force"),
+], ids=["model", "split"])
+def test_a_new_graph_under_an_old_split_or_model_is_refused(command, rerun, wd, capsys):
+    assert hmgnn(capsys, "build-graph", "-w", wd, "--force", "--set", "graph.text_dim=2")[0] == 0
+    code, err = hmgnn(capsys, *command(wd))
+    assert code == 1
+    one_line_error(err, "another graph/", rerun)
+
+
+# ---- 6. a full disk -----------------------------------------------------------------------------------------------
+def test_a_full_disk_names_the_disk_and_the_bytes(wd, monkeypatch, capsys):
+    before = _graph_files(wd)
+
+    def full(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    code, err = hmgnn(capsys, "build-graph", "-w", wd, "--force")
+    assert code == 1
+    line = one_line_error(err, "no space left on", "graph.pt", "bytes free", "needed")
+    assert "inline_container" not in line
+    assert _graph_files(wd) == before and leftovers(wd) == []
+
+
+@pytest.mark.parametrize("raised", ["oserror", "polars"])
+def test_a_full_disk_in_any_write_is_one_line(raised, wd, monkeypatch, capsys):
+    import errno
+
+    def full(self, path, *args, **kwargs):
+        if raised == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        raise pl.exceptions.ComputeError("io error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    code, err = hmgnn(capsys, "sample", "-w", wd, "--force")
+    assert code == 1
+    one_line_error(err, "no space left on", "bytes free", *(["history.parquet"] if raised == "oserror" else []))
+    assert leftovers(wd) == [] and (wd / "split" / A.HISTORY_PARQUET).is_file()
+
+
+# ---- 7. serve: reload only from this machine, never from another site ---------------------------------------------
+@pytest.mark.filterwarnings("ignore:Using `httpx` with")
+@pytest.mark.parametrize("host, origin, status", [
+    ("127.0.0.1:8000", None, 200), ("localhost:8000", "http://localhost:8000", 200), ("[::1]:8000", None, 200),
+    ("evil.example:8000", None, 403), ("127.0.0.1.evil.example", None, 403),
+    ("127.0.0.1:8000", "http://evil.example", 403), ("127.0.0.1:8000", "null", 403),
+    ("localhost:8000", "https://localhost.evil.example", 403),
+])
+def test_reload_refuses_other_hosts_and_origins(host, origin, status):
+    from fastapi.testclient import TestClient
+
+    served = SimpleNamespace(name="popular", model_fingerprint=None, data_fingerprint="blake2b:0")
+    holder = serve.ModelHolder(None, served=served, loader=lambda cfg: served)
+    client = TestClient(serve.create_app(holder), client=("127.0.0.1", 50000))
+    headers = {"host": host} | ({"origin": origin} if origin else {})
+    r = client.post("/admin/reload", headers=headers)
+    assert r.status_code == status, r.text
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with")
+@pytest.mark.parametrize("authorization, status", [(None, 403), ("Bearer wrong", 403), ("Bearer s3cret", 200)])
+def test_reload_beyond_loopback_needs_the_start_up_token(authorization, status):
+    from fastapi.testclient import TestClient
+
+    served = SimpleNamespace(name="popular", model_fingerprint=None, data_fingerprint="blake2b:0")
+    holder = serve.ModelHolder(None, served=served, loader=lambda cfg: served)
+    client = TestClient(serve.create_app(holder, reload_token="s3cret"), base_url="http://127.0.0.1:8000",
+                        client=("127.0.0.1", 50000))
+    r = client.post("/admin/reload", headers={"authorization": authorization} if authorization else {})
+    assert r.status_code == status, r.text
