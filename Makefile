@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/hmgnn train       -c $(CONFIG)
 	$(BIN)/hmgnn train       -c $(CONFIG) --recipe reference
 	$(BIN)/hmgnn evaluate    -c $(CONFIG)
-	$(BIN)/hmgnn recommend   -c $(CONFIG) --model gnn --customer-id \
+	$(BIN)/hmgnn recommend   -c $(CONFIG) --customer-id \
 	    $$($(BIN)/python -c "import polars as pl, tomllib; w = tomllib.load(open('$(CONFIG)', 'rb'))['workdir']; \
 	      t = pl.read_parquet(w + '/tables/transactions.parquet', n_rows=1); c = pl.read_parquet(w + '/tables/customers.parquet'); \
 	      print(c['customer_id'][int(t['customer_index'][0])])")

@@ -150,7 +150,7 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt
               all_: Annotated[bool, typer.Option("--all", help="Recommend for every customer in tables/customers.parquet (needs --out).")] = False,
               out: Annotated[Optional[Path], typer.Option("--out", help="With --all: submission.csv (Kaggle format) or recs.parquet.")] = None,
               k: Annotated[Optional[int], typer.Option("--k", help="Articles per customer (default: recommend.k, 12).")] = None,
-              model: Annotated[Optional[str], typer.Option("--model", help="popular, popular-new, repurchase, trending or gnn (default: recommend.model).")] = None,
+              model: Annotated[Optional[str], typer.Option("--model", help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, gnn-retrieval, als, popular, popular-new, repurchase or trending.")] = None,
               json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """Top-k articles for one customer (table or JSON on stdout), or for everybody as a Kaggle submission.
 
@@ -182,7 +182,7 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt
 
 @app.command()
 def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
-          model: Annotated[Optional[str], typer.Option("--model", help="gnn (default) or a baseline name (no similar articles).")] = None,
+          model: Annotated[Optional[str], typer.Option("--model", help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, or another model name (only gnn gives similar articles).")] = None,
           host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 exposes the API to the network).")] = None,
           port: Annotated[Optional[int], typer.Option("--port", help="TCP port (default 8000).")] = None) -> None:
     """Serve recommendations over HTTP: per customer, in batches, similar articles; API docs at /docs.

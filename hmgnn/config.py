@@ -315,8 +315,9 @@ class RecommendConfig:
 
     k: int = 12
     """Number of articles per customer (Kaggle submission: 12)."""
-    model: str = "trending"
-    """Model that recommends: a baseline name or `gnn` (needs `hmgnn train`)."""
+    model: str = "auto"
+    """Model that recommends: `auto` (the trained `gnn` where <workdir>/model exists, else `trending`), `gnn`
+    (needs `hmgnn train`), `gnn-retrieval` (the GNN alone) or a baseline name."""
     batch_size: int = 512
     """Customers scored per batch in `--all` (memory stays flat)."""
 
@@ -331,8 +332,9 @@ class RecommendConfig:
 class ServeConfig:
     """`hmgnn serve`: the recommender as an HTTP API over model/ and tables/."""
 
-    model: str = "gnn"
-    """Model that answers: `gnn` (needs `hmgnn train`; also gives similar articles) or a baseline name."""
+    model: str = "auto"
+    """Model that answers, as `recommend.model`: `auto` (the trained `gnn` where <workdir>/model exists, else
+    `trending`), `gnn` (needs `hmgnn train`; also gives similar articles) or a baseline name."""
     host: str = "127.0.0.1"
     """Interface to bind; loopback by default. Any other address exposes the API beyond this machine."""
     port: int = 8000

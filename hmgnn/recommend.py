@@ -18,7 +18,7 @@ from hmgnn.config import Config, RecommendConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
 from hmgnn.evaluate import IdMaps
-from hmgnn.models import Recommender, create_model, model_class
+from hmgnn.models import AUTO, Recommender, create_model, model_class, resolve_model_name
 
 CUSTOMER_ID = re.compile(r"[0-9a-f]{64}")
 ARTICLE_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
@@ -52,6 +52,18 @@ def check_customer_id(text: str) -> str:
     return cid
 
 
+def model_name(cfg: Config, name: str | None = None) -> str:
+    """The model that answers: `name` (default cfg.recommend.model), with `auto` resolved (see
+    `hmgnn.models.resolve_model_name`) and checked, before any data is read."""
+    asked = name or cfg.recommend.model
+    resolved = resolve_model_name(asked, cfg.workdir)
+    model_class(resolved)  # a bad model name fails here
+    if asked == AUTO and resolved != "gnn":
+        info(f"no trained model in {A.step_dir(cfg.workdir, A.MODEL)}: recommending with {resolved} "
+             "(`hmgnn train` trains the gnn, the default once it exists)")
+    return resolved
+
+
 def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, IdMaps]:
     """Model `name` (default cfg.recommend.model) fit on every purchase in tables/ (the deployed setting); `k`, the
     articles to be asked for per customer, is checked against the catalogue before anything is fit."""
@@ -66,7 +78,7 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
         raise ConfigError(f"recommend.k = {k:,} is more than the {ids.n_articles:,} articles in "
                           f"{tables / A.ARTICLES_PARQUET}; ask for at most {limit:,}")
     purchases = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET, columns=["customer_index", "article_index", "t_dat"])
-    model = create_model(name or cfg.recommend.model, cfg).fit(ids.interactions(purchases))
+    model = create_model(model_name(cfg, name), cfg).fit(ids.interactions(purchases))
     return model, ids
 
 
@@ -78,8 +90,8 @@ def _article_ids(tables: Path) -> np.ndarray:
 def recommend_customer(cfg: Config, customer_id: str) -> CustomerRecommendations:
     """Top cfg.recommend.k articles for one customer id; an id without history gets the labelled fallback."""
     cid = check_customer_id(customer_id)
-    model_class(cfg.recommend.model)  # a bad model name fails before the data is read
-    model, _ = fit_model(cfg, k=cfg.recommend.k)
+    name = model_name(cfg)  # a bad model name fails before the data is read
+    model, _ = fit_model(cfg, name, k=cfg.recommend.k)
     tables = A.step_dir(cfg.workdir, A.TABLES)
     row = (pl.scan_parquet(tables / A.CUSTOMERS_PARQUET).filter(pl.col("customer_id") == cid)
            .select("customer_index").collect())
@@ -89,7 +101,7 @@ def recommend_customer(cfg: Config, customer_id: str) -> CustomerRecommendations
                 .sort("article_index"))[article_index]
     recs = [{"rank": i + 1, "article_id": f"{a['article_id']:010d}", **{c: a[c] for c in ARTICLE_COLUMNS},
              "score": round(float(s), 6)} for i, (a, s) in enumerate(zip(articles.iter_rows(named=True), scores))]
-    return CustomerRecommendations(cid, cfg.recommend.model, k, fallback, recs)
+    return CustomerRecommendations(cid, name, k, fallback, recs)
 
 
 def rank_customer(model: Recommender, customer_index: int | None, k: int,
@@ -116,8 +128,7 @@ def write_all(cfg: Config, out: Path) -> Path:
     if cfg.recommend.k > MAX_K_ALL:
         raise ConfigError(f"recommend.k = {cfg.recommend.k:,} with --all: at most {MAX_K_ALL:,} articles per "
                           "customer are written for everybody (a Kaggle submission needs 12)")
-    model_class(cfg.recommend.model)
-    model, _ = fit_model(cfg, k=cfg.recommend.k)
+    model, _ = fit_model(cfg, model_name(cfg), k=cfg.recommend.k)
     tables = A.step_dir(cfg.workdir, A.TABLES)
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"])
     index = customers["customer_index"].to_numpy()

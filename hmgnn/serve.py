@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import datetime as dt
 import hmac
 import json
@@ -32,7 +33,7 @@ from hmgnn.config import Config
 from hmgnn.errors import HmgnnError
 from hmgnn.models import Recommender, model_class
 from hmgnn.models.base import _top_k  # exact on ties, like every ranking in hmgnn
-from hmgnn.recommend import ARTICLE_COLUMNS, check_customer_id, fit_model, rank_customer
+from hmgnn.recommend import ARTICLE_COLUMNS, check_customer_id, fit_model, model_name, rank_customer
 
 try:
     from fastapi import FastAPI, HTTPException, Query, Request
@@ -263,8 +264,8 @@ class ServedModel:
 def load(cfg: Config) -> ServedModel:
     """cfg.serve.model fit on every purchase in tables/ (as `hmgnn recommend` does) plus the id maps and the
     per-article fields, all in memory; the GNN's article embeddings normalised for cosine lookups."""
-    name = cfg.serve.model
-    cls = model_class(name)  # a bad model name fails before the data is read
+    name = model_name(cfg, cfg.serve.model)  # `auto` resolved; a bad name fails before the data is read
+    cls = model_class(name)
     workdir = Path(cfg.workdir)
     tables = A.step_dir(workdir, A.TABLES)
     folder = getattr(cls, "folder", None)  # models with a checkpoint (the GNNs) say where it lives
@@ -302,11 +303,14 @@ class ModelHolder:
     """The one reference to the served model. A request reads `current` once and keeps that model to the end,
     so a reload never changes the model under a request in flight; `reload` fits the next model aside."""
 
-    def __init__(self, cfg: Config, served: ServedModel | None = None,
+    def __init__(self, cfg: Config | None, served: ServedModel | None = None,
                  loader: Callable[[Config], ServedModel] = load) -> None:
-        self.cfg = cfg
         self.loader = loader
         self._current = served if served is not None else loader(cfg)
+        # `auto` is resolved once: a reload keeps the model the server started with (a vanished checkpoint is
+        # then a failed reload, not a silent switch to a baseline)
+        self.cfg = (dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, model=self._current.name))
+                    if cfg is not None else None)
         self._swap = threading.Lock()
         self._reloading = threading.Lock()
 

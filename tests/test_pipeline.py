@@ -31,7 +31,9 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     hmgnn("train", *common, *FAST)
     hmgnn("evaluate", *common, "--set", "evaluate.models=['popular','repurchase','trending']")
     submission = tmp_path / "submission.csv"
-    hmgnn("recommend", *common, "--model", "gnn", "--all", "--out", str(submission))
+    hmgnn("recommend", *common, "--all", "--out", str(submission))  # the README's Kaggle step: no --model
+    hmgnn("recommend", *common, "--model", "gnn", "--all", "--out", str(tmp_path / "gnn.csv"))
+    assert submission.read_bytes() == (tmp_path / "gnn.csv").read_bytes()  # by default, the trained gnn's
 
     assert files(tmp_path / "raw") == {"transactions_train.csv", "customers.csv", "articles.csv", "manifest.json"}
     assert files(tmp_path / "tables") == {"transactions.parquet", "customers.parquet", "articles.parquet", "manifest.json"}

@@ -43,6 +43,14 @@ def test_one_customer_with_history(workdir):
     assert first["product_type_name"] == "Vest top" and isinstance(first["score"], float)
 
 
+def test_auto_is_trending_until_a_model_is_trained(workdir, capsys):
+    cfg = load_config(None, [], workdir=workdir)
+    assert cfg.recommend.model == "auto" and not (workdir / "model").exists()
+    recs = recommend.run(cfg, customer_id=customer_id(5))
+    assert recs.model == "trending" and "no trained model" in capsys.readouterr().err
+    assert recs.recommendations == recommend.run(_cfg(workdir, "trending"), customer_id=customer_id(5)).recommendations
+
+
 @pytest.mark.parametrize("who, expected, words", [
     (6, BAND_25_34, "aged 25-34"),
     (7, GLOBAL, "no age"),

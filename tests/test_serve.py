@@ -77,7 +77,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(workdir, tmp_path_factory):
-    srv = Server(workdir, tmp_path_factory.mktemp("log") / "gnn.log", "--model", "gnn")
+    srv = Server(workdir, tmp_path_factory.mktemp("log") / "gnn.log")  # serve.model = auto: the trained gnn
     yield srv
     srv.stop()
 
@@ -101,7 +101,7 @@ def people(workdir) -> dict[str, str]:
 
 
 def _recommend_cli(workdir: Path, customer_id: str, k: int = 12) -> dict:
-    cfg = load_config(None, ["recommend.model='gnn'", f"recommend.k={k}"], workdir=workdir)
+    cfg = load_config(None, [f"recommend.k={k}"], workdir=workdir)  # recommend.model = auto, as serve's
     return recommend.run(cfg, customer_id=customer_id).to_dict()
 
 
@@ -133,6 +133,7 @@ def test_openapi_docs(http):
 def test_same_answer_as_hmgnn_recommend(http, workdir, people, who):
     got = http.get(f"/recommendations/{people[who]}").json()
     expected = _recommend_cli(workdir, people[who])
+    assert got["model"] == expected["model"] == "gnn"  # by default both answer with the trained gnn
     assert _pairs(got) == _pairs(expected)  # article ids and scores, in order
     assert got["fallback"] == expected["fallback"] and got["cold_start"] == (who in ("cold", "unknown"))
     assert got["recommendations"][0].keys() == expected["recommendations"][0].keys()

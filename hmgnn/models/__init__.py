@@ -15,12 +15,29 @@ LAZY_MODELS = {"gnn": "hmgnn.models.gnn_recommender", "gnn-retrieval": "hmgnn.mo
                "reference": "hmgnn.models.gnn_recommender",
                "als": "hmgnn.models.als"}
 
-__all__ = ["MODELS", "Interactions", "Recommender", "register", "create_model", "model_names", "model_class"]
+__all__ = ["MODELS", "Interactions", "Recommender", "register", "create_model", "model_names", "model_class",
+           "resolve_model_name", "AUTO", "AUTO_FALLBACK"]
+
+AUTO = "auto"
+"""The default model name of `recommend` and `serve`: the trained `gnn` where one exists, else AUTO_FALLBACK."""
+AUTO_FALLBACK = "trending"
 
 
 def model_names() -> list[str]:
-    """Every model name the config accepts."""
+    """Every model name the config accepts (besides `auto`)."""
     return sorted(set(MODELS) | set(LAZY_MODELS))
+
+
+def resolve_model_name(name: str, workdir: Any) -> str:
+    """`auto` -> `gnn` where <workdir>/model holds a trained checkpoint, else the `trending` baseline; any other
+    name as it is. So `recommend` and `serve` answer with the same model by default."""
+    from pathlib import Path
+
+    from hmgnn import artifacts
+
+    if name != AUTO:
+        return name
+    return "gnn" if (Path(workdir) / artifacts.MODEL / artifacts.MODEL_PT).is_file() else AUTO_FALLBACK
 
 
 def model_class(name: str) -> type[Recommender]:
