@@ -21,7 +21,7 @@ app = typer.Typer(
          "Steps: synth -> ingest -> build-graph -> sample -> train -> evaluate -> recommend. "
          "Each step reads the previous step's folder under --workdir and writes its own.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
@@ -226,7 +226,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         previous, installed = signal.signal(signal.SIGTERM, _raise_interrupted), True
     try:
         # typer returns (not raises) the code of an Exit: 130 after Ctrl-C, which it turns into Exit(130)
-        code = app(args=argv, standalone_mode=False)
+        args = list(sys.argv[1:] if argv is None else argv)
+        # bare `hmgnn` is a request for help, not a usage error
+        code = app(args=args or ["--help"], standalone_mode=False)
     except (click.exceptions.Exit, typer.Exit) as exc:
         code = exc.exit_code
     except (click.ClickException, typer.TyperException) as exc:  # usage: unknown option, bad value, no argument

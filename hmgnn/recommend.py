@@ -146,7 +146,7 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     """Stream `model`'s top-k for each customer to `out` in batches (memory stays flat), via a temporary name.
 
     .csv: the Kaggle submission (customer_id,prediction with k space-separated 10-digit article ids);
-    .parquet: one row per (customer_id, rank, article_id, score).
+    .parquet: one row per (customer_id, rank, article_id as a 10-digit string, score).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -154,14 +154,14 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     tmp = A.atomic_path(out)
     # formatted once; index -1 (an empty slot) picks the trailing ""
     labels = np.array([f"{a:010d}" for a in article_ids.tolist()] + [""], dtype=object)
-    writer = _ParquetWriter(tmp) if out.suffix == ".parquet" else _CsvWriter(tmp, labels)
+    writer = _ParquetWriter(tmp, labels) if out.suffix == ".parquet" else _CsvWriter(tmp, labels)
     try:
         with progress() if show_progress else contextlib.nullcontext() as bar:
             task = bar.add_task(f"recommend ({model.name})", total=len(customer_index)) if bar else None
             for start in range(0, len(customer_index), batch_size):
                 stop = start + batch_size
                 ids, scores = model.recommend(customer_index[start:stop], k=k)
-                writer.write(customer_ids[start:stop], ids, scores, article_ids)
+                writer.write(customer_ids[start:stop], ids, scores)
                 if bar:
                     bar.advance(task, len(ids))
         writer.close()
@@ -179,7 +179,7 @@ class _CsvWriter:
         self.file.write("customer_id,prediction\n")
         self.labels = labels
 
-    def write(self, customer_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray, article_ids: np.ndarray) -> None:
+    def write(self, customer_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> None:
         rows = self.labels[ids].tolist()
         self.file.write("".join(f"{c},{' '.join(r).rstrip()}\n" for c, r in zip(customer_ids.tolist(), rows)))
 
@@ -188,22 +188,23 @@ class _CsvWriter:
 
 
 class _ParquetWriter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, labels: np.ndarray) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.pa = pa
-        self.schema = pa.schema([("customer_id", pa.string()), ("rank", pa.int16()), ("article_id", pa.int64()),
+        self.pa, self.labels = pa, labels
+        # article ids as the Kaggle files write them: 10-digit, zero-padded strings
+        self.schema = pa.schema([("customer_id", pa.string()), ("rank", pa.int16()), ("article_id", pa.string()),
                                  ("score", pa.float32())])
         self.writer = pq.ParquetWriter(path, self.schema)
 
-    def write(self, customer_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray, article_ids: np.ndarray) -> None:
+    def write(self, customer_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> None:
         keep = ids >= 0
         row, rank = np.nonzero(keep)
         self.writer.write_table(self.pa.table({
             "customer_id": self.pa.array(customer_ids[row], self.pa.string()),
             "rank": (rank + 1).astype(np.int16),
-            "article_id": article_ids[ids[keep]].astype(np.int64),
+            "article_id": self.pa.array(self.labels[ids[keep]], self.pa.string()),
             "score": scores[keep].astype(np.float32),
         }, schema=self.schema))
 

@@ -261,6 +261,17 @@ def test_version_exits_0(capsys):
     assert hmgnn(capsys, "--version")[0] == 0
 
 
+def test_bare_command_is_help_and_exits_0(capsys):
+    capsys.readouterr()
+    try:
+        main([])
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    captured = capsys.readouterr()
+    assert code == 0 and "Usage" in captured.out and "recommend" in captured.out and "error" not in captured.err
+
+
 def _graph_files(wd: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in (wd / "graph").iterdir()}
 

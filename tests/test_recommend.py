@@ -97,6 +97,8 @@ def test_all_customers_parquet(workdir, tmp_path):
     first = frame.filter(pl.col("customer_id") == customer_id(0)).sort("rank")
     assert first["rank"].to_list() == list(range(1, 11))
     assert first["score"].is_sorted(descending=True)
+    assert frame.schema["article_id"] == pl.String  # zero-padded, as in the Kaggle files
+    assert set(frame["article_id"].str.len_chars().to_list()) == {10} and first["article_id"][0].startswith("0")
 
 
 def test_cli_json_table_and_errors(workdir, capsys):
