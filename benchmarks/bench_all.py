@@ -594,7 +594,8 @@ def markdown(res: dict[str, Any]) -> str:
                                        for t in res["targets"]])]
     lines += ["", "Notes: the targets are stated for full scale; at a smaller scale a miss is flagged but only "
               "indicative (process start-up dominates small steps). The gnn train time is the whole `hmgnn train` "
-              "command (epochs, validation each epoch, blend search); the ALS time is `fit` alone as evaluate "
+              "command (GNN epochs with validation each epoch, the refit where there is one, candidates and "
+              "the ranker fit); the ALS time is `fit` alone as evaluate "
               "measures it (fit on history + validation). Time per epoch is the mean of train_log.csv's seconds "
               "(training and validation of one epoch). Throughputs are per second of the whole command, except "
               "train (history purchases x epochs per second of the epochs) and ALS (customers ranked per second).", ""]

@@ -1,0 +1,89 @@
+"""`hmgnn.load()`: string ids in, polars frames out, the same answers as the CLI; the README's example runs."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+import hmgnn
+from hmgnn import recommend, train
+from hmgnn.config import load_config
+from hmgnn.errors import InputError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tables_fixture import FAST_TRAIN as FAST, make_split_workdir  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    wd = make_split_workdir(tmp_path_factory.mktemp("api"))
+    train.run(load_config(None, FAST, workdir=wd))
+    return wd
+
+
+@pytest.fixture(scope="module")
+def rec(workdir):
+    return hmgnn.load(workdir)
+
+
+def test_load_gives_the_trained_gnn_from_the_workdir_or_its_model_folder(rec, workdir):
+    assert rec.name == "gnn" and "gnn" in repr(rec)
+    assert hmgnn.load(workdir / "model").name == "gnn"
+    assert hmgnn.load(workdir, model="popular").name == "popular"
+    with pytest.raises(InputError, match="no such folder"):
+        hmgnn.load(workdir / "nope")
+
+
+def test_recommend_matches_the_cli(rec, workdir):
+    customers = rec.customer_ids()[:3]
+    frame = rec.recommend(customers, k=5)
+    assert frame.columns == ["customer_id", "rank", "article_id", "score", "fallback"]
+    assert frame.height == 15 and frame["article_id"].str.len_chars().unique().to_list() == [10]
+    cli = recommend.run(load_config(None, ["recommend.k=5"], workdir=workdir), customer_id=customers[0])
+    mine = frame.filter(pl.col("customer_id") == customers[0])
+    assert mine["article_id"].to_list() == [r["article_id"] for r in cli.recommendations]
+    np.testing.assert_allclose(mine["score"].to_numpy(), [r["score"] for r in cli.recommendations], rtol=1e-5)
+    # an unknown (well-formed) id gets the labelled fallback, a malformed one an error naming it
+    assert rec.recommend(["ab" * 32], k=3)["fallback"].null_count() == 0
+    with pytest.raises(InputError, match="64 hexadecimal"):
+        rec.recommend(["nope"])
+
+
+def test_similar_score_and_embeddings(rec, workdir):
+    customer = rec.customer_ids()[0]
+    top = rec.recommend([customer], k=3)
+    near = rec.similar([top["article_id"][0]], k=4)
+    assert near.height == 4 and top["article_id"][0] not in near["similar_article_id"].to_list()
+    assert near["score"].is_sorted(descending=True)
+    # score() is the score recommend() ranked by
+    np.testing.assert_allclose(rec.score([customer] * 3, top["article_id"].to_list()), top["score"].to_numpy(),
+                               rtol=1e-5)
+    customers, articles = rec.embeddings()
+    assert customers.columns == ["customer_id", "embedding"] and articles.columns == ["article_id", "embedding"]
+    assert articles.height == pl.read_parquet(workdir / "tables" / "articles.parquet").height
+    assert len(articles["embedding"][0]) == 16  # train.hidden
+    with pytest.raises(InputError, match="not in tables/articles.parquet"):
+        rec.similar(["9999999999"])
+
+
+def test_a_baseline_has_no_embeddings(workdir):
+    popular = hmgnn.load(workdir, model="popular")
+    with pytest.raises(ValueError, match="no article embeddings"):
+        popular.similar(["0108775015"])
+    with pytest.raises(ValueError, match="no embeddings"):
+        popular.embeddings()
+
+
+def test_the_readme_example_runs(workdir, capsys):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Python API"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code.replace('"work/demo"', repr(str(workdir))), "README.md", "exec"), {})
+    assert "article_id" in capsys.readouterr().out
