@@ -26,13 +26,15 @@ from hmgnn.errors import InputError
 __all__ = ["load", "Model"]
 
 
-def load(path: str | Path, model: str = "auto", config: str | Path | None = None) -> Model:
+def load(path: str | Path, model: str = "auto", config: str | Path | None = None,
+         overrides: Sequence[str] = ()) -> Model:
     """The recommender of a workdir: `model` is `auto` (the trained gnn, else trending), `gnn` or any model name.
 
     Args:
         path: the workdir (holding tables/ and, once trained, model/), or its model/ folder.
         model: which model answers (default `auto`, as `hmgnn recommend`).
         config: the config file the workdir was made with, where it set more than the defaults.
+        overrides: config overrides, as `--set` takes them (`"recommend.batch_size=256"`).
     """
     from hmgnn import serve
     from hmgnn.config import load_config
@@ -41,7 +43,7 @@ def load(path: str | Path, model: str = "auto", config: str | Path | None = None
     if not path.is_dir():
         raise InputError(f"{path}: no such folder; pass the workdir of `hmgnn train` (e.g. work/demo)")
     workdir = path.parent if (path / A.MODEL_PT).is_file() else path
-    cfg = load_config(config, [f"serve.model={model!r}"], workdir=workdir)
+    cfg = load_config(config, [*overrides, f"serve.model={model!r}"], workdir=workdir)
     return Model(serve.load(cfg))
 
 
@@ -120,6 +122,28 @@ class Model:
         customer_emb, article_emb = (e.float().cpu().numpy() for e in self._served.model.embeddings())
         return (pl.DataFrame({"customer_id": self._customer_ids, "embedding": customer_emb}),
                 pl.DataFrame({"article_id": self._labels, "embedding": article_emb}))
+
+    def export_embeddings(self, out: str | Path) -> Path:
+        """Write both embedding tables to one parquet file: `kind` (customer | article), `id`, `embedding`
+        (float32 list); written aside, then renamed, so `out` is never half-written."""
+        import os
+
+        customers, articles = self.embeddings()
+        frame = pl.concat([
+            customers.select(pl.lit("customer").alias("kind"), pl.col("customer_id").alias("id"), "embedding"),
+            articles.select(pl.lit("article").alias("kind"), pl.col("article_id").alias("id"), "embedding"),
+        ]).with_columns(pl.col("embedding").cast(pl.List(pl.Float32)))
+        out = Path(out)
+        if out.suffix != ".parquet":
+            raise InputError(f"--embeddings {out}: write a .parquet file")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = A.atomic_path(out)
+        try:
+            frame.write_parquet(tmp)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return out
 
     def _article_index(self, article: str | int) -> int:
         try:

@@ -181,6 +181,21 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt
 
 
 @app.command()
+def export(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+           embeddings: Annotated[Path, typer.Option("--embeddings", help="Parquet file to write: kind (customer | article), id, embedding.")] = ...,
+           model: Annotated[str, typer.Option("--model", help="gnn or auto (the default: the trained gnn).")] = "auto") -> None:
+    """Export the trained GNN's customer and article embeddings, e.g. for a vector database.
+
+    Example: [bold]hmgnn export -c configs/demo.toml --embeddings embeddings.parquet[/bold]
+    """
+    cfg = _config(config, workdir, set_)
+    from hmgnn import api
+
+    out = api.load(cfg.workdir, model=model, config=config, overrides=set_ or []).export_embeddings(embeddings)
+    info(f"[green]export[/green] wrote {out}")
+
+
+@app.command()
 def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
           model: Annotated[Optional[str], typer.Option("--model", help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, or another model name (only gnn gives similar articles).")] = None,
           host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 exposes the API to the network).")] = None,

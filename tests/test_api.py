@@ -87,3 +87,17 @@ def test_the_readme_example_runs(workdir, capsys):
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     exec(compile(code.replace('"work/demo"', repr(str(workdir))), "README.md", "exec"), {})
     assert "article_id" in capsys.readouterr().out
+
+
+def test_export_writes_both_embedding_tables(workdir, tmp_path, capsys):
+    from hmgnn.cli import main
+
+    out = tmp_path / "emb.parquet"
+    try:
+        main(["export", "-w", str(workdir), "--embeddings", str(out)])
+    except SystemExit as done:
+        assert not done.code
+    frame = pl.read_parquet(out)
+    assert frame.columns == ["kind", "id", "embedding"] and set(frame["kind"]) == {"customer", "article"}
+    assert frame["embedding"].list.len().unique().to_list() == [16]
+    assert [p.name for p in tmp_path.iterdir()] == ["emb.parquet"]  # nothing left aside
