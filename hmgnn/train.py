@@ -384,11 +384,12 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         out_of_time = lambda: time.perf_counter() >= deadline  # noqa: E731
         # a resumed run whose budget is spent stops (the ranks agreeing); a fresh one trains at least one step
         trainer.timed_out = trainer.epoch > 0 and trainer.dist.sum(float(out_of_time())) > 0
-    with progress() as bar:
-        task = bar.add_task("epochs", total=tc.epochs, completed=trainer.epoch)
+    steps = trainer.steps_per_epoch()
+    with progress() as bar:  # per optimisation step; the total (and time left) assumes no early stop
+        task = bar.add_task("epoch 1", total=tc.epochs * steps, completed=trainer.epoch * steps)
         while not trainer.finished():
             t0 = time.perf_counter()
-            loss = trainer.train_epoch(out_of_time=out_of_time)
+            loss = trainer.train_epoch(on_step=lambda: bar.advance(task), out_of_time=out_of_time)
             val_map = trainer.dist.validate(trainer)  # torchrun: rank 0's, broadcast
             trainer.epoch += 1
             if val_map > trainer.best_map:
@@ -404,7 +405,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             if trainer.timed_out:
                 line += (f"; train.max_minutes = {tc.max_minutes:g} spent after {trainer.last_steps} of "
                          f"{trainer.steps_per_epoch()} steps")
-            bar.update(task, completed=trainer.epoch, description=line)
+            bar.update(task, completed=trainer.epoch * steps, description=line)
             if not console.is_terminal and trainer.dist.is_main:
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
@@ -475,13 +476,14 @@ def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactio
     every = dataclasses.replace(data, history=purchases, history_end=data.val_end, train_end=data.val_end)
     second = Trainer(tc, seed, every, device, validate=False)
     with progress() as bar:
-        task = bar.add_task("refit", total=epochs)
+        steps = second.steps_per_epoch()
+        task = bar.add_task("refit", total=epochs * steps)
         for epoch in range(1, epochs + 1):
-            loss = second.train_epoch(out_of_time=out_of_time)
+            loss = second.train_epoch(on_step=lambda: bar.advance(task), out_of_time=out_of_time)
             if second.timed_out:
                 return None, {"skipped": f"train.max_minutes ran out in refit epoch {epoch} of {epochs}"}
             line = f"refit epoch {epoch}/{epochs} loss {loss:.4f}"
-            bar.update(task, completed=epoch, description=line)
+            bar.update(task, completed=epoch * steps, description=line)
             if not console.is_terminal and second.dist.is_main:
                 info(f"train: {line}")
     return second.model.eval(), {"through": data.val_end.isoformat(), "epochs": epochs,

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hmgnn.config import RankerConfig
-from hmgnn.console import info
+from hmgnn.console import info, progress
 from hmgnn.models.base import Interactions, run_starts
 from hmgnn.ranking.candidates import SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs
 from hmgnn.ranking.features import ArticleMeta, Snapshot
@@ -102,30 +102,44 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     report: list[dict[str, Any]] = []
     names: list[str] = []
-    for i, window in enumerate(windows):
+    with progress(transient=True) as bar:
+        task = bar.add_task("ranker: candidates and features per label window", total=len(windows))
+        for i, window in enumerate(windows):
+            parts_i, report_i, names = _window_part(purchases, window, meta, sizes, gnn_as_of, rc.max_customers,
+                                                    seed + i)
+            parts.append(parts_i)
+            report.append(report_i)
+            bar.advance(task)
+        x = np.vstack([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        groups = np.concatenate([p[2] for p in parts])
+        if not len(groups) or labels.min() == labels.max():
+            raise ValueError("no customer of the ranker's label windows bought one of their candidates")
         t0 = time.perf_counter()
-        seen = purchases.until(window.as_of)
-        gnn = gnn_as_of(seen, window.as_of) if gnn_as_of is not None else None
-        pairs, labels, snapshot, stats = window_rows(purchases, window, meta, sizes, gnn, rc.max_customers, seed + i)
-        names = feature_names(snapshot)
-        has_positive = np.bincount(pairs.customer, weights=labels, minlength=purchases.n_customers) > 0
-        keep = has_positive[pairs.customer]
-        kept = pairs.subset(keep)
-        groups = np.diff(np.r_[run_starts(kept.customer), len(kept.customer)])  # rows per customer
-        parts.append((feature_matrix(snapshot, kept), labels[keep], groups))
-        report.append({**asdict(window), "as_of": window.as_of.isoformat(), "end": window.end.isoformat(), **stats,
-                       "trained_customers": int(len(groups)), "seconds": round(time.perf_counter() - t0, 2)})
-        info(f"ranker: window {window.as_of + dt.timedelta(days=1)}..{window.end}: {stats['customers']:,} customers, "
-             f"{stats['pairs']:,} candidate pairs, candidate recall {stats['recall']['all']:.3f}")
-    x = np.vstack([p[0] for p in parts])
-    labels = np.concatenate([p[1] for p in parts])
-    groups = np.concatenate([p[2] for p in parts])
-    if not len(groups) or labels.min() == labels.max():
-        raise ValueError("no customer of the ranker's label windows bought one of their candidates")
-    t0 = time.perf_counter()
-    ranker = Ranker.fit(x, labels, groups, names, objective=rc.objective, trees=rc.trees,
-                        learning_rate=rc.learning_rate, leaves=rc.leaves, seed=seed)
+        trees = bar.add_task(f"ranker: {rc.objective} on {len(labels):,} rows", total=rc.trees)
+        ranker = Ranker.fit(x, labels, groups, names, objective=rc.objective, trees=rc.trees,
+                            learning_rate=rc.learning_rate, leaves=rc.leaves, seed=seed,
+                            on_tree=lambda: bar.advance(trees))
     info(f"ranker: {rc.objective} on {len(labels):,} rows of {len(groups):,} customers in {len(windows)} window(s), "
          f"{time.perf_counter() - t0:.1f} s")
     return ranker, {"windows": report, "rows": int(len(labels)), "groups": int(len(groups)),
                     "fit_seconds": round(time.perf_counter() - t0, 2), "importance": ranker.importance()}
+
+
+def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
+                 gnn_as_of: Callable[[Interactions, dt.date], GNNScores] | None, max_customers: int,
+                 seed: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any], list[str]]:
+    """One label window's ranker rows (features, labels, group sizes), its report entry and the feature names."""
+    t0 = time.perf_counter()
+    seen = purchases.until(window.as_of)
+    gnn = gnn_as_of(seen, window.as_of) if gnn_as_of is not None else None
+    pairs, labels, snapshot, stats = window_rows(purchases, window, meta, sizes, gnn, max_customers, seed)
+    has_positive = np.bincount(pairs.customer, weights=labels, minlength=purchases.n_customers) > 0
+    keep = has_positive[pairs.customer]
+    kept = pairs.subset(keep)
+    groups = np.diff(np.r_[run_starts(kept.customer), len(kept.customer)])  # rows per customer
+    report = {**asdict(window), "as_of": window.as_of.isoformat(), "end": window.end.isoformat(), **stats,
+              "trained_customers": int(len(groups)), "seconds": round(time.perf_counter() - t0, 2)}
+    info(f"ranker: window {window.as_of + dt.timedelta(days=1)}..{window.end}: {stats['customers']:,} customers, "
+         f"{stats['pairs']:,} candidate pairs, candidate recall {stats['recall']['all']:.3f}")
+    return (feature_matrix(snapshot, kept), labels[keep], groups), report, feature_names(snapshot)

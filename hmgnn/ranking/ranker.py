@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,8 +38,9 @@ class Ranker:
     @classmethod
     def fit(cls, x: np.ndarray, labels: np.ndarray, groups: np.ndarray, features: list[str], objective: str = "lambdarank",
             trees: int = 300, learning_rate: float = 0.05, leaves: int = 31, min_rows_in_leaf: int = 50,
-            seed: int = 0, threads: int = 0) -> Ranker:
-        """Fit on rows grouped by customer (`groups`: the row count of each consecutive group)."""
+            seed: int = 0, threads: int = 0, on_tree: Callable[[], None] | None = None) -> Ranker:
+        """Fit on rows grouped by customer (`groups`: the row count of each consecutive group); `on_tree()` is
+        called after each boosting round (progress)."""
         import lightgbm
 
         if objective not in OBJECTIVES:
@@ -54,7 +55,8 @@ class Ranker:
             params["lambdarank_truncation_level"] = 20
         data = lightgbm.Dataset(x, labels, group=groups if objective == "lambdarank" else None,
                                 feature_name=features, free_raw_data=True)
-        booster = lightgbm.train(params, data, num_boost_round=trees)
+        callbacks = [lambda env: on_tree()] if on_tree is not None else None
+        booster = lightgbm.train(params, data, num_boost_round=trees, callbacks=callbacks)
         return cls(booster.model_to_string(), list(features), objective)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
