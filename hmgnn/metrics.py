@@ -117,3 +117,17 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: flo
         "accuracy": float(accuracy_score(labels, predicted)),
         "f1": float(f1_score(labels, predicted, zero_division=0.0)),
     }
+
+
+def bootstrap_interval(values: np.ndarray, level: float = 0.95, rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (customers resampled with replacement, seeded)."""
+    values = np.asarray(values, np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.empty(rounds)
+    for r in range(rounds):  # one round at a time: memory stays at one resample
+        means[r] = values[rng.integers(0, len(values), len(values))].mean()
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+

@@ -500,7 +500,14 @@ def _plot(log: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax[0].plot(epochs, [r["loss"] for r in log], marker="o")
     ax[0].set(title="training loss", xlabel="epoch")
-    ax[1].plot(epochs, [r["val_map@12"] for r in log], marker="o", color="tab:green")
+    val = [r["val_map@12"] for r in log]
+    ax[1].plot(epochs, val, marker="o", color="tab:green")
+    if val:  # the checkpoint kept: the first epoch with the best validation MAP@12
+        best = int(np.argmax(val))
+        for a in ax:
+            a.axvline(epochs[best], color="grey", lw=0.8, ls=":")
+        ax[1].annotate(f"best: epoch {epochs[best]}", (epochs[best], val[best]), xytext=(4, -12),
+                       textcoords="offset points", fontsize=8, color="grey")
     ax[1].set(title="validation MAP@12 (GNN alone)", xlabel="epoch")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

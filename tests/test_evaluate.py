@@ -134,6 +134,11 @@ def test_evaluate_writes_the_known_metrics(workdir):
     assert m["curves"]["popular"]["map"][11] == pytest.approx(EXPECTED_MAP["popular"])
     report = (out / "report.md").read_text()
     assert "rank-normalised" in report and "map_at_k.png" in report and "| popular |" in report
+    assert "95% interval" in report and "Settings: seed" in report
+    for name, details in m["details"].items():  # the interval holds the mean; warm + cold = every scored customer
+        low, high = details["map_ci95"]
+        assert low <= m["models"][name]["map@12"] <= high, name
+        assert details["warm_customers"] + details["cold_customers"] == m["split"]["scored_customers"]
     for png in ("map_at_k.png", "recall_at_k.png", "popularity.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -109,3 +109,17 @@ def test_rank_normalisation_averages_ties_and_keeps_order():
     assert to_probability(np.array([0.0]), "logit").tolist() == [0.5]
     with pytest.raises(ValueError):
         to_probability(np.array([1.0]), "odds")
+
+
+def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_customers():
+    from hmgnn.metrics import bootstrap_interval
+
+    rng = np.random.default_rng(0)
+    small, large = rng.random(50), rng.random(5000)
+    for values in (small, large):
+        low, high = bootstrap_interval(values)
+        assert low < values.mean() < high
+    assert np.diff(bootstrap_interval(large)) < np.diff(bootstrap_interval(small)) / 5
+    assert bootstrap_interval(small) == bootstrap_interval(small)  # seeded
+    assert np.isnan(bootstrap_interval(np.array([]))[0])
+
