@@ -419,8 +419,18 @@ def skip_if_current(out: Path, step: str, step_config: dict[str, Any], inputs: l
 
         release(out)
         info(f"[yellow]{step}[/yellow]: {out} is up to date with its inputs and config; skipped (--force redoes it)")
+        SKIPPED.add(Path(out).resolve())
         return True
+    SKIPPED.discard(Path(out).resolve())
     return False
+
+
+SKIPPED: set[Path] = set()
+"""Output folders this process found up to date (so the CLI says "skipped" only, not also "wrote")."""
+
+
+def was_skipped(out: Path) -> bool:
+    return Path(out).resolve() in SKIPPED
 
 
 # ---- one writer per output folder ----------------------------------------------------------------------------

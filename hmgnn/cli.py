@@ -39,6 +39,14 @@ def _config(config: Optional[Path], workdir: Optional[Path], overrides: Optional
     return load_config(config, overrides or [], workdir)
 
 
+def _wrote(step: str, out: Path) -> None:
+    """Where a step wrote its output; nothing more when it found the output up to date (it said so)."""
+    from hmgnn import artifacts
+
+    if not artifacts.was_skipped(out):
+        info(f"[green]{step}[/green] wrote {out}")
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"hmgnn {__version__}")
@@ -64,7 +72,7 @@ def synth(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
     cfg = _config(config, workdir, set_)
     from hmgnn import synth as step
 
-    info(f"[green]synth[/green] wrote {step.run(cfg, out=out, force=force)}")
+    _wrote("synth", step.run(cfg, out=out, force=force))
 
 
 @app.command()
@@ -78,7 +86,7 @@ def ingest(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
     cfg = _config(config, workdir, set_)
     from hmgnn import ingest as step
 
-    info(f"[green]ingest[/green] wrote {step.run(cfg, inp=raw, out=out, force=force)}")
+    _wrote("ingest", step.run(cfg, inp=raw, out=out, force=force))
 
 
 @app.command("build-graph")
@@ -92,7 +100,7 @@ def build_graph(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetO
     cfg = _config(config, workdir, set_)
     from hmgnn import graph as step
 
-    info(f"[green]build-graph[/green] wrote {step.run(cfg, inp=tables, out=out, force=force)}")
+    _wrote("build-graph", step.run(cfg, inp=tables, out=out, force=force))
 
 
 @app.command()
@@ -108,7 +116,7 @@ def sample(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
     cfg = _config(config, workdir, overrides)
     from hmgnn import split as step
 
-    info(f"[green]sample[/green] wrote {step.run(cfg, inp=graph, out=out, force=force)}")
+    _wrote("sample", step.run(cfg, inp=graph, out=out, force=force))
 
 
 @app.command()
@@ -124,7 +132,7 @@ def train(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
     cfg = _config(config, workdir, (set_ or []) + extra)
     from hmgnn import train as step
 
-    info(f"[green]train[/green] wrote {step.run(cfg, inp=inp, out=out, force=force)}")
+    _wrote("train", step.run(cfg, inp=inp, out=out, force=force))
 
 
 @app.command()
@@ -141,7 +149,7 @@ def evaluate(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt 
 
     path = step.run(cfg, inp=inp, out=out, force=force)
     Console(width=None if sys.stdout.isatty() else 160).print(step.metrics_table(path))  # piped: never cut
-    info(f"[green]evaluate[/green] wrote {path}")
+    _wrote("evaluate", path)
 
 
 @app.command()

@@ -137,6 +137,11 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
                        test_positives=int((test_pairs["label"] == 1).sum()))
         so.extra["windows"] = windows.as_dict()
         so.extra["data_range"] = {"start": first.isoformat(), "end": last.isoformat()}
+    for name, start, end, frame in (("history", windows.history_start, windows.history_end, history),
+                                    ("validation", windows.val_start, windows.val_end, validation),
+                                    ("test", windows.test_start, windows.test_end, test)):
+        info(f"sample: {name:<10} {start} .. {end}: {frame.height:,} purchases by "
+             f"{frame['customer_index'].n_unique():,} customers")
     return out
 
 
