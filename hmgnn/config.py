@@ -49,16 +49,24 @@ def _check_finite(key: str, value: float) -> None:
         raise ConfigError(f"{key} must be a finite number, got {value}")
 
 
+KAGGLE_CUSTOMERS, KAGGLE_ARTICLES, KAGGLE_TRANSACTIONS = 1_371_980, 105_542, 31_788_324
+# articles = KAGGLE_ARTICLES * (1 - exp(-customers / ARTICLES_SCALE)) passes through the reference project's
+# downsample (100,000 customers with complete histories bought 82,477 articles)
+ARTICLES_SCALE = 100_000 / -math.log(1 - 82_477 / KAGGLE_ARTICLES)
+
+
 @dataclass
 class SynthConfig:
     """`hmgnn synth`: a synthetic data set in the exact Kaggle schema, calibrated to real H&M statistics."""
 
     customers: int = 2_000
     """Number of customers written to customers.csv (full Kaggle: 1,371,980)."""
-    articles: int = 1_500
-    """Number of articles written to articles.csv (full Kaggle: 105,542)."""
-    transactions: int = 46_000
-    """Target number of rows in transactions_train.csv (full Kaggle: 31,788,324); hit within about 0.5%."""
+    articles: int = 0
+    """Number of articles written to articles.csv (full Kaggle: 105,542); 0 follows `customers` as the articles
+    bought by a random sample of that many real customers do (100,000 customers: 82,477 articles)."""
+    transactions: int = 0
+    """Target number of rows in transactions_train.csv (full Kaggle: 31,788,324); hit within about 0.5%. 0 follows
+    `customers` at the Kaggle data's 23.2 purchases per customer."""
     start_date: str = KAGGLE_FIRST_DAY
     """First transaction day."""
     end_date: str = KAGGLE_LAST_DAY
@@ -67,7 +75,12 @@ class SynthConfig:
     """How strongly a customer's purchases follow their own taste (0 = everybody buys bestsellers)."""
 
     def __post_init__(self) -> None:
-        _check_positive("synth", customers=self.customers, articles=self.articles, transactions=self.transactions)
+        _check_positive("synth", customers=self.customers)
+        if self.articles == 0:  # a saturating curve through the full catalogue and the reference's downsample
+            self.articles = max(50, round(KAGGLE_ARTICLES * -math.expm1(-self.customers / ARTICLES_SCALE)))
+        if self.transactions == 0:
+            self.transactions = round(self.customers * KAGGLE_TRANSACTIONS / KAGGLE_CUSTOMERS)
+        _check_positive("synth", articles=self.articles, transactions=self.transactions)
         _check_date("synth", "start_date", self.start_date)
         _check_date("synth", "end_date", self.end_date)
         if self.end_date <= self.start_date:

@@ -84,3 +84,13 @@ def test_bad_file(tmp_path):
     unknown.write_text("[synth]\ncolour = 'red'\n")
     with pytest.raises(ConfigError, match="synth.colour"):
         load_config(unknown)
+
+
+def test_synth_customers_alone_scales_purchases_and_catalogue():
+    small = load_config(None, ["synth.customers=20000"]).synth
+    assert round(small.transactions / small.customers, 1) == 23.2  # the Kaggle data's purchases per customer
+    assert small.articles == 27_679
+    # the reference project's downsample and the full data are on the curve; set values are kept
+    assert load_config(None, ["synth.customers=100000"]).synth.articles == 82_477
+    assert load_config(None, ["synth.customers=1371980"]).synth.articles == 105_542
+    assert load_config(None, ["synth.customers=500", "synth.articles=70"]).synth.articles == 70
