@@ -189,6 +189,29 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt
 
 
 @app.command()
+def init(name: Annotated[str, typer.Argument(help="Packaged config to start from: demo, tiny, seed-scale, full, movielens, dunnhumby or onlineretail.")] = "demo",
+         out: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: <name>.toml here).")] = None,
+         force: ForceOpt = False) -> None:
+    """Write a packaged config to a file to edit (a pip install has no configs/ folder; `-c <name>` also works).
+
+    Example: [bold]hmgnn init demo && hmgnn synth -c demo.toml[/bold]
+    """
+    from hmgnn.config import packaged_configs
+    from hmgnn.errors import ConfigError, InputError
+
+    configs = packaged_configs()
+    if name not in configs:
+        raise ConfigError(f"no packaged config {name!r}; there are {', '.join(sorted(configs))}")
+    target = out or Path(f"{name}.toml")
+    if target.exists() and not force:
+        raise InputError(f"{target} exists; pass --force to overwrite it or --out to write elsewhere")
+    from hmgnn import artifacts
+
+    artifacts.atomic_write_text(target, configs[name])
+    info(f"[green]init[/green] wrote {target} (edit it, then: hmgnn synth -c {target})")
+
+
+@app.command()
 def export(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
            embeddings: Annotated[Path, typer.Option("--embeddings", help="Parquet file to write: kind (customer | article), id, embedding.")] = ...,
            model: Annotated[str, typer.Option("--model", help="gnn or auto (the default: the trained gnn).")] = "auto") -> None:

@@ -492,16 +492,41 @@ def _merge(base: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def packaged_configs() -> dict[str, str]:
+    """The configs shipped with the package (the repository's configs/*.toml), by name: {name: TOML text}."""
+    from importlib import resources
+
+    try:
+        folder = resources.files("hmgnn.configs")
+    except ModuleNotFoundError:
+        return {}
+    return {f.name.removesuffix(".toml"): f.read_text(encoding="utf-8")
+            for f in folder.iterdir() if f.name.endswith(".toml")}
+
+
+def config_text(path: str | Path) -> str:
+    """The TOML text of a config file, or of a packaged config named without a folder (`demo`, `full.toml`)."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    packaged = packaged_configs()
+    if path.parent == Path(".") and path.name.removesuffix(".toml") in packaged:
+        return packaged[path.name.removesuffix(".toml")]
+    raise ConfigError(f"config file {path} does not exist; pass a file, or the name of a packaged config "
+                      f"({', '.join(sorted(packaged)) or 'none found'}); `hmgnn init` writes one to edit")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 workdir: str | Path | None = None) -> Config:
     """Load a TOML config (or the defaults), apply `--set` overrides and an explicit workdir."""
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass one of configs/*.toml")
+        text = config_text(path)
         try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
+            values = tomllib.loads(text)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     for text in overrides or []:

@@ -94,3 +94,32 @@ def test_synth_customers_alone_scales_purchases_and_catalogue():
     assert load_config(None, ["synth.customers=100000"]).synth.articles == 82_477
     assert load_config(None, ["synth.customers=1371980"]).synth.articles == 105_542
     assert load_config(None, ["synth.customers=500", "synth.articles=70"]).synth.articles == 70
+
+
+def test_packaged_configs_are_the_repository_configs_and_load_by_name(tmp_path, monkeypatch):
+    from hmgnn.cli import main
+    from hmgnn.config import packaged_configs
+
+    packaged = packaged_configs()
+    assert packaged == {p.stem: p.read_text(encoding="utf-8") for p in CONFIGS}
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here, as after a pip install
+    assert load_config("demo").workdir == load_config(CONFIGS[0].parent / "demo.toml").workdir
+    with pytest.raises(ConfigError, match="packaged config"):
+        load_config("nope")
+    for args in (["init", "tiny"], ["init", "tiny"]):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as done:
+            code = done.code
+    assert code == 1  # the second init refuses to overwrite
+    assert (tmp_path / "tiny.toml").read_text(encoding="utf-8") == packaged["tiny"]
+
+
+def test_every_subpackage_is_in_the_wheel():
+    import tomllib
+
+    root = CONFIGS[0].parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "hmgnn").rglob("__init__.py")}
+    assert found | {"hmgnn.configs"} == listed  # pyproject lists packages by hand (configs/ maps into hmgnn)
