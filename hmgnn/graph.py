@@ -21,7 +21,7 @@ from hmgnn.artifacts import (ARTICLES_PARQUET, CUSTOMERS_PARQUET, FEATURE_NAMES,
                              TRANSACTIONS_PARQUET, StepOutput, atomic_write_text, check_lineage, load_torch, require,
                              save_torch, skip_if_current, step_dir)
 from hmgnn.config import Config
-from hmgnn.console import progress
+from hmgnn.console import info, progress
 from hmgnn.errors import InputError
 
 STEP = "build-graph"
@@ -93,6 +93,8 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
                        edges=int(edges["edge_index"].shape[1]))
         so.extra["features"] = {"customer": len(customer_names), "article": len(article_names),
                                 **customer_stats, **article_stats}
+    info(f"build-graph: {customer_x.shape[0]:,} customers x {customer_x.shape[1]} features, {article_x.shape[0]:,} "
+         f"articles x {article_x.shape[1]} features, {int(edges['edge_index'].shape[1]):,} purchase edges")
     return out
 
 
