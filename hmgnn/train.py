@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from hmgnn import artifacts, distributed
+from hmgnn import __version__, artifacts, distributed
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import ConfigError, InputError
@@ -41,6 +41,7 @@ REFERENCE = "reference"
 STATE_PT = "state.pt"
 CURVE_PNG = "train_curve.png"
 RANKER_JSON = "ranker.json"
+MODEL_CARD = "README.md"
 
 
 def model_dir(cfg: Config) -> Path:
@@ -454,6 +455,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         if ranker_report:
             (so.dir / RANKER_JSON).write_text(json.dumps(ranker_report, indent=1))
         _plot(trainer.log, so.dir / CURVE_PNG)
+        artifacts.atomic_write_text(so.dir / MODEL_CARD, _model_card(cfg, tc, data, trainer, ranker_report, refit))
         so.rows = {"epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
                    "validation_customers": len(trainer.val_truth.customers)}
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
@@ -488,6 +490,45 @@ def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactio
                 info(f"train: {line}")
     return second.model.eval(), {"through": data.val_end.isoformat(), "epochs": epochs,
                                  "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Trainer,
+                ranker_report: dict[str, Any] | None, refit: dict[str, Any] | None) -> str:
+    """model/README.md: what the model is, what data and windows it learned from, how well, how to load it."""
+    h = data.history
+    lines = [
+        f"# hmgnn model ({tc.recipe})", "",
+        f"Trained by hmgnn {__version__} with seed {cfg.seed} from the workdir `{cfg.workdir}`: "
+        f"{h.n_customers:,} customers, {h.n_articles:,} articles, {len(h):,} history purchases up to "
+        f"{data.history_end} and {len(data.validation):,} validation purchases up to {data.val_end}.", "",
+        "## What it is", "",
+        f"- A {tc.layers}-layer heterogeneous GraphSAGE of width {tc.hidden} ({tc.loss} loss, "
+        f"{'with' if tc.id_embeddings else 'without'} ID embeddings, time features {'on' if tc.time_features else 'off'}),"
+        f" trained on purchases up to {trainer.train_end}; early stopping kept epoch {trainer.best_epoch} "
+        f"(validation MAP@12 of the GNN alone {trainer.best_map:.4f}).",
+    ]
+    if refit:
+        lines.append(f"- Refit: the GNN that recommends was trained again on every purchase up to "
+                     f"{refit['through']} for {refit['epochs']} epoch(s).")
+    if ranker_report:
+        windows = ranker_report["windows"]
+        recall = ", ".join(f"{w['as_of']}: {w['recall']['all']:.3f}" for w in windows)
+        lines.append(f"- A LightGBM {cfg.ranker.objective} ranker ({cfg.ranker.trees} trees) over the candidates of "
+                     f"each customer, fit on {ranker_report['rows']:,} rows of {ranker_report['groups']:,} customers "
+                     f"in {len(windows)} label window(s); candidate recall per window (as of): {recall}.")
+        top = list(ranker_report["importance"])[:8]
+        lines.append(f"- The ranker's most used features: {', '.join(top)}.")
+    lines += ["", "## How to use it", "",
+              "```bash", f"hmgnn recommend -w {cfg.workdir} --customer-id <64-hex id>",
+              f"hmgnn recommend -w {cfg.workdir} --all --out submission.csv", "```", "",
+              "```python", "import hmgnn", f"rec = hmgnn.load({str(cfg.workdir)!r})",
+              "rec.recommend([\"<64-hex id>\"], k=12)", "```", "",
+              "It recommends from the purchases in the workdir's tables/ (they are the model's input, not part of "
+              "this folder). `model.pt` holds only tensors and plain data; `ranker.json` the ranker's windows, "
+              "candidate recall per source and feature gains; `train_log.csv` and `train_curve.png` the epochs; "
+              "`manifest.json` the full config and the inputs' fingerprints. `hmgnn evaluate` measures it on the "
+              "test window.", ""]
+    return "\n".join(lines)
 
 
 def _plot(log: list[dict[str, Any]], path: Path) -> None:

@@ -37,7 +37,10 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 def test_train_writes_a_self_describing_checkpoint(workdir):
     out = train.run(_cfg(workdir))
-    assert {"model.pt", "train_log.csv", "train_curve.png", "manifest.json", "ranker.json"} <= {p.name for p in out.iterdir()}
+    assert {"model.pt", "train_log.csv", "train_curve.png", "manifest.json", "ranker.json",
+            "README.md"} <= {p.name for p in out.iterdir()}
+    card = (out / "README.md").read_text()  # the model card: data, windows, the GNN, the ranker, how to load
+    assert "label window" in card and "hmgnn.load(" in card and "validation MAP@12" in card
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert {"state_dict", "model_args", "feature_names", "graph_fingerprint", "config", "ranker", "candidate_sizes",
             "article_meta"} <= set(ckpt)
