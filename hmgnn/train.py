@@ -507,7 +507,9 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
         f" trained on purchases up to {trainer.train_end}; early stopping kept epoch {trainer.best_epoch} "
         f"(validation MAP@12 of the GNN alone {trainer.best_map:.4f}).",
     ]
-    if refit:
+    if refit and "skipped" in refit:
+        lines.append(f"- No refit: {refit['skipped']}; the GNN above recommends.")
+    elif refit:
         lines.append(f"- Refit: the GNN that recommends was trained again on every purchase up to "
                      f"{refit['through']} for {refit['epochs']} epoch(s).")
     if ranker_report:
