@@ -117,24 +117,19 @@ class GNNRecommender(Recommender):
             popularity = self.snapshot.popularity
             self._rest = torch.from_numpy(REST_OFFSET + popularity / (popularity.max(initial=0) + 1)).float()[None]
 
-    def ranked_pairs(self, customers: np.ndarray,
-                     extra: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Any, np.ndarray]:
-        """(CandidatePairs, ranker score of each) for these customers; `extra` (row in `customers`, article) pairs
-        are scored too."""
-        pairs = candidate_pairs(self.snapshot, customers, self.sizes, gnn=self.gnn, walk=self.walk, extra=extra)
+    def ranked_pairs(self, customers: np.ndarray) -> tuple[Any, np.ndarray]:
+        """(CandidatePairs, ranker score of each) for these customers."""
+        pairs = candidate_pairs(self.snapshot, customers, self.sizes, gnn=self.gnn, walk=self.walk)
         return pairs, self.ranker.predict(feature_matrix(self.snapshot, pairs))
 
     @torch.no_grad()
-    def score_all(self, customer_indices: np.ndarray, also: np.ndarray | None = None) -> torch.Tensor:
-        """Scores of every article: the ranker's for the candidates (and the articles `also`); the other articles
-        follow below them in last week's popularity order."""
+    def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
+        """Scores of every article: the ranker's for the candidates; the other articles follow below them in last
+        week's popularity order (the ranker never learned from non-candidates)."""
         customers = np.asarray(customer_indices, np.int64)
         if self.ranker is None:
             return self.gnn.dense(customers).cpu()
-        extra = None
-        if also is not None:
-            extra = (np.repeat(np.arange(len(customers)), len(also)), np.tile(np.asarray(also, np.int64), len(customers)))
-        pairs, scores = self.ranked_pairs(customers, extra=extra)
+        pairs, scores = self.ranked_pairs(customers)
         out = self._rest.repeat(len(customers), 1)
         row = _rows_of(customers, pairs.customer)
         out[torch.from_numpy(row), torch.from_numpy(pairs.article)] = torch.from_numpy(scores)
@@ -142,11 +137,13 @@ class GNNRecommender(Recommender):
 
     def _rank_dense(self, customers: np.ndarray, k: int, filt: bool,
                     cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        # articles the caller restricts the ranking to are scored whether or not a source proposes them
-        return self.rank_scores(self.score_all(customers, also=cand), customers, k, filt, cand)
+        # a restricted ranking keeps the full ranking's scores: candidates first, the rest by popularity
+        return self.rank_scores(self.score_all(customers), customers, k, filt, cand)
 
     def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
-        """The ranker's score of each pair, candidate or not (the binary metrics compare pairs across customers)."""
+        """Each pair's score as `recommend` ranks it: the ranker's for a candidate, and for any other article
+        REST_OFFSET plus its popularity, below every candidate (the ranker never learned from non-candidates, so
+        its score of one would be an extrapolation; the binary metrics compare pairs across customers)."""
         if self.ranker is None:
             return super().score(customer_indices, article_indices)
         customers, articles = self._pairs(customer_indices, article_indices)
@@ -158,10 +155,13 @@ class GNNRecommender(Recommender):
         uniq, inv = np.unique(customers[warm], return_inverse=True)
         for s in range(0, len(uniq), self.batch_size):
             at = np.flatnonzero((inv >= s) & (inv < s + self.batch_size))
-            pairs, scores = self.ranked_pairs(uniq[s:s + self.batch_size], extra=(inv[at] - s, articles[warm[at]]))
-            keys = pairs.customer * self.n_articles + pairs.article
-            pos = np.searchsorted(keys, customers[warm[at]] * self.n_articles + articles[warm[at]])
-            out[warm[at]] = scores[pos]
+            pairs, scores = self.ranked_pairs(uniq[s:s + self.batch_size])
+            keys = pairs.customer.astype(np.int64) * self.n_articles + pairs.article
+            asked = customers[warm[at]] * self.n_articles + articles[warm[at]]
+            pos = np.minimum(np.searchsorted(keys, asked), max(len(keys) - 1, 0))
+            found = keys[pos] == asked if len(keys) else np.zeros(len(asked), bool)
+            out[warm[at]] = np.where(found, scores[pos] if len(keys) else 0.0,
+                                     self._rest[0, articles[warm[at]]].numpy())
         return out
 
     @torch.no_grad()

@@ -180,13 +180,10 @@ def _trending(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.nda
 
 
 def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, int], gnn: GNNScores | None = None,
-                    walk: RandomWalk | None = None, extra: tuple[np.ndarray, np.ndarray] | None = None,
-                    chunk: int = 512) -> CandidatePairs:
-    """Every customer's candidates from each source with a size > 0 in `sizes` (a name of SOURCES -> how many).
-
-    `extra`: (customer, article) pairs to score whether or not a source proposes them (their source bits are
-    those of the sources that do; none for the others). Customers are handled in chunks; the output is sorted by
-    customer (in the order given) then article."""
+                    walk: RandomWalk | None = None, chunk: int = 512) -> CandidatePairs:
+    """Every customer's candidates from each source with a size > 0 in `sizes` (a name of SOURCES -> how many),
+    each tagged with the bits of the sources that propose it. Customers are handled in chunks; the output is
+    sorted by customer (in the order given) then article."""
     out: list[tuple[np.ndarray, ...]] = []
     for s in range(0, len(customers), chunk):
         cust = customers[s:s + chunk]
@@ -211,12 +208,9 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
                 r, a = {"bought": _bought, "variant": _variants, "popular": _popular,
                         "trending": _trending}[name](snapshot, cust, n)
             found.append((r, a, bit))
-        if extra is not None:
-            at = np.flatnonzero((extra[0] >= s) & (extra[0] < s + len(cust)))
-            found.append((extra[0][at] - s, extra[1][at], -1))
         r = np.concatenate([f[0] for f in found]).astype(np.int64)
         a = np.concatenate([f[1] for f in found]).astype(np.int64)
-        bits = np.concatenate([np.full(len(f[0]), (1 << f[2]) if f[2] >= 0 else 0, np.int64) for f in found])
+        bits = np.concatenate([np.full(len(f[0]), 1 << f[2], np.int64) for f in found])
         key = r * snapshot.n_articles + a
         uniq, inv = np.unique(key, return_inverse=True)
         merged = np.zeros(len(uniq), np.int64)
