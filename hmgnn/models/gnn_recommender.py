@@ -25,7 +25,9 @@ from hmgnn.ranking.pairs import feature_matrix
 from hmgnn.ranking.ranker import Ranker
 
 
-REST_OFFSET = -1e3  # the score of an article that is no candidate, plus its popularity in [0, 1)
+# One scale for every pair, so scores compare across customers (the binary metrics pool them): a candidate scores
+# 0.5 + sigmoid(ranker / 4) / 2, in (0.5, 1); any other article, and every article for a customer without history
+# (the fallback's bestsellers), its recent sales scaled into [0, 0.5).
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any]:
@@ -113,9 +115,13 @@ class GNNRecommender(Recommender):
         if self.ranker is not None:
             self.snapshot = Snapshot(interactions, as_of, self.meta)
             self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
-            # below every candidate (ranker scores are far above REST_OFFSET), ordered by last week's sales
-            popularity = self.snapshot.popularity
-            self._rest = torch.from_numpy(REST_OFFSET + popularity / (popularity.max(initial=0) + 1)).float()[None]
+            # below every candidate, ordered by the 28-day decayed sales (the trending baseline's order), last
+            # week's sales breaking ties
+            trend, popularity = self.snapshot.trend, self.snapshot.popularity
+            rest = 0.99 * trend / max(trend.max(initial=0), 1e-12) + 0.01 * popularity / (popularity.max(initial=0) + 1)
+            self._rest = torch.from_numpy(0.5 * rest).float()[None]
+            # the cold-start fallback on the same [0, 0.5) scale (its order within each age band unchanged)
+            self._fallback.vectors = [0.5 * v / (v.max(initial=0) + 1) for v in self._fallback.vectors]
 
     def ranked_pairs(self, customers: np.ndarray) -> tuple[Any, np.ndarray]:
         """(CandidatePairs, ranker score of each) for these customers."""
@@ -130,6 +136,7 @@ class GNNRecommender(Recommender):
         if self.ranker is None:
             return self.gnn.dense(customers).cpu()
         pairs, scores = self.ranked_pairs(customers)
+        scores = _candidate_scale(scores)
         out = self._rest.repeat(len(customers), 1)
         row = _rows_of(customers, pairs.customer)
         out[torch.from_numpy(row), torch.from_numpy(pairs.article)] = torch.from_numpy(scores)
@@ -141,9 +148,9 @@ class GNNRecommender(Recommender):
         return self.rank_scores(self.score_all(customers), customers, k, filt, cand)
 
     def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
-        """Each pair's score as `recommend` ranks it: the ranker's for a candidate, and for any other article
-        REST_OFFSET plus its popularity, below every candidate (the ranker never learned from non-candidates, so
-        its score of one would be an extrapolation; the binary metrics compare pairs across customers)."""
+        """Each pair's score as `recommend` ranks it: the ranker's (scaled into (0.5, 1)) for a candidate, and for
+        any other article its popularity, in [0, 0.5) (the ranker never learned from non-candidates, so its score
+        of one would be an extrapolation; the binary metrics compare pairs across customers)."""
         if self.ranker is None:
             return super().score(customer_indices, article_indices)
         customers, articles = self._pairs(customer_indices, article_indices)
@@ -156,6 +163,7 @@ class GNNRecommender(Recommender):
         for s in range(0, len(uniq), self.batch_size):
             at = np.flatnonzero((inv >= s) & (inv < s + self.batch_size))
             pairs, scores = self.ranked_pairs(uniq[s:s + self.batch_size])
+            scores = _candidate_scale(scores)
             keys = pairs.customer.astype(np.int64) * self.n_articles + pairs.article
             asked = customers[warm[at]] * self.n_articles + articles[warm[at]]
             pos = np.minimum(np.searchsorted(keys, asked), max(len(keys) - 1, 0))
@@ -191,3 +199,10 @@ class ReferenceRecommender(GNNRecommender):
     """The reference project's recipe (features-only 2-layer GraphSAGE, BCE, 1:1 uniform negatives)."""
 
     folder = "reference"
+
+
+def _candidate_scale(scores: np.ndarray) -> np.ndarray:
+    """Ranker scores mapped into (0.5, 1), order kept: above every non-candidate and cold-start score. The /4
+    keeps the logistic far from saturating (where float32 would tie distinct scores)."""
+    return (0.5 + 0.5 / (1.0 + np.exp(-np.asarray(scores, np.float64) / 4))).astype(np.float32)
+
