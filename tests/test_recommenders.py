@@ -9,7 +9,7 @@ import torch
 
 from hmgnn.errors import ConfigError
 from hmgnn.models import LAZY_MODELS, MODELS, Interactions, Recommender, create_model, model_names
-from hmgnn.models.base import AGE_BANDS, window_popularity
+from hmgnn.models.base import AGE_BANDS
 
 
 class DotProduct(Recommender):
@@ -396,9 +396,10 @@ def test_gnn_ranks_its_candidates_by_the_rankers_score(interactions):
         assert set(ids[row][:n]) == set(pairs.article[mine])  # the candidates first
         order = np.lexsort((pairs.article[mine], -scores[mine]))  # ties: the smaller article
         np.testing.assert_array_equal(ids[row][:n], pairs.article[mine][order])
-        rest = ids[row][n:]  # then every other article, by last week's sales
-        popularity = window_popularity(interactions, AS_OF, 7)
-        assert len(rest) == N_ARTICLES - n and np.all(np.diff(popularity[rest]) <= 0)
+        rest = ids[row][n:]  # then every other article, by recent (28-day decayed) sales
+        trend = model.snapshot.trend
+        assert len(rest) == N_ARTICLES - n and np.all(np.diff(trend[rest]) <= 1e-9)
+        assert (vals[row][:n] > 0.5).all() and (vals[row][n:] < 0.5).all()  # one scale: candidates above 0.5
     np.testing.assert_allclose(scores, model.ranker.predict(feature_matrix(model.snapshot, pairs)))
     # one customer at a time (as `serve` asks) gives the batch's answer
     for customer in WARM[:5]:
