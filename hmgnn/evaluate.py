@@ -16,7 +16,7 @@ import polars as pl
 
 from hmgnn import artifacts as A
 from hmgnn.config import Config, EvaluateConfig
-from hmgnn.console import info
+from hmgnn.console import info, progress
 from hmgnn.metrics import (average_precision_curve, binary_metrics, bootstrap_interval, hits_matrix, map_at_k_curve,
                            ranking_metrics, recall_at_k_curve, to_probability)
 from hmgnn.models import Interactions, Recommender, create_model, model_class
@@ -180,11 +180,15 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
 
     data = load_window(split, tables, cfg.evaluate.window)
     results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        results[name] = evaluate_model(create_model(name, cfg), data, cfg.evaluate)
-        r = results[name]
-        info(f"  {name}: map@{cfg.evaluate.k} {r['metrics'][f'map@{cfg.evaluate.k}']:.5f} "
-             f"(fit {r['details']['fit_s']:.1f}s, rank {r['details']['recommend_s']:.1f}s)")
+    with progress(transient=True) as bar:
+        task = bar.add_task("evaluate", total=len(names))
+        for name in names:
+            bar.update(task, description=f"evaluate: {name} (fit, rank {len(data.customers):,} customers, score pairs)")
+            results[name] = evaluate_model(create_model(name, cfg), data, cfg.evaluate)
+            r = results[name]
+            info(f"  {name}: map@{cfg.evaluate.k} {r['metrics'][f'map@{cfg.evaluate.k}']:.5f} "
+                 f"(fit {r['details']['fit_s']:.1f}s, rank {r['details']['recommend_s']:.1f}s)")
+            bar.advance(task)
 
     with A.StepOutput(out, "evaluate", cfg.to_dict(), step_config, inputs, started=started) as so:
         metrics = {
