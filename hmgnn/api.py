@@ -126,8 +126,6 @@ class Model:
     def export_embeddings(self, out: str | Path) -> Path:
         """Write both embedding tables to one parquet file: `kind` (customer | article), `id`, `embedding`
         (float32 list); written aside, then renamed, so `out` is never half-written."""
-        import os
-
         customers, articles = self.embeddings()
         frame = pl.concat([
             customers.select(pl.lit("customer").alias("kind"), pl.col("customer_id").alias("id"), "embedding"),
@@ -137,12 +135,7 @@ class Model:
         if out.suffix != ".parquet":
             raise InputError(f"--embeddings {out}: write a .parquet file")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = A.atomic_path(out)
-        try:
-            frame.write_parquet(tmp)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        A.atomic_write(out, frame.write_parquet)
         return out
 
     def _article_index(self, article: str | int) -> int:

@@ -219,8 +219,8 @@ class TrainConfig:
             if value not in allowed:
                 raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}; got {value!r}")
         _check_positive("train", hidden=self.hidden, layers=self.layers, lr=self.lr, epochs=self.epochs,
-                        patience=self.patience, batch_size=self.batch_size, min_steps=self.min_steps, target_days=self.target_days,
-                        num_negatives=self.num_negatives)
+                        patience=self.patience, batch_size=self.batch_size, min_steps=self.min_steps,
+                        target_days=self.target_days, num_negatives=self.num_negatives)
         _check_at_least_zero("train", max_minutes=self.max_minutes, recency_half_life=self.recency_half_life,
                              weight_decay=self.weight_decay, val_customers=self.val_customers)
         if not 0 < self.disjoint_ratio < 1:

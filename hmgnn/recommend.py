@@ -65,8 +65,9 @@ def model_name(cfg: Config, name: str | None = None) -> str:
 
 
 def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, IdMaps]:
-    """Model `name` (default cfg.recommend.model) fit on every purchase in tables/ (the deployed setting); `k`, the
-    articles to be asked for per customer, is checked against the catalogue before anything is fit."""
+    """Model `name` (as `model_name` resolves it; default: cfg.recommend.model, resolved here) fit on every purchase
+    in tables/ (the deployed setting); `k`, the articles to be asked for per customer, is checked against the
+    catalogue before anything is fit."""
     tables = A.step_dir(cfg.workdir, A.TABLES)
     A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
     A.check_lineage([tables])
@@ -78,7 +79,7 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
         raise ConfigError(f"recommend.k = {k:,} is more than the {ids.n_articles:,} articles in "
                           f"{tables / A.ARTICLES_PARQUET}; ask for at most {limit:,}")
     purchases = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET, columns=["customer_index", "article_index", "t_dat"])
-    model = create_model(model_name(cfg, name), cfg).fit(ids.interactions(purchases))
+    model = create_model(name or model_name(cfg), cfg).fit(ids.interactions(purchases))
     return model, ids
 
 

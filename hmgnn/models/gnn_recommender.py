@@ -130,8 +130,8 @@ class GNNRecommender(Recommender):
 
     @torch.no_grad()
     def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
-        """Scores of every article: the ranker's for the candidates; the other articles follow below them in last
-        week's popularity order (the ranker never learned from non-candidates)."""
+        """Scores of every article on the one scale above: the candidates' ranker scores, then every other article
+        by recent sales (the ranker never learned from non-candidates)."""
         customers = np.asarray(customer_indices, np.int64)
         if self.ranker is None:
             return self.gnn.dense(customers).cpu()
@@ -144,12 +144,12 @@ class GNNRecommender(Recommender):
 
     def _rank_dense(self, customers: np.ndarray, k: int, filt: bool,
                     cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        # a restricted ranking keeps the full ranking's scores: candidates first, the rest by popularity
+        # a restricted ranking keeps the full ranking's scores: candidates first, the rest by recent sales
         return self.rank_scores(self.score_all(customers), customers, k, filt, cand)
 
     def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
         """Each pair's score as `recommend` ranks it: the ranker's (scaled into (0.5, 1)) for a candidate, and for
-        any other article its popularity, in [0, 0.5) (the ranker never learned from non-candidates, so its score
+        any other article its recent sales, in [0, 0.5) (the ranker never learned from non-candidates, so its score
         of one would be an extrapolation; the binary metrics compare pairs across customers)."""
         if self.ranker is None:
             return super().score(customer_indices, article_indices)
@@ -164,12 +164,13 @@ class GNNRecommender(Recommender):
             at = np.flatnonzero((inv >= s) & (inv < s + self.batch_size))
             pairs, scores = self.ranked_pairs(uniq[s:s + self.batch_size])
             scores = _candidate_scale(scores)
-            keys = pairs.customer.astype(np.int64) * self.n_articles + pairs.article
-            asked = customers[warm[at]] * self.n_articles + articles[warm[at]]
-            pos = np.minimum(np.searchsorted(keys, asked), max(len(keys) - 1, 0))
-            found = keys[pos] == asked if len(keys) else np.zeros(len(asked), bool)
-            out[warm[at]] = np.where(found, scores[pos] if len(keys) else 0.0,
-                                     self._rest[0, articles[warm[at]]].numpy())
+            out[warm[at]] = self._rest[0, articles[warm[at]]].numpy()  # not a candidate, unless found below
+            if len(pairs.customer):
+                keys = pairs.customer.astype(np.int64) * self.n_articles + pairs.article
+                asked = customers[warm[at]] * self.n_articles + articles[warm[at]]
+                pos = np.minimum(np.searchsorted(keys, asked), len(keys) - 1)
+                found = keys[pos] == asked
+                out[warm[at[found]]] = scores[pos[found]]
         return out
 
     @torch.no_grad()

@@ -132,14 +132,15 @@ class Snapshot:
         # how habitual buying is: shopping days per customer, and the share of an article's buyers (and of a
         # customer's articles) bought more than once
         day = np.floor(days).astype(np.int64)
-        visits = np.unique(c * (int(day.max(initial=0)) + 1) + day) // (int(day.max(initial=0)) + 1)
-        self.shopping_days = np.bincount(visits, minlength=nc).astype(np.float64)
-        repeat = self.times_bought.copy()
-        repeat.data = (repeat.data > 1).astype(np.float64)
-        buyers = np.diff(self.times_bought.tocsc().indptr).astype(np.float64)
+        span = int(day.max(initial=0)) + 1
+        self.shopping_days = np.bincount(np.unique(c * span + day) // span, minlength=nc).astype(np.float64)
+        tb = self.times_bought
+        again = (tb.data > 1).astype(np.float64)  # per (customer, article) pair: bought more than once
+        buyers = np.bincount(tb.indices, minlength=na).astype(np.float64)
+        pair_customer = np.repeat(np.arange(nc), np.diff(tb.indptr))
         with np.errstate(invalid="ignore", divide="ignore"):
-            self.article_repeat = np.where(buyers > 0, np.asarray(repeat.sum(0)).ravel() / buyers, np.nan)
-            self.customer_repeat = np.where(self.distinct > 0, np.asarray(repeat.sum(1)).ravel() / self.distinct,
+            self.article_repeat = np.where(buyers > 0, np.bincount(tb.indices, again, na) / buyers, np.nan)
+            self.customer_repeat = np.where(self.distinct > 0, np.bincount(pair_customer, again, nc) / self.distinct,
                                             np.nan)
         # the customer's purchases per product and per category level
         self.product_bought = _csr(c, meta.product[a], np.ones(len(c)), (nc, int(meta.product.max(initial=-1)) + 1))

@@ -138,8 +138,9 @@ def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta
     keep = has_positive[pairs.customer]
     kept = pairs.subset(keep)
     groups = np.diff(np.r_[run_starts(kept.customer), len(kept.customer)])  # rows per customer
+    x = feature_matrix(snapshot, kept)
     report = {**asdict(window), "as_of": window.as_of.isoformat(), "end": window.end.isoformat(), **stats,
               "trained_customers": int(len(groups)), "seconds": round(time.perf_counter() - t0, 2)}
     info(f"ranker: window {window.as_of + dt.timedelta(days=1)}..{window.end}: {stats['customers']:,} customers, "
          f"{stats['pairs']:,} candidate pairs, candidate recall {stats['recall']['all']:.3f}")
-    return (feature_matrix(snapshot, kept), labels[keep], groups), report, feature_names(snapshot)
+    return (x, labels[keep], groups), report, feature_names(snapshot)
