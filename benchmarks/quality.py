@@ -9,6 +9,8 @@ sample step's cutoff back by `test_days` for each of `--windows` consecutive win
 
 It needs `<workdir>/tables` and `<workdir>/graph` (run synth/ingest/build-graph first); each run gets its own
 workdir under --out with links to those two folders, so nothing in the main workdir is touched.
+--evaluate-only scores the runs already under --out again (same splits, same trained models), for a change to
+how a model scores that needs no retraining.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def main() -> None:
     ap.add_argument("--reference", action="store_true", help="also train and score the reference recipe")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override, repeatable")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="score the runs already under --out again (after a change to how models score), without "
+                         "sampling or training them again")
     args = ap.parse_args()
 
     cfg = load_config(args.config, args.overrides)
@@ -61,12 +66,16 @@ def main() -> None:
             for o in args.overrides:
                 common += ["--set", o]
             t0 = time.perf_counter()
-            hmgnn("sample", *common)
-            hmgnn("train", *common)
-            if args.reference:
-                hmgnn("train", *common, "--recipe", "reference")
+            if args.evaluate_only:
+                if not (wd / "split").is_dir():
+                    sys.exit(f"--evaluate-only: {wd / 'split'} does not exist; run without --evaluate-only first")
+            else:
+                hmgnn("sample", *common)
+                hmgnn("train", *common)
+                if args.reference:
+                    hmgnn("train", *common, "--recipe", "reference")
             models = "[" + ",".join(f"'{m}'" for m in args.models) + "]"
-            hmgnn("evaluate", *common, "--set", f"evaluate.models={models}")
+            hmgnn("evaluate", *common, "--set", f"evaluate.models={models}", *(["--force"] if args.evaluate_only else []))
             metrics = json.loads((wd / "evaluate" / "metrics.json").read_text())
             runs.append({"window": w, "seed": seed, "cutoff": cutoff.isoformat(),
                          "test_customers": metrics["split"]["test_customers"],

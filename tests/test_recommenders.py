@@ -385,6 +385,9 @@ def test_dense_top_k_is_exact_on_ties_nan_and_inf():
 
 
 def test_gnn_ranks_its_candidates_by_the_rankers_score(interactions):
+    from scipy.special import ndtr
+    from scipy.stats import rankdata
+
     from hmgnn.ranking.pairs import feature_matrix
 
     model = untrained_gnn().fit(interactions, AS_OF)
@@ -396,9 +399,11 @@ def test_gnn_ranks_its_candidates_by_the_rankers_score(interactions):
         assert set(ids[row][:n]) == set(pairs.article[mine])  # the candidates first
         order = np.lexsort((pairs.article[mine], -scores[mine]))  # ties: the smaller article
         np.testing.assert_array_equal(ids[row][:n], pairs.article[mine][order])
-        rest = ids[row][n:]  # then every other article, by recent (28-day decayed) sales
-        trend = model.snapshot.trend
-        assert len(rest) == N_ARTICLES - n and np.all(np.diff(trend[rest]) <= 1e-9)
+        # then every other article, by the mean of its recent-sales percentile and the GNN score's (normal) one
+        rest = ids[row][n:]
+        gnn = model.gnn.dense(np.array([customer])).double()[0].numpy()
+        expected = rankdata(model.snapshot.trend) / N_ARTICLES + ndtr((gnn - gnn.mean()) / (gnn.std(ddof=1) + 1e-6))
+        assert len(rest) == N_ARTICLES - n and np.all(np.diff(expected[rest]) <= 1e-5)
         assert (vals[row][:n] > 0.5).all() and (vals[row][n:] < 0.5).all()  # one scale: candidates above 0.5
     np.testing.assert_allclose(scores, model.ranker.predict(feature_matrix(model.snapshot, pairs)))
     # one customer at a time (as `serve` asks) gives the batch's answer

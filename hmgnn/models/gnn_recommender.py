@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from hmgnn import artifacts
 from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
-from hmgnn.models.base import Interactions, Recommender, register
+from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run, register
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.ranking.candidates import GNNScores, RandomWalk, candidate_pairs
 from hmgnn.ranking.features import ArticleMeta, Snapshot
@@ -26,8 +27,10 @@ from hmgnn.ranking.ranker import Ranker
 
 
 # One scale for every pair, so scores compare across customers (the binary metrics pool them): a candidate scores
-# 0.5 + sigmoid(ranker / 4) / 2, in (0.5, 1); any other article, and every article for a customer without history
-# (the fallback's bestsellers), its recent sales scaled into [0, 0.5).
+# 0.5 + sigmoid(ranker / 4) / 2, in (0.5, 1); any other article scores in [0, 0.5) by the mean of two percentiles,
+# the article's recent sales among all articles and the GNN's score among the customer's scores; every article for
+# a customer without history (the fallback's bestsellers) scores in [0, 0.5) by its sales.
+REST_TOP = 0.4995
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any]:
@@ -115,11 +118,8 @@ class GNNRecommender(Recommender):
         if self.ranker is not None:
             self.snapshot = Snapshot(interactions, as_of, self.meta)
             self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
-            # below every candidate, ordered by the 28-day decayed sales (the trending baseline's order), last
-            # week's sales breaking ties
-            trend, popularity = self.snapshot.trend, self.snapshot.popularity
-            rest = 0.99 * trend / max(trend.max(initial=0), 1e-12) + 0.01 * popularity / (popularity.max(initial=0) + 1)
-            self._rest = torch.from_numpy(0.5 * rest).float()[None]
+            # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
+            self._trend_pct = torch.from_numpy((rankdata(self.snapshot.trend) / self.n_articles).astype(np.float32))
             # the cold-start fallback on the same [0, 0.5) scale (its order within each age band unchanged)
             self._fallback.vectors = [0.5 * v / (v.max(initial=0) + 1) for v in self._fallback.vectors]
 
@@ -128,29 +128,64 @@ class GNNRecommender(Recommender):
         pairs = candidate_pairs(self.snapshot, customers, self.sizes, gnn=self.gnn, walk=self.walk)
         return pairs, self.ranker.predict(feature_matrix(self.snapshot, pairs))
 
+    def _rest(self, gnn_scores: torch.Tensor, articles: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores in [0, 0.5) of articles that are not candidates: the mean of the article's recent-sales percentile
+        (28-day decayed, the trending order) and the normal-approximation percentile of the GNN's score in the
+        customer's row (from the row's mean and spread, so no row is sorted). `gnn_scores` holds the GNN's z-scores
+        of the pairs when `articles` names their articles, else the full [customers, n_articles] rows."""
+        if articles is None:
+            z = (gnn_scores - gnn_scores.mean(1, keepdim=True)) / (gnn_scores.std(1, keepdim=True) + 1e-6)
+            trend = self._trend_pct.to(z.device)[None]
+        else:
+            z, trend = gnn_scores, self._trend_pct.to(gnn_scores.device)[articles]
+        return (REST_TOP / 2) * (trend + torch.special.ndtr(z))
+
     @torch.no_grad()
     def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
         """Scores of every article on the one scale above: the candidates' ranker scores, then every other article
-        by recent sales (the ranker never learned from non-candidates)."""
+        below them (see `_rest`; the ranker never learned from non-candidates)."""
         customers = np.asarray(customer_indices, np.int64)
         if self.ranker is None:
             return self.gnn.dense(customers).cpu()
         pairs, scores = self.ranked_pairs(customers)
-        scores = _candidate_scale(scores)
-        out = self._rest.repeat(len(customers), 1)
+        out = self._rest(self.gnn.dense(customers)).cpu()
         row = _rows_of(customers, pairs.customer)
-        out[torch.from_numpy(row), torch.from_numpy(pairs.article)] = torch.from_numpy(scores)
+        out[torch.from_numpy(row), torch.from_numpy(pairs.article)] = torch.from_numpy(_candidate_scale(scores))
         return out
 
-    def _rank_dense(self, customers: np.ndarray, k: int, filt: bool,
+    def _rank_dense(self, customers: np.ndarray, k: int, filt: bool | np.ndarray,
                     cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        # a restricted ranking keeps the full ranking's scores: candidates first, the rest by recent sales
-        return self.rank_scores(self.score_all(customers), customers, k, filt, cand)
+        """The top-k of `score_all`'s scores. Where a customer has k candidates left after the filter (the usual
+        case), they are the top-k, so only the candidates are sorted; the other customers (and a restricted ranking,
+        which keeps the full ranking's scores) go through the dense scores."""
+        if self.ranker is None or cand is not None:
+            return self.rank_scores(self.score_all(customers), customers, k, filt, cand)
+        pairs, scores = self.ranked_pairs(customers)
+        row = _rows_of(customers, pairs.customer)
+        scores = _candidate_scale(scores)
+        filtered = np.broadcast_to(filt, len(customers))
+        if filtered.any():
+            keep = ~(filtered[row] & (lookup(self.user_items, pairs.customer, pairs.article) > 0))
+            row, article, scores = row[keep], pairs.article[keep], scores[keep]
+        else:
+            article = pairs.article
+        ids = np.full((len(customers), k), -1, np.int64)
+        vals = np.full((len(customers), k), -np.inf, np.float32)
+        order = np.lexsort((article, -scores, row))  # per customer: best first, ties to the smaller article
+        row, article, scores = row[order], article[order], scores[order]
+        slot = position_in_run(row)
+        top = slot < k
+        ids[row[top], slot[top]], vals[row[top], slot[top]] = article[top], scores[top]
+        short = np.flatnonzero(np.bincount(row, minlength=len(customers)) < k)
+        if len(short):
+            ids[short], vals[short] = self.rank_scores(self.score_all(customers[short]), customers[short], k,
+                                                       filtered[short])
+        return ids, vals
 
     def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
         """Each pair's score as `recommend` ranks it: the ranker's (scaled into (0.5, 1)) for a candidate, and for
-        any other article its recent sales, in [0, 0.5) (the ranker never learned from non-candidates, so its score
-        of one would be an extrapolation; the binary metrics compare pairs across customers)."""
+        any other article `_rest`'s, in [0, 0.5) (the ranker never learned from non-candidates, so its score of one
+        would be an extrapolation; the binary metrics compare pairs across customers)."""
         if self.ranker is None:
             return super().score(customer_indices, article_indices)
         customers, articles = self._pairs(customer_indices, article_indices)
@@ -164,7 +199,10 @@ class GNNRecommender(Recommender):
             at = np.flatnonzero((inv >= s) & (inv < s + self.batch_size))
             pairs, scores = self.ranked_pairs(uniq[s:s + self.batch_size])
             scores = _candidate_scale(scores)
-            out[warm[at]] = self._rest[0, articles[warm[at]]].numpy()  # not a candidate, unless found below
+            rows = np.searchsorted(uniq[s:s + self.batch_size], customers[warm[at]])
+            _, z = GNNScores.pairs(self.gnn.dense(uniq[s:s + self.batch_size]), rows, articles[warm[at]])
+            # not a candidate, unless found below
+            out[warm[at]] = self._rest(torch.from_numpy(z), torch.from_numpy(articles[warm[at]])).numpy()
             if len(pairs.customer):
                 keys = pairs.customer.astype(np.int64) * self.n_articles + pairs.article
                 asked = customers[warm[at]] * self.n_articles + articles[warm[at]]
