@@ -267,9 +267,11 @@ def load(cfg: Config) -> ServedModel:
     name = model_name(cfg, cfg.serve.model)  # `auto` resolved; a bad name fails before the data is read
     cls = model_class(name)
     workdir = Path(cfg.workdir)
-    tables = A.step_dir(workdir, A.TABLES)
+    tables = A.tables_dir(workdir)
     folder = getattr(cls, "folder", None)  # models with a checkpoint (the GNNs) say where it lives
-    checkpoint = workdir / folder / A.MODEL_PT if folder else None
+    if folder and A.is_model_folder(workdir):  # a self-contained model folder holds it at its top
+        folder = ""
+    checkpoint = workdir / folder / A.MODEL_PT if folder is not None else None
     before = A.fingerprint(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
     model, _ = fit_model(cfg, name)
     fingerprint = A.fingerprint(checkpoint) if checkpoint is not None else None
