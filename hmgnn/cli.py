@@ -265,16 +265,32 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(exit, usage error, abort) exception classes: typer's, plus click's where click is installed. A recent typer
+    vendors click and does not install it (a plain `pip install hmgnn` has none); an older one raises click's own."""
+    exits, usage, aborts = [typer.Exit], [typer.TyperException], [typer.Abort]
+    try:
+        import click
+    except ModuleNotFoundError:
+        pass
+    else:
+        exits.append(click.exceptions.Exit)
+        usage.append(click.ClickException)
+        aborts.append(click.exceptions.Abort)
+    return tuple(exits), tuple(usage), tuple(aborts)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: known errors become one line on stderr and exit code 1; usage errors exit 2; Ctrl-C
     exits 130 and SIGTERM 143, both saying "interrupted" after the step has removed its temporary files."""
     import signal
     import threading
 
-    import click
     from rich.markup import escape
 
     from hmgnn import artifacts
+
+    exits, usage, aborts = _click_exceptions()
 
     def error(message: str) -> None:
         console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
@@ -288,16 +304,16 @@ def main(argv: Optional[list[str]] = None) -> None:
         args = list(sys.argv[1:] if argv is None else argv)
         # bare `hmgnn` is a request for help, not a usage error
         code = app(args=args or ["--help"], standalone_mode=False)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except exits as exc:
         code = exc.exit_code
-    except (click.ClickException, typer.TyperException) as exc:  # usage: unknown option, bad value, no argument
+    except usage as exc:  # usage: unknown option, bad value, no argument
         # typer vendors click: its usage errors are TyperExceptions, not click's
         if callable(getattr(exc, "show", None)):
             exc.show()
         else:
             error(str(exc))
         code = getattr(exc, "exit_code", 0) or 2
-    except (click.exceptions.Abort, typer.Abort) as exc:
+    except aborts as exc:
         if isinstance(exc.__cause__ or exc.__context__, EOFError):  # typer's wrapping of an EOFError
             if debug:
                 raise

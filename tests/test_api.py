@@ -142,3 +142,21 @@ def test_a_copied_model_folder_answers_as_its_workdir_with_the_workdir_gone(rec,
         assert hmgnn.load(folder, model="trending").recommend([one]).height == 12  # baselines fit on its purchases
     finally:
         gone.rename(workdir)
+
+
+def test_the_api_and_the_cli_need_no_extra(workdir):
+    """A plain `pip install hmgnn` has neither the serve extra (fastapi, uvicorn) nor click (typer vendors it)."""
+    import subprocess
+
+    code = ("import sys\n"
+            "for name in ('fastapi', 'uvicorn', 'click'):\n"
+            "    sys.modules[name] = None  # importing it fails, as where it is not installed\n"
+            "import hmgnn\n"
+            "from hmgnn.cli import main\n"
+            "rec = hmgnn.load(sys.argv[1])\n"
+            "customer = rec.customer_ids()[0]\n"
+            "assert rec.recommend([customer], k=3).height == 3\n"
+            "main(['recommend', '-w', sys.argv[1], '--customer-id', customer, '--k', '3', '--json'])\n")
+    done = subprocess.run([sys.executable, "-c", code, str(workdir)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert '"model": "gnn"' in done.stdout
