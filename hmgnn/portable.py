@@ -53,7 +53,7 @@ def pack_rows(x: torch.Tensor) -> dict[str, torch.Tensor]:
     crow = np.zeros(len(distinct) + 1, np.int64)
     np.cumsum(np.bincount(row, minlength=len(distinct)), out=crow[1:])
     return {"shape": torch.tensor([n, d]), "row": torch.from_numpy(inverse.reshape(-1).astype(np.int32)),
-            "crow": torch.from_numpy(crow), "col": torch.from_numpy(col.astype(np.int32)),
+            "crow": torch.from_numpy(crow), "col": torch.from_numpy(col.astype(np.int16 if d < 2**15 else np.int32)),
             "value": torch.from_numpy(distinct[row, col])}
 
 

@@ -50,8 +50,9 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
             "article_meta", "files"} <= set(ckpt)
     # self-contained: the data recommending reads, recorded by model.pt
     assert set(ckpt["files"]) == {"features.pt", "transactions.parquet", "customers.parquet", "articles.parquet"}
+    purchases = ["customer_index", "article_index", "t_dat"]
     assert pl.read_parquet(out / "transactions.parquet").equals(
-        pl.read_parquet(workdir / "tables" / "transactions.parquet", columns=["customer_index", "article_index", "t_dat"]))
+        pl.read_parquet(workdir / "tables" / "transactions.parquet", columns=purchases))
     features = unpack_rows(torch.load(out / "features.pt", weights_only=True)["article"])
     assert torch.equal(features, load_graph_features(workdir / "graph")[1])
     report = json.loads((out / "ranker.json").read_text())
