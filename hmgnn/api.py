@@ -2,14 +2,15 @@
 
     import hmgnn
 
-    rec = hmgnn.load("work/demo")                  # a workdir after `hmgnn train` (or its model/ folder)
+    rec = hmgnn.load("work/demo")                  # a workdir after `hmgnn train`, or a model/ folder anywhere
     rec.recommend(["<64-hex customer id>"], k=12)  # customer_id, rank, article_id, score, fallback
     rec.similar(["0108775015"], k=12)              # article_id, rank, similar_article_id, score
     rec.score(["<customer id>"], ["0108775015"])   # the model's score of each pair
     customers, articles = rec.embeddings()         # frames keyed by id, for a vector database
 
 It answers exactly as `hmgnn recommend` and `hmgnn serve` do for the same workdir and model (it loads what the
-server loads: the model fit on every purchase in tables/, and the id maps).
+server loads: the model fit on every purchase in tables/, and the id maps). A model folder (model/, copied
+anywhere) holds its own copies of these and answers as its workdir does, without it.
 """
 
 from __future__ import annotations
@@ -31,20 +32,20 @@ def load(path: str | Path, model: str = "auto", config: str | Path | None = None
     """The recommender of a workdir: `model` is `auto` (the trained gnn, else trending), `gnn` or any model name.
 
     Args:
-        path: the workdir (holding tables/ and, once trained, model/), or its model/ folder.
+        path: the workdir (holding tables/ and, once trained, model/), or a model folder: the model/ that
+            `hmgnn train` writes, self-contained, which loads on its own wherever it was copied.
         model: which model answers (default `auto`, as `hmgnn recommend`).
         config: the config file the workdir was made with, where it set more than the defaults.
         overrides: config overrides, as `--set` takes them (`"recommend.batch_size=256"`).
     """
-    from hmgnn import serve
+    from hmgnn import served
     from hmgnn.config import load_config
 
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: no such folder; pass the workdir of `hmgnn train` (e.g. work/demo)")
-    workdir = path.parent if (path / A.MODEL_PT).is_file() else path
-    cfg = load_config(config, [*overrides, f"serve.model={model!r}"], workdir=workdir)
-    return Model(serve.load(cfg))
+    cfg = load_config(config, [*overrides, f"serve.model={model!r}"], workdir=path)  # a model folder is read alone
+    return Model(served.load(cfg))
 
 
 class Model:

@@ -56,9 +56,14 @@ BINARY_KINDS = ("positive", "uniform")
 """The pair kinds the binary metrics use: bought pairs and 1:1 uniform negatives (the reference project's)."""
 CUSTOMERS_KEPT_PARQUET = "customers_kept.parquet"
 
-# model/
+# model/ (reference/ alike): model.pt and the training record, plus what makes the folder self-contained: it
+# loads and recommends without the workdir (see hmgnn/portable.py)
 MODEL_PT = "model.pt"
 TRAIN_LOG = "train_log.csv"
+FEATURES_PT = "features.pt"
+PORTABLE_FILES = (FEATURES_PT, TRANSACTIONS_PARQUET, CUSTOMERS_PARQUET, ARTICLES_PARQUET)
+"""The node features, the purchases, and the id maps with the article columns shown, copied from graph/ and tables/
+into the model folder by `hmgnn train` (the parquet files hold a subset of tables/' columns, same rows)."""
 
 # evaluate/
 METRICS_JSON = "metrics.json"
@@ -279,15 +284,7 @@ def check_lineage(folders: Sequence[Path]) -> None:
         producer = PRODUCER.get(folder.name, f"the step that wrote {folder}")
         if not manifest.get("outputs"):
             _check_parquet_footers(folder, producer)
-        for entry in manifest.get("outputs") or []:
-            path = folder / entry["path"]
-            if not path.is_file():
-                raise InputError(f"{path} is missing (the manifest lists it); run `{producer}` again (with --force)")
-            size = path.stat().st_size
-            if size != entry["bytes"] or fingerprint(path) != entry["fingerprint"]:
-                raise InputError(f"{path} is not the file `{producer}` wrote ({entry['bytes']:,} bytes then, "
-                                 f"{size:,} now, or other content): it is damaged or was replaced; run `{producer}` "
-                                 "again (with --force)")
+        check_outputs(folder, manifest, producer)
         for entry in manifest.get("inputs") or []:
             recorded = Path(entry["path"])
             source = folder.parent / recorded.parent.name
@@ -298,6 +295,20 @@ def check_lineage(folders: Sequence[Path]) -> None:
                 raise InputError(f"{folder} was made from another {source.name}/{recorded.name} than the one there "
                                  f"now ({source.name}/ was made again since); run `{producer} --force` (and the "
                                  "steps after it)")
+
+
+def check_outputs(folder: Path, manifest: dict[str, Any], producer: str, fix: str | None = None) -> None:
+    """Each file `manifest` lists as written must be in `folder` with its recorded size and fingerprint; one
+    InputError names the first that is not, and ends with `fix` (default: run `producer` again)."""
+    fix = fix or f"run `{producer}` again (with --force)"
+    for entry in manifest.get("outputs") or []:
+        path = folder / entry["path"]
+        if not path.is_file():
+            raise InputError(f"{path} is missing (the manifest lists it); {fix}")
+        size = path.stat().st_size
+        if size != entry["bytes"] or fingerprint(path) != entry["fingerprint"]:
+            raise InputError(f"{path} is not the file `{producer}` wrote ({entry['bytes']:,} bytes then, "
+                             f"{size:,} now, or other content): it is damaged or was replaced; {fix}")
 
 
 def _check_parquet_footers(folder: Path, producer: str) -> None:
@@ -410,6 +421,17 @@ def atomic_path(path: Path) -> Path:
 def step_dir(workdir: str | Path, kind: str) -> Path:
     """The default folder of a step inside the workdir."""
     return Path(workdir) / kind
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """True for a model folder given in place of a workdir (a copied model/: model.pt at its top, which a workdir
+    never holds): it is then the only folder read."""
+    return (Path(path) / MODEL_PT).is_file()
+
+
+def tables_dir(workdir: str | Path) -> Path:
+    """Where the id maps and purchases are read: <workdir>/tables, or a model folder itself (its copies of them)."""
+    return Path(workdir) if is_model_folder(workdir) else step_dir(workdir, TABLES)
 
 
 def skip_if_current(out: Path, step: str, step_config: dict[str, Any], inputs: list[Path], force: bool) -> bool:

@@ -33,9 +33,21 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a c
 InOpt = Annotated[Optional[Path], typer.Option("--in", help="Input folder (default: the previous step's folder in the workdir).")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: this step's folder in the workdir).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo the step even if its output is up to date.")]
+ModelDirOpt = Annotated[Optional[Path], typer.Option("--model-dir", help="A model folder (the model/ `hmgnn train` writes, copied anywhere): load it alone, without a workdir.")]
 
 
-def _config(config: Optional[Path], workdir: Optional[Path], overrides: Optional[list[str]]) -> Config:
+def _config(config: Optional[Path], workdir: Optional[Path], overrides: Optional[list[str]],
+            model_dir: Optional[Path] = None) -> Config:
+    if model_dir is not None:
+        from hmgnn import artifacts
+        from hmgnn.errors import InputError
+
+        if workdir is not None:
+            raise InputError("pass --workdir or --model-dir, not both: a model folder loads without a workdir")
+        if not artifacts.is_model_folder(model_dir):
+            raise InputError(f"--model-dir {model_dir}: no {artifacts.MODEL_PT} there; pass the model/ folder that "
+                             "`hmgnn train` wrote (e.g. work/demo/model), or a copy of it")
+        workdir = model_dir  # a model folder stands where the workdir goes: it holds its own data
     return load_config(config, overrides or [], workdir)
 
 
@@ -153,7 +165,7 @@ def evaluate(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt 
 
 
 @app.command()
-def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: ModelDirOpt = None, set_: SetOpt = None,
               customer_id: Annotated[Optional[str], typer.Option("--customer-id", help="A customer_id from customers.csv (64 hex characters).")] = None,
               all_: Annotated[bool, typer.Option("--all", help="Recommend for every customer in tables/customers.parquet (needs --out).")] = False,
               out: Annotated[Optional[Path], typer.Option("--out", help="With --all: submission.csv (Kaggle format) or recs.parquet.")] = None,
@@ -164,6 +176,7 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt
 
     Examples: [bold]hmgnn recommend -c configs/demo.toml --customer-id 00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657 --json[/bold]
     [bold]hmgnn recommend -c configs/demo.toml --all --out submission.csv[/bold]
+    [bold]hmgnn recommend --model-dir ~/models/hm --customer-id ...[/bold]   (a copied model/ folder)
     """
     import json
 
@@ -172,7 +185,7 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt
         overrides.append(f"recommend.k={k}")
     if model is not None:
         overrides.append(f"recommend.model={json.dumps(model)}")
-    cfg = _config(config, workdir, overrides)
+    cfg = _config(config, workdir, overrides, model_dir)
     from rich.console import Console
 
     from hmgnn import recommend as step
@@ -212,14 +225,14 @@ def init(name: Annotated[str, typer.Argument(help="Packaged config to start from
 
 
 @app.command()
-def export(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+def export(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: ModelDirOpt = None, set_: SetOpt = None,
            embeddings: Annotated[Path, typer.Option("--embeddings", help="Parquet file to write: kind (customer | article), id, embedding.")] = ...,
            model: Annotated[str, typer.Option("--model", help="gnn or auto (the default: the trained gnn).")] = "auto") -> None:
     """Export the trained GNN's customer and article embeddings, e.g. for a vector database.
 
     Example: [bold]hmgnn export -c configs/demo.toml --embeddings embeddings.parquet[/bold]
     """
-    cfg = _config(config, workdir, set_)
+    cfg = _config(config, workdir, set_, model_dir)
     from hmgnn import api
 
     out = api.load(cfg.workdir, model=model, config=config, overrides=set_ or []).export_embeddings(embeddings)
@@ -227,7 +240,7 @@ def export(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
 
 
 @app.command()
-def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: ModelDirOpt = None, set_: SetOpt = None,
           model: Annotated[Optional[str], typer.Option("--model", help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, or another model name (only gnn gives similar articles).")] = None,
           host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 exposes the API to the network).")] = None,
           port: Annotated[Optional[int], typer.Option("--port", help="TCP port (default 8000).")] = None) -> None:
@@ -242,7 +255,7 @@ def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
     for key, value in (("model", model), ("host", host), ("port", port)):
         if value is not None:
             overrides.append(f"serve.{key}={json.dumps(value)}")
-    cfg = _config(config, workdir, overrides)
+    cfg = _config(config, workdir, overrides, model_dir)
     from hmgnn import serve as step
 
     step.run(cfg)
@@ -252,16 +265,32 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(exit, usage error, abort) exception classes: typer's, plus click's where click is installed. A recent typer
+    vendors click and does not install it (a plain `pip install hmgnn` has none); an older one raises click's own."""
+    exits, usage, aborts = [typer.Exit], [typer.TyperException], [typer.Abort]
+    try:
+        import click
+    except ModuleNotFoundError:
+        pass
+    else:
+        exits.append(click.exceptions.Exit)
+        usage.append(click.ClickException)
+        aborts.append(click.exceptions.Abort)
+    return tuple(exits), tuple(usage), tuple(aborts)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: known errors become one line on stderr and exit code 1; usage errors exit 2; Ctrl-C
     exits 130 and SIGTERM 143, both saying "interrupted" after the step has removed its temporary files."""
     import signal
     import threading
 
-    import click
     from rich.markup import escape
 
     from hmgnn import artifacts
+
+    exits, usage, aborts = _click_exceptions()
 
     def error(message: str) -> None:
         console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
@@ -275,16 +304,16 @@ def main(argv: Optional[list[str]] = None) -> None:
         args = list(sys.argv[1:] if argv is None else argv)
         # bare `hmgnn` is a request for help, not a usage error
         code = app(args=args or ["--help"], standalone_mode=False)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except exits as exc:
         code = exc.exit_code
-    except (click.ClickException, typer.TyperException) as exc:  # usage: unknown option, bad value, no argument
+    except usage as exc:  # usage: unknown option, bad value, no argument
         # typer vendors click: its usage errors are TyperExceptions, not click's
         if callable(getattr(exc, "show", None)):
             exc.show()
         else:
             error(str(exc))
         code = getattr(exc, "exit_code", 0) or 2
-    except (click.exceptions.Abort, typer.Abort) as exc:
+    except aborts as exc:
         if isinstance(exc.__cause__ or exc.__context__, EOFError):  # typer's wrapping of an EOFError
             if debug:
                 raise

@@ -58,7 +58,7 @@ def model_name(cfg: Config, name: str | None = None) -> str:
     asked = name or cfg.recommend.model
     resolved = resolve_model_name(asked, cfg.workdir)
     model_class(resolved)  # a bad model name fails here
-    if asked == AUTO and resolved != "gnn":
+    if asked == AUTO and not A.is_model_folder(cfg.workdir) and resolved != "gnn":
         info(f"no trained model in {A.step_dir(cfg.workdir, A.MODEL)}: recommending with {resolved} "
              "(`hmgnn train` trains the gnn, the default once it exists)")
     return resolved
@@ -68,9 +68,14 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
     """Model `name` (as `model_name` resolves it; default: cfg.recommend.model, resolved here) fit on every purchase
     in tables/ (the deployed setting); `k`, the articles to be asked for per customer, is checked against the
     catalogue before anything is fit."""
-    tables = A.step_dir(cfg.workdir, A.TABLES)
-    A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
-    A.check_lineage([tables])
+    tables = A.tables_dir(cfg.workdir)
+    if A.is_model_folder(cfg.workdir):  # a self-contained model folder: its own copies, checked as a whole
+        from hmgnn.portable import check_folder
+
+        check_folder(tables)
+    else:
+        A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
+        A.check_lineage([tables])
     ids = IdMaps.read(tables)
     # the default k stays valid on a catalogue smaller than it (fewer articles come back); beyond it, a k larger
     # than the catalogue is a mistake that would only allocate empty slots
@@ -93,7 +98,7 @@ def recommend_customer(cfg: Config, customer_id: str) -> CustomerRecommendations
     cid = check_customer_id(customer_id)
     name = model_name(cfg)  # a bad model name fails before the data is read
     model, _ = fit_model(cfg, name, k=cfg.recommend.k)
-    tables = A.step_dir(cfg.workdir, A.TABLES)
+    tables = A.tables_dir(cfg.workdir)
     row = (pl.scan_parquet(tables / A.CUSTOMERS_PARQUET).filter(pl.col("customer_id") == cid)
            .select("customer_index").collect())
     k = cfg.recommend.k
@@ -130,7 +135,7 @@ def write_all(cfg: Config, out: Path) -> Path:
         raise ConfigError(f"recommend.k = {cfg.recommend.k:,} with --all: at most {MAX_K_ALL:,} articles per "
                           "customer are written for everybody (a Kaggle submission needs 12)")
     model, _ = fit_model(cfg, model_name(cfg), k=cfg.recommend.k)
-    tables = A.step_dir(cfg.workdir, A.TABLES)
+    tables = A.tables_dir(cfg.workdir)
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"])
     index = customers["customer_index"].to_numpy()
     cold = int(model.is_cold(index).sum())

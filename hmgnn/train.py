@@ -2,7 +2,8 @@
 then fit the ranker (hmgnn/ranking) over its candidates on the label windows after the GNN's training purchases.
 
 Writes <workdir>/model/ (the `reference` recipe, no ranker: <workdir>/reference/): model.pt, train_log.csv,
-train_curve.png, ranker.json.
+train_curve.png, ranker.json, the model card README.md, and the data recommending reads (hmgnn/portable.py), so the
+folder loads on its own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from hmgnn import __version__, artifacts, distributed
+from hmgnn import __version__, artifacts, distributed, portable
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import ConfigError, InputError
@@ -350,12 +351,17 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     out = Path(out) if out else model_dir(cfg)
     artifacts.require(graph_dir, [artifacts.GRAPH_PT, artifacts.FEATURE_NAMES], artifacts.GRAPH)
     artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET], artifacts.SPLIT)
-    artifacts.require(tables_dir, [artifacts.ARTICLES_PARQUET, artifacts.CUSTOMERS_PARQUET], artifacts.TABLES)
+    artifacts.require(tables_dir, [artifacts.TRANSACTIONS_PARQUET, artifacts.ARTICLES_PARQUET,
+                                   artifacts.CUSTOMERS_PARQUET], artifacts.TABLES)
     artifacts.check_lineage([tables_dir, graph_dir, split_dir])  # tables -> graph -> split fit together
     inputs = [graph_dir / artifacts.GRAPH_PT, graph_dir / artifacts.FEATURE_NAMES,
               split_dir / artifacts.HISTORY_PARQUET, split_dir / artifacts.VALIDATION_PARQUET,
-              tables_dir / artifacts.ARTICLES_PARQUET, tables_dir / artifacts.CUSTOMERS_PARQUET]
-    if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force):
+              tables_dir / artifacts.ARTICLES_PARQUET, tables_dir / artifacts.CUSTOMERS_PARQUET,
+              tables_dir / artifacts.TRANSACTIONS_PARQUET]  # the last three also copied into the model folder
+    outdated = (out / artifacts.MODEL_PT).is_file() and not (out / artifacts.FEATURES_PT).is_file()
+    if outdated:
+        info(f"[yellow]train[/yellow]: {out} predates self-contained model folders; training again")
+    if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force or outdated):
         return out
 
     device = resolve_device(tc.device)
@@ -438,6 +444,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
 
     with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs,
                               started=started) as so:
+        # the data it recommends from, copied beside model.pt: the folder loads without the workdir
+        files = portable.write(so.dir, tables_dir, data.customer_x, data.article_x)
         checkpoint = {
             "recipe": tc.recipe, "model_args": trainer.model.model_args,
             "state_dict": {k: v.cpu() for k, v in final.state_dict().items()},
@@ -449,13 +457,16 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "article_meta": data.meta.to_dict(),  # the pair features' article categories
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
             "refit": refit,  # None, or how the recommending GNN was refit on every purchase
+            "files": files,  # the copied data's fingerprints: a model folder loads only with its own files
         }
         artifacts.save_torch(checkpoint, so.dir / artifacts.MODEL_PT)  # plain data: loads with weights_only=True
         pl.DataFrame(trainer.log).write_csv(so.dir / artifacts.TRAIN_LOG)
         if ranker_report:
             (so.dir / RANKER_JSON).write_text(json.dumps(ranker_report, indent=1))
         _plot(trainer.log, so.dir / CURVE_PNG)
-        artifacts.atomic_write_text(so.dir / MODEL_CARD, _model_card(cfg, tc, data, trainer, ranker_report, refit))
+        sizes = {p.name: p.stat().st_size for p in sorted(so.dir.iterdir()) if p.is_file()}
+        artifacts.atomic_write_text(so.dir / MODEL_CARD,
+                                    _model_card(cfg, tc, data, trainer, ranker_report, refit, out, sizes))
         so.rows = {"epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
                    "validation_customers": len(trainer.val_truth.customers)}
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
@@ -464,6 +475,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         if ranker_report:
             so.extra["ranker"] = {k: v for k, v in ranker_report.items() if k != "importance"}
     shutil.rmtree(state_path.parent, ignore_errors=True)
+    info(f"[green]train[/green]: {out} holds {sum(sizes.values()) / 2**20:,.1f} MiB and loads on its own "
+         f"(hmgnn recommend --model-dir {out}); sizes in its README.md")
     return out
 
 
@@ -493,7 +506,8 @@ def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactio
 
 
 def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Trainer,
-                ranker_report: dict[str, Any] | None, refit: dict[str, Any] | None) -> str:
+                ranker_report: dict[str, Any] | None, refit: dict[str, Any] | None, out: Path,
+                sizes: dict[str, int]) -> str:
     """model/README.md: what the model is, what data and windows it learned from, how well, how to load it."""
     h = data.history
     lines = [
@@ -521,16 +535,33 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
         top = list(ranker_report["importance"])[:8]
         lines.append(f"- The ranker's most used features: {', '.join(top)}.")
     lines += ["", "## How to use it", "",
-              "```bash", f"hmgnn recommend -w {cfg.workdir} --customer-id <64-hex id>",
-              f"hmgnn recommend -w {cfg.workdir} --all --out submission.csv", "```", "",
-              "```python", "import hmgnn", f"rec = hmgnn.load({str(cfg.workdir)!r})",
-              "rec.recommend([\"<64-hex id>\"], k=12)", "```", "",
-              "It recommends from the purchases in the workdir's tables/ (they are the model's input, not part of "
-              "this folder). `model.pt` holds only tensors and plain data; `ranker.json` the ranker's windows, "
-              "candidate recall per source and feature gains; `train_log.csv` and `train_curve.png` the epochs; "
-              "`manifest.json` the full config and the inputs' fingerprints. `hmgnn evaluate` measures it on the "
-              "test window.", ""]
+              "This folder is self-contained: copied anywhere, without the workdir, it loads and gives the answers "
+              "the workdir gives (it holds the node features, purchases and id maps that recommending reads).", "",
+              "```bash", f"hmgnn recommend --model-dir {out} --customer-id <64-hex id>",
+              f"hmgnn recommend --model-dir {out} --all --out submission.csv", f"hmgnn serve --model-dir {out}",
+              "```", "",
+              "```python", "import hmgnn", f"rec = hmgnn.load({str(out)!r})", "rec.recommend([\"<64-hex id>\"], k=12)",
+              "```", "",
+              f"In its workdir, `-w {cfg.workdir}` (or `hmgnn.load({str(cfg.workdir)!r})`) loads the same model from "
+              "graph/ and tables/. `hmgnn evaluate` there measures it on the test window.", "",
+              "## Files", "", "| file | bytes | what |", "|---|---|---|"]
+    lines += [f"| `{name}` | {size:,} | {_FILES.get(name, '')} |" for name, size in sizes.items()]
+    lines += [f"| total | {sum(sizes.values()):,} | (and this card, `manifest.json`: the full config, the inputs' and "
+              "these files' fingerprints) |", ""]
     return "\n".join(lines)
+
+
+_FILES = {
+    artifacts.MODEL_PT: "weights, model arguments, ranker trees, article categories, config (tensors and plain data)",
+    artifacts.FEATURES_PT: "static node features of graph.pt, distinct rows in CSR form (`hmgnn.portable`)",
+    artifacts.TRANSACTIONS_PARQUET: "the purchases it recommends from: customer_index, article_index, t_dat",
+    artifacts.CUSTOMERS_PARQUET: "customer id map: customer_index, customer_id, age (the fallback's age band)",
+    artifacts.ARTICLES_PARQUET: "article id map and the fields shown: article_id, prod_name, product type, colour",
+    RANKER_JSON: "the ranker's windows, candidate recall per source, feature gains",
+    artifacts.TRAIN_LOG: "loss and validation MAP@12 per epoch",
+    CURVE_PNG: "loss and validation MAP@12 per epoch, plotted",
+}
+"""What each file of the model folder holds, for the model card."""
 
 
 def _plot(log: list[dict[str, Any]], path: Path) -> None:

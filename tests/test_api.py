@@ -101,3 +101,62 @@ def test_export_writes_both_embedding_tables(workdir, tmp_path, capsys):
     assert frame.columns == ["kind", "id", "embedding"] and set(frame["kind"]) == {"customer", "article"}
     assert frame["embedding"].list.len().unique().to_list() == [16]
     assert [p.name for p in tmp_path.iterdir()] == ["emb.parquet"]  # nothing left aside
+
+
+def _cli_out(capsys, *args) -> str:
+    from hmgnn.cli import main
+
+    capsys.readouterr()
+    try:
+        main([*map(str, args)])
+    except SystemExit as done:
+        assert not done.code, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def test_a_copied_model_folder_answers_as_its_workdir_with_the_workdir_gone(rec, workdir, tmp_path, capsys):
+    import shutil
+
+    customers = rec.customer_ids()[:4] + rec.customer_ids(with_history=False)[-1:] + ["ab" * 32]  # warm, cold, unknown
+    one = customers[0]
+    article = rec.recommend([one], k=1)["article_id"][0]
+    before = {"cli": _cli_out(capsys, "recommend", "-w", workdir, "--customer-id", one, "--json"),
+              "frame": rec.recommend(customers, k=12), "similar": rec.similar([article], k=5),
+              "score": rec.score(customers[:5], [article] * 5), "embeddings": rec.embeddings()}
+    _cli_out(capsys, "recommend", "-w", workdir, "--all", "--out", tmp_path / "workdir.csv")
+    folder = Path(shutil.copytree(workdir / "model", tmp_path / "elsewhere" / "hm-model"))
+    gone = workdir.with_name(workdir.name + "-gone")
+    workdir.rename(gone)  # nothing of the workdir is there to be read while the folder answers
+    try:
+        assert _cli_out(capsys, "recommend", "--model-dir", folder, "--customer-id", one, "--json") == before["cli"]
+        _cli_out(capsys, "recommend", "--model-dir", folder, "--all", "--out", tmp_path / "folder.csv")
+        assert (tmp_path / "folder.csv").read_bytes() == (tmp_path / "workdir.csv").read_bytes()
+        copied = hmgnn.load(folder)
+        assert copied.name == "gnn" and copied.customer_ids() == rec.customer_ids()
+        assert copied.recommend(customers, k=12).equals(before["frame"])
+        assert copied.similar([article], k=5).equals(before["similar"])
+        np.testing.assert_array_equal(copied.score(customers[:5], [article] * 5), before["score"])
+        for mine, theirs in zip(copied.embeddings(), before["embeddings"]):
+            assert mine.equals(theirs)
+        assert copied._served.model_fingerprint == rec._served.model_fingerprint  # the same model.pt
+        assert hmgnn.load(folder, model="trending").recommend([one]).height == 12  # baselines fit on its purchases
+    finally:
+        gone.rename(workdir)
+
+
+def test_the_api_and_the_cli_need_no_extra(workdir):
+    """A plain `pip install hmgnn` has neither the serve extra (fastapi, uvicorn) nor click (typer vendors it)."""
+    import subprocess
+
+    code = ("import sys\n"
+            "for name in ('fastapi', 'uvicorn', 'click'):\n"
+            "    sys.modules[name] = None  # importing it fails, as where it is not installed\n"
+            "import hmgnn\n"
+            "from hmgnn.cli import main\n"
+            "rec = hmgnn.load(sys.argv[1])\n"
+            "customer = rec.customer_ids()[0]\n"
+            "assert rec.recommend([customer], k=3).height == 3\n"
+            "main(['recommend', '-w', sys.argv[1], '--customer-id', customer, '--k', '3', '--json'])\n")
+    done = subprocess.run([sys.executable, "-c", code, str(workdir)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert '"model": "gnn"' in done.stdout

@@ -495,6 +495,69 @@ def test_a_new_graph_under_an_old_split_or_model_is_refused(command, rerun, wd, 
     one_line_error(err, "another graph/", rerun)
 
 
+# ---- 5b. a model folder copied without its workdir: incomplete, damaged or mixed copies ----------------------------
+def _forge_record(folder: Path, name: str) -> None:
+    """Make model.pt's record of `name` agree with the file there now, as a doctored copy would."""
+    checkpoint = torch.load(folder / A.MODEL_PT, weights_only=True)
+    checkpoint["files"][name] = {"bytes": (folder / name).stat().st_size, "fingerprint": A.fingerprint(folder / name)}
+    torch.save(checkpoint, folder / A.MODEL_PT)
+
+
+def _other_features(folder: Path, marker: Path) -> None:
+    torch.save({"customer": {}, "article": {}}, folder / A.FEATURES_PT)
+
+
+def _features_that_run_code(folder: Path, marker: Path) -> None:
+    torch.save({"customer": _Payload(marker)}, folder / A.FEATURES_PT)
+    _forge_record(folder, A.FEATURES_PT)
+
+
+def _another_models_features(folder: Path, marker: Path) -> None:
+    from hmgnn.portable import pack_rows
+
+    torch.save({"customer": pack_rows(torch.zeros(3, 2)), "article": pack_rows(torch.zeros(2, 2))},
+               folder / A.FEATURES_PT)
+    _forge_record(folder, A.FEATURES_PT)
+
+
+def _from_an_older_hmgnn(folder: Path, marker: Path) -> None:
+    for name in A.PORTABLE_FILES:
+        (folder / name).unlink()
+
+
+@pytest.mark.parametrize("spoil, named, words", [
+    (lambda f, m: (f / A.FEATURES_PT).unlink(), A.FEATURES_PT, "lacks"),
+    (lambda f, m: (f / A.TRANSACTIONS_PARQUET).unlink(), A.TRANSACTIONS_PARQUET, "lacks"),
+    (lambda f, m: (f / A.MANIFEST).unlink(), A.MANIFEST, "lacks"),
+    (_from_an_older_hmgnn, A.FEATURES_PT, "older hmgnn"),
+    (lambda f, m: _spoil(f / A.CUSTOMERS_PARQUET, "random"), A.CUSTOMERS_PARQUET, "is not the file"),
+    (lambda f, m: _spoil(f / A.FEATURES_PT, "truncated"), A.FEATURES_PT, "is not the file"),
+    ((lambda f, m: (_other_features(f, m), forge_manifest(f))), A.FEATURES_PT, "not the file written with"),
+    ((lambda f, m: (_features_that_run_code(f, m), forge_manifest(f))), A.FEATURES_PT, "plain data"),
+    ((lambda f, m: (_another_models_features(f, m), forge_manifest(f))), A.FEATURES_PT, "the model expects"),
+], ids=["no-features", "no-purchases", "no-manifest", "older", "damaged-customers", "truncated-features",
+        "other-features", "features-run-code", "other-shape"])
+def test_a_copied_model_folder_with_a_bad_file_names_it(spoil, named, words, trained, tmp_path, marker, capsys):
+    folder = Path(shutil.copytree(trained / "model", tmp_path / "copy"))
+    spoil(folder, marker)
+    code, err = hmgnn(capsys, "recommend", "--model-dir", folder, "--customer-id", customer(trained))
+    assert code == 1
+    line = one_line_error(err, named, words)
+    if words != "plain data":
+        assert "copy the whole model/" in line or "hmgnn train --force" in line
+
+
+def test_a_model_folder_answers_only_for_its_recipe(trained, tmp_path, capsys):
+    folder = Path(shutil.copytree(trained / "model", tmp_path / "copy"))
+    code, err = hmgnn(capsys, "recommend", "--model-dir", folder, "--model", "reference", "--customer-id",
+                      customer(trained))
+    assert code == 1
+    one_line_error(err, "model.pt", "--model gnn")
+    code, err = hmgnn(capsys, "recommend", "--model-dir", tmp_path, "--customer-id", customer(trained))
+    assert code == 1
+    one_line_error(err, "--model-dir", "no model.pt")
+
+
 # ---- 6. a full disk -----------------------------------------------------------------------------------------------
 def test_a_full_disk_names_the_disk_and_the_bytes(wd, monkeypatch, capsys):
     before = _graph_files(wd)

@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
-from hmgnn import train
+from hmgnn import artifacts, train
 from hmgnn.config import load_config
+from hmgnn.graph import load_graph_features
+from hmgnn.portable import unpack_rows
 from hmgnn.models import create_model
 from hmgnn.models.base import Interactions
 
@@ -41,9 +44,17 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
             "README.md"} <= {p.name for p in out.iterdir()}
     card = (out / "README.md").read_text()  # the model card: data, windows, the GNN, the ranker, how to load
     assert "label window" in card and "hmgnn.load(" in card and "validation MAP@12" in card
+    assert f"--model-dir {out}" in card and f"| `features.pt` | {(out / 'features.pt').stat().st_size:,} |" in card
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert {"state_dict", "model_args", "feature_names", "graph_fingerprint", "config", "ranker", "candidate_sizes",
-            "article_meta"} <= set(ckpt)
+            "article_meta", "files"} <= set(ckpt)
+    # self-contained: the data recommending reads, recorded by model.pt
+    assert set(ckpt["files"]) == {"features.pt", "transactions.parquet", "customers.parquet", "articles.parquet"}
+    purchases = ["customer_index", "article_index", "t_dat"]
+    assert pl.read_parquet(out / "transactions.parquet").equals(
+        pl.read_parquet(workdir / "tables" / "transactions.parquet", columns=purchases))
+    features = unpack_rows(torch.load(out / "features.pt", weights_only=True)["article"])
+    assert torch.equal(features, load_graph_features(workdir / "graph")[1])
     report = json.loads((out / "ranker.json").read_text())
     assert report["rows"] > 0 and report["windows"][0]["recall"]["all"] > 0
     # the GNN's training purchases end before the ranker's earliest label window
@@ -54,6 +65,12 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
     assert log[0].startswith("epoch,loss,val_map@12") and len(log) == 4
     # up to date: a second run skips
     assert train.run(_cfg(workdir)) == out
+    # a model folder from before folders carried their data (its manifest lists no such file) is not up to date
+    for name in ckpt["files"]:
+        (out / name).unlink()
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "outputs": artifacts.describe_outputs(out)}))
+    assert train.run(_cfg(workdir)) == out and set(ckpt["files"]) <= {p.name for p in out.iterdir()}
 
 
 def test_same_seed_same_model(workdir, tmp_path):

@@ -30,13 +30,18 @@ def model_names() -> list[str]:
 
 def resolve_model_name(name: str, workdir: Any) -> str:
     """`auto` -> `gnn` where <workdir>/model holds a trained checkpoint, else the `trending` baseline; any other
-    name as it is. So `recommend` and `serve` answer with the same model by default."""
+    name as it is. So `recommend` and `serve` answer with the same model by default. A model folder given as the
+    workdir: `auto` is the model it holds (`gnn`, or `reference` for that recipe's folder)."""
     from pathlib import Path
 
     from hmgnn import artifacts
 
     if name != AUTO:
         return name
+    if artifacts.is_model_folder(workdir):
+        from hmgnn.portable import recipe
+
+        return "reference" if recipe(Path(workdir)) == "reference" else "gnn"
     return "gnn" if (Path(workdir) / artifacts.MODEL / artifacts.MODEL_PT).is_file() else AUTO_FALLBACK
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from hmgnn import artifacts
+from hmgnn import artifacts, portable
 from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
 from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run, register
@@ -90,16 +90,27 @@ class GNNRecommender(Recommender):
 
     @classmethod
     def from_config(cls, cfg: Any) -> GNNRecommender:
-        from hmgnn.graph import load_graph_features
-
+        """The checkpoint of <cfg.workdir>/<folder> with graph/'s node features, or, where cfg.workdir is a model
+        folder (a copied model/), everything from that folder alone."""
         workdir = Path(cfg.workdir)
-        artifacts.check_lineage([workdir / artifacts.TABLES, workdir / artifacts.GRAPH, workdir / cls.folder])
-        checkpoint = load_checkpoint(workdir / cls.folder)
-        customer_x, article_x, _ = load_graph_features(workdir / artifacts.GRAPH)
-        fingerprint = artifacts.fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT)
-        if fingerprint != checkpoint.get("graph_fingerprint"):
-            raise InputError(f"{workdir / cls.folder / artifacts.MODEL_PT} was trained on another graph.pt; "
-                             f"run `hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.folder}`)")
+        if artifacts.is_model_folder(workdir):
+            checkpoint = artifacts.load_torch(workdir / artifacts.MODEL_PT, artifacts.MODEL)
+            recipe = "reference" if cls.folder == "reference" else "gnn"
+            if checkpoint.get("recipe") != recipe:
+                right = "reference" if checkpoint.get("recipe") == "reference" else "gnn"
+                raise InputError(f"{workdir / artifacts.MODEL_PT} holds a {checkpoint.get('recipe')!r} model, which "
+                                 f"{cls.name!r} cannot load; recommend from it with --model {right} (or auto)")
+            customer_x, article_x = portable.read_features(workdir, checkpoint)
+        else:
+            from hmgnn.graph import load_graph_features
+
+            artifacts.check_lineage([workdir / artifacts.TABLES, workdir / artifacts.GRAPH, workdir / cls.folder])
+            checkpoint = load_checkpoint(workdir / cls.folder)
+            customer_x, article_x, _ = load_graph_features(workdir / artifacts.GRAPH)
+            fingerprint = artifacts.fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT)
+            if fingerprint != checkpoint.get("graph_fingerprint"):
+                raise InputError(f"{workdir / cls.folder / artifacts.MODEL_PT} was trained on another graph.pt; run "
+                                 f"`hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.folder}`)")
         device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
         return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size,
                    use_ranker=cls.name == "gnn")
