@@ -222,7 +222,7 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
             g_score, g_z = GNNScores.pairs(scores, r, a)
         if walked is not None:
             w_score = walked[torch.from_numpy(r), torch.from_numpy(a)].numpy().astype(np.float32)
-        out.append((cust[r], a, merged.astype(np.uint8), g_score, g_z, w_score))
+        out.append((cust[r].astype(np.int64), a, merged.astype(np.uint8), g_score, g_z, w_score))
     if not out:
         empty = np.zeros(0, np.float32)
         return CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8), empty, empty, empty)
