@@ -29,7 +29,7 @@ from hmgnn.ranking.ranker import Ranker
 # One scale for every pair, so scores compare across customers (the binary metrics pool them): a candidate scores
 # 0.5 + sigmoid(ranker / 4) / 2, in (0.5, 1); any other article scores in [0, 0.5) by the mean of two percentiles,
 # the article's recent sales among all articles and the GNN's score among the customer's scores; every article for
-# a customer without history (the fallback's bestsellers) scores in [0, 0.5) by its sales.
+# a customer without history (the fallback's bestsellers) scores in [0, 0.5) by its percentile of sales.
 REST_TOP = 0.4995
 
 
@@ -131,8 +131,9 @@ class GNNRecommender(Recommender):
             self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
             # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
             self._trend_pct = torch.from_numpy((rankdata(self.snapshot.trend) / self.n_articles).astype(np.float32))
-            # the cold-start fallback on the same [0, 0.5) scale (its order within each age band unchanged)
-            self._fallback.vectors = [0.5 * v / (v.max(initial=0) + 1) for v in self._fallback.vectors]
+            # the cold-start fallback on the same scale, as percentiles of its sales (its order within each age band
+            # unchanged), so a customer without history compares with one whose article is not a candidate
+            self._fallback.vectors = [REST_TOP * rankdata(v) / len(v) for v in self._fallback.vectors]
 
     def ranked_pairs(self, customers: np.ndarray) -> tuple[Any, np.ndarray]:
         """(CandidatePairs, ranker score of each) for these customers."""
