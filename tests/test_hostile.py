@@ -288,7 +288,12 @@ def test_interrupt_exits_128_plus_signal_and_cleans_up(where, signal_name, wd, m
         raise AssertionError("the signal did not stop the step")
 
     monkeypatch.setattr(graph, "customer_features" if where == "features" else "save_torch", interrupted)
-    code, err = hmgnn(capsys, "build-graph", "-w", wd, "--force")
+    # Ctrl-C as a terminal delivers it: a shell starts background jobs with SIGINT ignored, which Python keeps
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code, err = hmgnn(capsys, "build-graph", "-w", wd, "--force")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert code == 128 + signum and err.strip().splitlines()[-1] == "interrupted"
     assert _graph_files(wd) == before and leftovers(wd) == []
 
