@@ -18,7 +18,7 @@ from scipy.stats import rankdata
 from hmgnn import artifacts, portable
 from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
-from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run, register
+from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run, positions_in, register
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.ranking.candidates import GNNScores, RandomWalk, candidate_pairs
 from hmgnn.ranking.features import ArticleMeta, Snapshot
@@ -146,7 +146,8 @@ class GNNRecommender(Recommender):
         customer's row (from the row's mean and spread, so no row is sorted). `gnn_scores` holds the GNN's z-scores
         of the pairs when `articles` names their articles, else the full [customers, n_articles] rows."""
         if articles is None:
-            z = (gnn_scores - gnn_scores.mean(1, keepdim=True)) / (gnn_scores.std(1, keepdim=True) + 1e-6)
+            mean, std = GNNScores.moments(gnn_scores)
+            z = (gnn_scores - mean[:, None]) / std[:, None]
             trend = self._trend_pct.to(z.device)[None]
         else:
             z, trend = gnn_scores, self._trend_pct.to(gnn_scores.device)[articles]
@@ -171,7 +172,7 @@ class GNNRecommender(Recommender):
         case), they are the top-k, so only the candidates are sorted; the other customers (and a restricted ranking,
         which keeps the full ranking's scores) go through the dense scores."""
         if self.ranker is None or cand is not None:
-            return self.rank_scores(self.score_all(customers), customers, k, filt, cand)
+            return super()._rank_dense(customers, k, filt, cand)
         pairs, scores = self.ranked_pairs(customers)
         row = _rows_of(customers, pairs.customer)
         scores = _candidate_scale(scores)
@@ -190,8 +191,7 @@ class GNNRecommender(Recommender):
         ids[row[top], slot[top]], vals[row[top], slot[top]] = article[top], scores[top]
         short = np.flatnonzero(np.bincount(row, minlength=len(customers)) < k)
         if len(short):
-            ids[short], vals[short] = self.rank_scores(self.score_all(customers[short]), customers[short], k,
-                                                       filtered[short])
+            ids[short], vals[short] = super()._rank_dense(customers[short], k, filtered[short], None)
         return ids, vals
 
     def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
@@ -216,11 +216,10 @@ class GNNRecommender(Recommender):
             # not a candidate, unless found below
             out[warm[at]] = self._rest(torch.from_numpy(z), torch.from_numpy(articles[warm[at]])).numpy()
             if len(pairs.customer):
-                keys = pairs.customer.astype(np.int64) * self.n_articles + pairs.article
+                keys = pairs.customer * self.n_articles + pairs.article
                 asked = customers[warm[at]] * self.n_articles + articles[warm[at]]
-                pos = np.minimum(np.searchsorted(keys, asked), len(keys) - 1)
-                found = keys[pos] == asked
-                out[warm[at[found]]] = scores[pos[found]]
+                found, pos = positions_in(keys, asked)  # keys are sorted: pairs come by customer, then article
+                out[warm[at[found]]] = scores[pos]
         return out
 
     @torch.no_grad()

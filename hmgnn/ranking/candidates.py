@@ -54,9 +54,14 @@ class GNNScores:
         return np.repeat(np.arange(len(scores)), n), top.ravel()
 
     @staticmethod
+    def moments(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's mean and spread (kept off zero): the z-scores of `pairs` and of the gnn's other articles."""
+        return scores.mean(1), scores.std(1) + 1e-6
+
+    @staticmethod
     def pairs(scores: torch.Tensor, rows: np.ndarray, articles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(score, per-customer z-score over all articles) of the (row, article) pairs."""
-        mean, std = scores.mean(1), scores.std(1) + 1e-6
+        mean, std = GNNScores.moments(scores)
         r, a = torch.from_numpy(rows).to(scores.device), torch.from_numpy(articles).to(scores.device)
         s = scores[r, a]
         return s.cpu().numpy(), ((s - mean[r]) / std[r]).cpu().numpy()
@@ -92,7 +97,8 @@ class RandomWalk:
 @dataclass
 class CandidatePairs:
     """(customer, article) candidates with the bit set of the sources (SOURCES order) that proposed each, and the
-    GNN's and the walk's score of each pair (NaN without them)."""
+    GNN's and the walk's score of each pair (NaN without them). Indices are int64, so customer * n_articles + article
+    keys never overflow."""
 
     customer: np.ndarray
     article: np.ndarray

@@ -75,7 +75,7 @@ def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta,
     inside = _inside(purchases, window.as_of, window.end) & np.isin(purchases.customer_index, customers)
     n = purchases.n_articles
     truth = np.unique(purchases.customer_index[inside].astype(np.int64) * n + purchases.article_index[inside])
-    labels = np.isin(pairs.customer.astype(np.int64) * n + pairs.article, truth).astype(np.float32)
+    labels = np.isin(pairs.customer * n + pairs.article, truth).astype(np.float32)
     recall = candidate_recall(pairs, truth, n)
     return pairs, labels, snapshot, {"customers": int(len(customers)), "pairs": int(len(labels)),
                                      "positives": int(labels.sum()), "purchases": int(len(truth)),
@@ -84,7 +84,7 @@ def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta,
 
 def candidate_recall(pairs: CandidatePairs, truth: np.ndarray, n_articles: int) -> dict[str, float]:
     """Share of the window's distinct (customer, article) purchases among the candidates, per source and in all."""
-    keys = pairs.customer.astype(np.int64) * n_articles + pairs.article
+    keys = pairs.customer * n_articles + pairs.article
     found = np.isin(keys, truth)
     out = {"all": float(found.sum() / max(len(truth), 1))}
     for bit, name in enumerate(SOURCES):
