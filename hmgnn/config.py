@@ -165,6 +165,9 @@ class TrainConfig:
     """Dropout between layers."""
     decoder: str = "dot"
     """`dot` product or a small `mlp` on the pair of embeddings."""
+    combine: str = "last"
+    """The GNN's output embedding: the `last` layer's, or the `mean` of the input projection and every layer's
+    output (LightGCN's layer combination: each node keeps its own signal beside its neighbourhood's)."""
     loss: str = "bpr"
     """`bpr` (ranking), `bce` (binary cross-entropy, the reference objective) or `softmax` (sampled softmax
     over in-batch negatives with a log-popularity correction)."""
@@ -215,6 +218,7 @@ class TrainConfig:
                                      ("supervision", self.supervision, SUPERVISION),
                                      ("refit", self.refit, REFIT),
                                      ("decoder", self.decoder, ("dot", "mlp")),
+                                     ("combine", self.combine, ("last", "mean")),
                                      ("device", self.device, ("auto", "cpu", "cuda"))):
             if value not in allowed:
                 raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -233,7 +237,7 @@ class TrainConfig:
         if self.recipe != "reference":
             return self
         return dataclasses.replace(self, hidden=128, layers=2, id_embeddings=False, time_features=False,
-                                   decoder="dot", loss="bce", negatives="uniform", num_negatives=1,
+                                   decoder="dot", combine="last", loss="bce", negatives="uniform", num_negatives=1,
                                    supervision="disjoint", recency_half_life=0.0, refit="never")
 
 

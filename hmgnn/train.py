@@ -104,7 +104,8 @@ def build_model(tc: TrainConfig, data: TrainingData) -> HeteroSAGERecommender:
         num_customers=data.customer_x.shape[0], num_articles=data.article_x.shape[0],
         customer_channels=data.customer_x.shape[1], article_channels=data.article_x.shape[1],
         customer_extra_channels=extra_c, article_extra_channels=extra_a, hidden_channels=tc.hidden,
-        num_layers=tc.layers, id_embeddings=tc.id_embeddings, dropout=tc.dropout, decoder=tc.decoder)
+        num_layers=tc.layers, id_embeddings=tc.id_embeddings, dropout=tc.dropout, decoder=tc.decoder,
+        combine=tc.combine)
 
 
 def _to(inputs: dict[str, torch.Tensor | None], device: torch.device) -> dict[str, torch.Tensor | None]:
@@ -154,6 +155,7 @@ class Trainer:
         self.bad_epochs = 0
         self.timed_out = False
         self.last_steps = 0
+        self._released_steps: int | None = None
         self.log: list[dict[str, Any]] = []
         self.dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
         # the GNN learns from the purchases up to train_end; the ranker's label windows come after it
@@ -280,6 +282,8 @@ class Trainer:
         return max(1, min(self.tc.batch_size, math.ceil(targets / self.tc.min_steps)))
 
     def steps_per_epoch(self) -> int:
+        if self._released_steps is not None:
+            return self._released_steps
         n = self._fixed["c"].numel() if self.tc.supervision == "recent" else int(len(self.train_history) * self.tc.disjoint_ratio)
         return max(1, math.ceil(n / self.batch_size(n)))
 
@@ -298,6 +302,14 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.best_map, self.best_epoch = state["best_map"], state["best_epoch"]
         self.best_state, self.bad_epochs, self.log = state["best_state"], state["bad_epochs"], state["log"]
+
+    def release(self) -> None:
+        """Drops what only the epochs need (the epoch and validation graphs, the training purchases, the optimizer's
+        moments, the best state once loaded), so that the refit and the ranker stage that follow have that memory;
+        the model, the log and the counters stay."""
+        self._released_steps = self.steps_per_epoch()
+        self._fixed = self.val_adj = self.val_inputs = self.train_history = None
+        self.optimizer = self.best_state = None
 
     def finished(self) -> bool:
         return self.epoch >= self.tc.epochs or self.bad_epochs >= self.tc.patience or self.timed_out
@@ -417,6 +429,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
     trainer.model.load_state_dict(trainer.best_state)
+    trainer.release()
     final, refit = trainer.model, None
     if tc.refit == "always" or (tc.refit == "auto" and windows is not None and len(windows) > 1):
         # the first GNN's training ends before the earliest label window; the one that recommends learns from
@@ -434,7 +447,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         def gnn_as_of(seen: Interactions, as_of: dt.date) -> GNNScores:
             c_emb, a_emb = embeddings_as_of(model, tc.recipe, tc.time_features, data.customer_x, data.article_x,
                                             seen, as_of, device)
-            return GNNScores(lambda idx: model.score_all(c_emb, a_emb, idx), device)
+            return GNNScores(model, c_emb, a_emb, device)
 
         try:
             ranker, ranker_report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of, cfg.seed)

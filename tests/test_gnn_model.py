@@ -179,6 +179,7 @@ MODEL_VARIANTS = [
     dict(id_embeddings=False),
     dict(customer_extra_channels=2, article_extra_channels=1, dropout=0.2),
     dict(customer_channels=0, article_channels=0, num_layers=3, normalize=True),
+    dict(combine="mean", dropout=0.2),
 ]
 
 
@@ -223,11 +224,32 @@ def test_missing_or_wrong_inputs_raise():
         make_model(id_embeddings=False, customer_channels=0)
 
 
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_mean_combine_averages_the_input_and_every_layer(num_layers):
+    # with every layer's weights at zero each layer outputs 0, so the mean is the input projection / (layers + 1)
+    torch.manual_seed(0)
+    model = make_model(num_layers=num_layers, combine="mean").eval()
+    for layer in model.convs:
+        for conv in layer.values():
+            for p in conv.parameters():
+                torch.nn.init.zeros_(p)
+    adj = Adjacency.from_edge_index(random_graph(), 13, 9)
+    feats = features(model)
+    customer_emb, article_emb = model.embeddings(adj, **feats)
+    torch.testing.assert_close(customer_emb, model._inputs("customer", feats.get("customer_x"), None) / (num_layers + 1))
+    torch.testing.assert_close(article_emb, model._inputs("article", feats.get("article_x"), None) / (num_layers + 1))
+    last = HeteroSAGERecommender(**{**model.model_args, "combine": "last"})
+    last.load_state_dict(model.state_dict())
+    assert torch.count_nonzero(last.eval().embeddings(adj, **feats)[0]) == 0
+    with pytest.raises(ValueError, match="combine must be one of"):
+        make_model(combine="sum")
+
+
 def test_repr_and_model_args_rebuild():
     model = make_model(decoder="mlp", customer_extra_channels=2)
     assert repr(model) == (
         "HeteroSAGERecommender(customers=13, articles=9, inputs=(customer=5+2, article=3+0), hidden=8, "
-        "layers=2, id_embeddings=True, dropout=0.0, normalize=False, decoder='mlp')")
+        "layers=2, id_embeddings=True, dropout=0.0, normalize=False, decoder='mlp', combine='last')")
     args = model.model_args
     assert all(isinstance(v, (int, float, bool, str)) for v in args.values())
     rebuilt = HeteroSAGERecommender(**args)

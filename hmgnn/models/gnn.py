@@ -18,6 +18,7 @@ __all__ = ["HeteroSAGERecommender"]
 
 NODE_TYPES = ("customer", "article")
 DECODERS = ("dot", "mlp")
+COMBINES = ("last", "mean")
 
 
 class _SAGE(torch.nn.Module):
@@ -72,6 +73,9 @@ class HeteroSAGERecommender(torch.nn.Module):
         normalize (bool, optional): :math:`\ell_2`-normalise each layer's output, as SAGEConv's
             ``normalize``. (default: :obj:`False`)
         decoder (str, optional): ``"dot"`` or ``"mlp"``. (default: :obj:`"dot"`)
+        combine (str, optional): The final embedding: ``"last"`` layer's output, or the ``"mean"`` of the input
+            projection and every layer's output (as LightGCN combines its layers), which keeps each node's own
+            signal beside its smoothed neighbourhood. (default: :obj:`"last"`)
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class HeteroSAGERecommender(torch.nn.Module):
         dropout: float = 0.0,
         normalize: bool = False,
         decoder: str = "dot",
+        combine: str = "last",
     ) -> None:
         super().__init__()
         problems = []
@@ -101,6 +106,8 @@ class HeteroSAGERecommender(torch.nn.Module):
             problems.append(f"dropout must be in [0, 1), got {dropout}")
         if decoder not in DECODERS:
             problems.append(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if combine not in COMBINES:
+            problems.append(f"combine must be one of {COMBINES}, got {combine!r}")
         if not id_embeddings and (customer_channels + customer_extra_channels == 0
                                   or article_channels + article_extra_channels == 0):
             problems.append("without id_embeddings both node types need input features")
@@ -119,6 +126,7 @@ class HeteroSAGERecommender(torch.nn.Module):
         self.dropout = dropout
         self.normalize = normalize
         self.decoder = decoder
+        self.combine = combine
 
         in_widths = {"customer": customer_channels + customer_extra_channels,
                      "article": article_channels + article_extra_channels}
@@ -138,7 +146,7 @@ class HeteroSAGERecommender(torch.nn.Module):
         """The constructor arguments (plain values): ``HeteroSAGERecommender(**m.model_args)`` rebuilds it."""
         names = ("num_customers", "num_articles", "customer_channels", "article_channels",
                  "customer_extra_channels", "article_extra_channels", "hidden_channels", "num_layers",
-                 "id_embeddings", "dropout", "normalize", "decoder")
+                 "id_embeddings", "dropout", "normalize", "decoder", "combine")
         return {name: getattr(self, name) for name in names}
 
     def reset_parameters(self) -> None:
@@ -195,6 +203,7 @@ class HeteroSAGERecommender(torch.nn.Module):
                              f"model expects {self.num_customers} x {self.num_articles}")
         customer_h = self._inputs("customer", customer_x, customer_extra)
         article_h = self._inputs("article", article_x, article_extra)
+        customer_sum, article_sum = customer_h, article_h  # for combine="mean"
         for i, layer in enumerate(self.convs):
             # Both directions read the previous layer's states (as HeteroConv does).
             customer_next = layer["customer"](adj.customer_mean(article_h), customer_h)
@@ -206,6 +215,10 @@ class HeteroSAGERecommender(torch.nn.Module):
                 customer_next = F.dropout(customer_next.relu(), self.dropout, self.training)
                 article_next = F.dropout(article_next.relu(), self.dropout, self.training)
             customer_h, article_h = customer_next, article_next
+            if self.combine == "mean":
+                customer_sum, article_sum = customer_sum + customer_h, article_sum + article_h
+        if self.combine == "mean":
+            return customer_sum / (self.num_layers + 1), article_sum / (self.num_layers + 1)
         return customer_h, article_h
 
     def decode(self, customer_rows: Tensor, article_rows: Tensor) -> Tensor:
@@ -309,7 +322,7 @@ class HeteroSAGERecommender(torch.nn.Module):
         return (f"{self.__class__.__name__}(customers={self.num_customers}, articles={self.num_articles}, "
                 f"inputs=(customer={inputs[0]}, article={inputs[1]}), hidden={self.hidden_channels}, "
                 f"layers={self.num_layers}, id_embeddings={self.id_embeddings}, dropout={self.dropout}, "
-                f"normalize={self.normalize}, decoder={self.decoder!r})")
+                f"normalize={self.normalize}, decoder={self.decoder!r}, combine={self.combine!r})")
 
 
 def _weighted_mean(loss: Tensor, weight: Tensor | None) -> Tensor:

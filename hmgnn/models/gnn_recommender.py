@@ -124,7 +124,7 @@ class GNNRecommender(Recommender):
         self.customer_emb, self.article_emb = embeddings_as_of(
             self.model, self.checkpoint["recipe"], self.checkpoint["time_features"], self.customer_x,
             self.article_x, interactions, as_of, self.device)
-        self.gnn = GNNScores(lambda idx: self.model.score_all(self.customer_emb, self.article_emb, idx), self.device)
+        self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device)
         self.snapshot = self.walk = None
         if self.ranker is not None:
             self.snapshot = Snapshot(interactions, as_of, self.meta)
@@ -140,18 +140,19 @@ class GNNRecommender(Recommender):
         pairs = candidate_pairs(self.snapshot, customers, self.sizes, gnn=self.gnn, walk=self.walk)
         return pairs, self.ranker.predict(feature_matrix(self.snapshot, pairs))
 
-    def _rest(self, gnn_scores: torch.Tensor, articles: torch.Tensor | None = None) -> torch.Tensor:
+    def _rest(self, z: torch.Tensor, articles: torch.Tensor | None = None) -> torch.Tensor:
         """Scores in [0, 0.5) of articles that are not candidates: the mean of the article's recent-sales percentile
         (28-day decayed, the trending order) and the normal-approximation percentile of the GNN's score in the
-        customer's row (from the row's mean and spread, so no row is sorted). `gnn_scores` holds the GNN's z-scores
-        of the pairs when `articles` names their articles, else the full [customers, n_articles] rows."""
-        if articles is None:
-            mean, std = GNNScores.moments(gnn_scores)
-            z = (gnn_scores - mean[:, None]) / std[:, None]
-            trend = self._trend_pct.to(z.device)[None]
-        else:
-            z, trend = gnn_scores, self._trend_pct.to(gnn_scores.device)[articles]
-        return (REST_TOP / 2) * (trend + torch.special.ndtr(z))
+        customer's row (its z-score from the row's mean and spread, so no row is sorted). `z` holds the GNN's
+        z-scores of the pairs when `articles` names their articles, else full [customers, n_articles] rows."""
+        trend = self._trend_pct.to(z.device)
+        return (REST_TOP / 2) * ((trend[None] if articles is None else trend[articles]) + torch.special.ndtr(z))
+
+    def _dense_z(self, customers: np.ndarray) -> torch.Tensor:
+        """The GNN's z-scores of every article for these customers."""
+        scores = self.gnn.dense(customers)
+        mean, std = self.gnn.moments(customers, scores)
+        return (scores - mean[:, None]) / std[:, None]
 
     @torch.no_grad()
     def score_all(self, customer_indices: np.ndarray) -> torch.Tensor:
@@ -161,7 +162,7 @@ class GNNRecommender(Recommender):
         if self.ranker is None:
             return self.gnn.dense(customers).cpu()
         pairs, scores = self.ranked_pairs(customers)
-        out = self._rest(self.gnn.dense(customers)).cpu()
+        out = self._rest(self._dense_z(customers)).cpu()
         row = _rows_of(customers, pairs.customer)
         out[torch.from_numpy(row), torch.from_numpy(pairs.article)] = torch.from_numpy(_candidate_scale(scores))
         return out
@@ -212,7 +213,7 @@ class GNNRecommender(Recommender):
             pairs, scores = self.ranked_pairs(uniq[s:s + self.batch_size])
             scores = _candidate_scale(scores)
             rows = np.searchsorted(uniq[s:s + self.batch_size], customers[warm[at]])
-            _, z = GNNScores.pairs(self.gnn.dense(uniq[s:s + self.batch_size]), rows, articles[warm[at]])
+            _, z = self.gnn.pairs(uniq[s:s + self.batch_size], rows, articles[warm[at]])
             # not a candidate, unless found below
             out[warm[at]] = self._rest(torch.from_numpy(z), torch.from_numpy(articles[warm[at]])).numpy()
             if len(pairs.customer):

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 
 from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, position_in_run
+from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.ranking.features import Snapshot
 
 SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
@@ -32,19 +33,35 @@ def top_per_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) 
 
 
 class GNNScores:
-    """The GNN's score of every article for a chunk of customers, with each customer's mean and spread.
+    """The GNN's scores for chunks of customers: every article's (for its top-N), any pair's, and each customer's
+    mean and spread over all articles (the z-scores the ranker and the non-candidates' scores use).
+
+    With the dot decoder a customer's scores are `c . a` over the article embeddings `a`, so the mean is
+    `c . mean(a)` and the variance `c^T cov(a) c`: two small products instead of a pass over every article.
 
     Args:
-        score_all: customer indices (int64 tensor) -> [len, n_articles] scores.
+        model: the GNN (its decoder scores pairs).
+        customer_emb, article_emb: its embeddings after one message pass.
         device: where the scores are computed.
     """
 
-    def __init__(self, score_all: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> None:
-        self.score_all, self.device = score_all, device
+    def __init__(self, model: HeteroSAGERecommender, customer_emb: torch.Tensor, article_emb: torch.Tensor,
+                 device: torch.device) -> None:
+        self.model, self.customer_emb, self.article_emb, self.device = model, customer_emb, article_emb, device
+        self._mean = self._cov = None
+        if model.mlp is None:  # float64: the products sum over every article
+            a = article_emb.double()
+            self._mean = a.mean(0)
+            centred = a - self._mean
+            self._cov = centred.T @ centred / max(len(a) - 1, 1)
+
+    def _index(self, customers: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(customers, np.int64)).to(self.device)
 
     @torch.no_grad()
     def dense(self, customers: np.ndarray) -> torch.Tensor:
-        return self.score_all(torch.from_numpy(customers.astype(np.int64)).to(self.device)).float()
+        """[len(customers), n_articles] scores."""
+        return self.model.score_all(self.customer_emb, self.article_emb, self._index(customers)).float()
 
     @staticmethod
     def top(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,17 +70,28 @@ class GNNScores:
         top = torch.topk(scores, n, dim=1).indices.cpu().numpy()
         return np.repeat(np.arange(len(scores)), n), top.ravel()
 
-    @staticmethod
-    def moments(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row's mean and spread (kept off zero): the z-scores of `pairs` and of the gnn's other articles."""
-        return scores.mean(1), scores.std(1) + 1e-6
+    @torch.no_grad()
+    def moments(self, customers: np.ndarray, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each customer's mean and spread (sample standard deviation, kept off zero) of their scores over all
+        articles; `scores`, the customers' dense rows where already computed (the MLP decoder needs them)."""
+        if self._cov is None:
+            scores = self.dense(customers) if scores is None else scores
+            return scores.mean(1), scores.std(1) + 1e-6
+        c = self.customer_emb[self._index(customers)].double()
+        var = ((c @ self._cov) * c).sum(1).clamp_min(0)
+        return (c @ self._mean).float(), var.sqrt().float() + 1e-6
 
-    @staticmethod
-    def pairs(scores: torch.Tensor, rows: np.ndarray, articles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(score, per-customer z-score over all articles) of the (row, article) pairs."""
-        mean, std = GNNScores.moments(scores)
-        r, a = torch.from_numpy(rows).to(scores.device), torch.from_numpy(articles).to(scores.device)
-        s = scores[r, a]
+    @torch.no_grad()
+    def pairs(self, customers: np.ndarray, rows: np.ndarray, articles: np.ndarray,
+              scores: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(score, per-customer z-score over all articles) of the pairs (customers[rows], articles); `scores`, the
+        customers' dense rows where already computed."""
+        r, a = self._index(rows), self._index(articles)
+        if scores is not None:
+            s = scores[r, a]
+        else:
+            s = self.model.score(self.customer_emb, self.article_emb, self._index(customers)[r], a).float()
+        mean, std = self.moments(customers, scores)
         return s.cpu().numpy(), ((s - mean[r]) / std[r]).cpu().numpy()
 
 
@@ -225,7 +253,7 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
         nan = np.full(len(r), np.nan, np.float32)
         g_score, g_z, w_score = nan, nan.copy(), nan.copy()
         if scores is not None:
-            g_score, g_z = GNNScores.pairs(scores, r, a)
+            g_score, g_z = gnn.pairs(cust, r, a, scores)
         if walked is not None:
             w_score = walked[torch.from_numpy(r), torch.from_numpy(a)].numpy().astype(np.float32)
         out.append((cust[r].astype(np.int64), a, merged.astype(np.uint8), g_score, g_z, w_score))

@@ -75,7 +75,7 @@ class Snapshot:
         self.inter, self.as_of, self.meta = inter, as_of, meta
         self.cache: dict[str, object] = {}  # what the candidate sources derive once per snapshot
         nc, na = inter.n_customers, inter.n_articles
-        c, a = inter.customer_index.astype(np.int64), inter.article_index.astype(np.int64)
+        c, a = inter.customer_index, inter.article_index  # int32 at full scale: no int64 copies of every purchase
         days = inter.days_before(as_of).astype(np.float64)
         self.n_customers, self.n_articles = nc, na
 
@@ -119,21 +119,36 @@ class Snapshot:
         else:
             self.customer_price = np.full(nc, np.nan)
 
-        # pairs: times bought, days since last bought (stored + 1 so that "today" is not an empty cell), decayed
-        self.times_bought = inter.user_items()
-        span = (pl.DataFrame({"c": c, "a": a, "d": days}).group_by("c", "a")
-                .agg(pl.col("d").min().alias("last"), pl.col("d").max().alias("first")))
-        pc, pa = span["c"].to_numpy(), span["a"].to_numpy()
-        self.last_bought = _csr(pc, pa, span["last"].to_numpy() + 1.0, (nc, na))
-        self.first_bought = _csr(pc, pa, span["first"].to_numpy() + 1.0, (nc, na))
-        self.repurchase = _csr(c, a, np.exp2(-days / REPURCHASE_HALF_LIFE), (nc, na))
-        self.repurchase_long = _csr(c, a, np.exp2(-days / LONG_HALF_LIFE), (nc, na))
+        # pairs, one entry per (customer, article) bought: times bought, days since the last and the first purchase
+        # (stored + 1 so that "today" is not an empty cell), and two decayed counts. The five matrices share one
+        # sparsity pattern (the same index arrays), float32 values: at full scale each is a few hundred MB
+        ln2 = float(np.log(2))
+        stats = (pl.DataFrame({"c": inter.customer_index, "a": inter.article_index, "d": days})
+                 .group_by("c", "a")
+                 .agg(pl.len().alias("times"), pl.col("d").min().alias("last"), pl.col("d").max().alias("first"),
+                      (-pl.col("d") * (ln2 / REPURCHASE_HALF_LIFE)).exp().sum().alias("short"),
+                      (-pl.col("d") * (ln2 / LONG_HALF_LIFE)).exp().sum().alias("long"))
+                 .sort("c", "a"))
+        index = np.int32 if len(stats) < 2**31 else np.int64
+        indices = stats["a"].to_numpy().astype(index)
+        indptr = np.zeros(nc + 1, index)
+        np.cumsum(np.bincount(stats["c"].to_numpy(), minlength=nc), out=indptr[1:])
+
+        def pairs(values: np.ndarray) -> sp.csr_matrix:
+            return sp.csr_matrix((values.astype(np.float32), indices, indptr), shape=(nc, na), copy=False)
+
+        self.times_bought = pairs(stats["times"].to_numpy())
+        self.last_bought = pairs(stats["last"].to_numpy() + 1.0)
+        self.first_bought = pairs(stats["first"].to_numpy() + 1.0)
+        self.repurchase = pairs(stats["short"].to_numpy())
+        self.repurchase_long = pairs(stats["long"].to_numpy())
+        del stats
         self.distinct = np.diff(self.times_bought.indptr).astype(np.float64)
         # how habitual buying is: shopping days per customer, and the share of an article's buyers (and of a
         # customer's articles) bought more than once
         day = np.floor(days).astype(np.int64)
         span = int(day.max(initial=0)) + 1
-        self.shopping_days = np.bincount(np.unique(c * span + day) // span, minlength=nc).astype(np.float64)
+        self.shopping_days = np.bincount(np.unique(c.astype(np.int64) * span + day) // span, minlength=nc).astype(np.float64)
         tb = self.times_bought
         again = (tb.data > 1).astype(np.float64)  # per (customer, article) pair: bought more than once
         buyers = np.bincount(tb.indices, minlength=na).astype(np.float64)
@@ -143,8 +158,9 @@ class Snapshot:
             self.customer_repeat = np.where(self.distinct > 0, np.bincount(pair_customer, again, nc) / self.distinct,
                                             np.nan)
         # the customer's purchases per product and per category level
-        self.product_bought = _csr(c, meta.product[a], np.ones(len(c)), (nc, int(meta.product.max(initial=-1)) + 1))
-        self.group_bought = {g: _csr(c, codes[a], np.ones(len(c)), (nc, int(codes.max(initial=-1)) + 1))
+        ones = np.ones(len(c), np.float32)
+        self.product_bought = _csr(c, meta.product[a], ones, (nc, int(meta.product.max(initial=-1)) + 1))
+        self.group_bought = {g: _csr(c, codes[a], ones, (nc, int(codes.max(initial=-1)) + 1))
                              for g, codes in meta.groups.items()}
 
     @property

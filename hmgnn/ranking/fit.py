@@ -131,8 +131,8 @@ def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta
                  seed: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any], list[str]]:
     """One label window's ranker rows (features, labels, group sizes), its report entry and the feature names."""
     t0 = time.perf_counter()
-    seen = purchases.until(window.as_of)
-    gnn = gnn_as_of(seen, window.as_of) if gnn_as_of is not None else None
+    # the purchases up to the window feed the message pass only (the snapshot cuts its own copy): not kept alive
+    gnn = gnn_as_of(purchases.until(window.as_of), window.as_of) if gnn_as_of is not None else None
     pairs, labels, snapshot, stats = window_rows(purchases, window, meta, sizes, gnn, max_customers, seed)
     has_positive = np.bincount(pairs.customer, weights=labels, minlength=purchases.n_customers) > 0
     keep = has_positive[pairs.customer]

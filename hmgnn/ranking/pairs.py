@@ -26,9 +26,17 @@ def rank_within(customers: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def feature_matrix(snapshot: Snapshot, pairs: CandidatePairs) -> np.ndarray:
-    """float32 [n_pairs, len(feature_names(snapshot))] in `feature_names` order."""
-    flags = ((pairs.sources[:, None] >> np.arange(len(SOURCES))) & 1).astype(np.float32)
-    scores = np.column_stack([pairs.gnn_score, pairs.gnn_zscore, rank_within(pairs.customer, pairs.gnn_score),
-                              pairs.walk_score, rank_within(pairs.customer, pairs.walk_score)]).astype(np.float32)
-    return np.hstack([flags, scores, snapshot.matrix(pairs.customer, pairs.article)])
+def feature_matrix(snapshot: Snapshot, pairs: CandidatePairs, chunk: int = 1 << 19) -> np.ndarray:
+    """float32 [n_pairs, len(feature_names(snapshot))] in `feature_names` order, filled `chunk` pairs at a time (the
+    pair features' float64 intermediates stay small however many pairs there are)."""
+    n, flags = len(pairs.customer), len(SOURCES)
+    out = np.empty((n, flags + len(SCORE_FEATURES) + len(snapshot.feature_names)), np.float32)
+    scores = [pairs.gnn_score, pairs.gnn_zscore, rank_within(pairs.customer, pairs.gnn_score),
+              pairs.walk_score, rank_within(pairs.customer, pairs.walk_score)]
+    for i, column in enumerate(scores):
+        out[:, flags + i] = column
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        out[s:e, :flags] = (pairs.sources[s:e, None] >> np.arange(flags)) & 1
+        out[s:e, flags + len(scores):] = snapshot.matrix(pairs.customer[s:e], pairs.article[s:e])
+    return out
