@@ -396,7 +396,7 @@ class Bench:
             tput = ratio(hist * done, sum(e["seconds"] for e in log)) if hist and epochs else None
             detail = f"{epochs} epochs, {fmt_s(per_epoch)}/epoch" if epochs else ""
             if partial:
-                detail = (f"{steps} of {steps_per_epoch} steps an epoch in {epochs} epoch(s) (time-capped), "
+                detail = (f"{epochs} epoch(s) of {steps_per_epoch} steps, {steps} steps in all (time-capped), "
                           f"{fmt_s(per_epoch)}/epoch extrapolated")
             row(name, label, tput, "edges", detail,
                 map12=model_map.get("gnn" if name == "train" else "reference"), epochs=epochs,

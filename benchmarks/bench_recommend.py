@@ -1,6 +1,11 @@
 """Benchmark of `recommend` at full Kaggle shape: every customer written as a submission, and one in-process call.
 
 Run: python benchmarks/bench_recommend.py [--model trending] [--purchases 3000000]. Prints figures, asserts nothing.
+
+With a trained workdir (`--workdir work/full -c configs/full.toml --model gnn --sample 20480`) it fits that model
+as `hmgnn recommend` does, ranks a seeded sample of its customers in `recommend.batch_size` batches, projects the
+time of `recommend --all` from the rate, and for the two-stage `gnn` splits the time between candidate generation,
+pair features and the ranker's prediction.
 """
 
 from __future__ import annotations
@@ -59,7 +64,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dense-customers", type=int, default=20_000,
                         help="customers ranked by the dense path (GNN-like), timed and extrapolated; 0 skips")
+    parser.add_argument("--workdir", type=Path, help="a trained workdir: time its model instead of a random case")
+    parser.add_argument("-c", "--config", type=Path, help="the workdir's config (with --workdir)")
+    parser.add_argument("--sample", type=int, default=20_480, help="customers ranked with --workdir")
     args = parser.parse_args()
+    if args.workdir:
+        return trained(args)
 
     t0 = time.perf_counter()
     inter = random_case(args.customers, args.articles, args.purchases, args.days, args.seed)
@@ -104,6 +114,53 @@ def main() -> None:
         took = time.perf_counter() - t0
         print(f"dense path (random 64-d dot product), {args.dense_customers:,} customers: {took:.1f} s -> "
               f"~{took * args.customers / args.dense_customers / 60:.1f} min for all")
+
+
+def trained(args: argparse.Namespace) -> None:
+    """Time a trained workdir's model on a sample of its customers (see the module docstring)."""
+    import hmgnn.models.gnn_recommender as gnn_module
+    from hmgnn.config import load_config
+    from hmgnn.recommend import fit_model
+
+    cfg = load_config(args.config, workdir=args.workdir)
+    t0 = time.perf_counter()
+    model, _ = fit_model(cfg, args.model, k=cfg.recommend.k)
+    fit_s = time.perf_counter() - t0
+    print(f"fit {model.name} on every purchase of {args.workdir}: {fit_s:.1f} s")
+    stages: dict[str, float] = {}
+    rows = 0
+
+    def timed(name, f):
+        def run(*a, **kw):
+            t = time.perf_counter()
+            out = f(*a, **kw)
+            stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
+            return out
+        return run
+
+    if getattr(model, "ranker", None) is not None:  # the two-stage gnn: time its stages
+        gnn_module.candidate_pairs = timed("candidates", gnn_module.candidate_pairs)
+        gnn_module.feature_matrix = timed("pair features", gnn_module.feature_matrix)
+        predict = model.ranker.predict
+
+        def counted(x):
+            nonlocal rows
+            rows += len(x)
+            return predict(x)
+        model.ranker.predict = timed("ranker prediction", counted)
+    n = min(args.sample, model.n_customers)
+    customers = np.sort(np.random.default_rng(args.seed).choice(model.n_customers, n, replace=False))
+    batch = cfg.recommend.batch_size
+    t0 = time.perf_counter()
+    for s in range(0, n, batch):
+        model.recommend(customers[s:s + batch], k=cfg.recommend.k)
+    took = time.perf_counter() - t0
+    rate = n / took
+    print(f"{n:,} sampled customers in {took:.1f} s ({rate:,.0f} customers/s, batch {batch}); all "
+          f"{model.n_customers:,}: ~{(model.n_customers / rate + fit_s) / 60:.1f} min projected with the fit")
+    if stages:
+        split = ", ".join(f"{k} {v:.1f} s ({v / took:.0%})" for k, v in stages.items())
+        print(f"stages: {split}; {rows / n:.0f} ranked candidates per customer")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ class ServedModel:
         article_rows: per article_index, the fields shown for an article; `article_json` the same, as the members
             of a JSON object (so a response is joined from strings, not serialised per request).
         unit_embeddings: L2-normalised article embeddings [n_articles, d] (CPU), None for a model without any.
-        dense: the model scores every article per customer (no `shared_scores`): see `rank_dense`.
+        dense: the model ranks by scoring every article per customer (no `shared_scores`, no candidate stage of
+            its own): see `rank_dense`.
     """
 
     name: str
@@ -191,4 +192,4 @@ def load(cfg: Config) -> ServedModel:
                        dt.datetime.now(dt.timezone.utc), sorted_ids,
                        customers["customer_index"].to_numpy()[order].astype(np.int64),
                        {a: i for i, a in enumerate(article_ids)}, rows, members, unit,
-                       model.shared_scores() is None)
+                       model.shared_scores() is None and not model.ranks_candidates)

@@ -174,11 +174,14 @@ def test_filter_bought_drops_purchases(http, workdir, people):
     assert len(got["recommendations"]) == min(100, 152 - len(bought))
 
 
-def test_ranked_together_is_the_one_customer_answer(workdir, people):
+@pytest.mark.parametrize("model", ["gnn", "gnn-retrieval"])
+def test_ranked_together_is_the_one_customer_answer(workdir, people, model):
     """The scorer ranks concurrent GETs as one batch: each answer must be the one-customer answer, bit for bit, in
     the JSON FastAPI would write for it (same members in the same order)."""
-    served = serve.load(load_config(None, ["serve.model='gnn'"], workdir=workdir))
-    assert served.dense  # the GNN's customers with history are ranked by `rank_dense`, in one batch here
+    served = serve.load(load_config(None, [f"serve.model='{model}'"], workdir=workdir))
+    # the GNN alone ranks its customers with history by `rank_dense`, in one batch here; the two-stage gnn ranks
+    # each customer's candidates on their own
+    assert served.dense == (model == "gnn-retrieval")
     ids = pl.read_parquet(workdir / "tables" / A.CUSTOMERS_PARQUET)["customer_id"].to_list()[:40]
     ids += [people["warm"], people["cold"], people["unknown"], people["warm"]]
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import datetime as dt
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 import polars as pl
@@ -160,9 +160,11 @@ class ColdStartFallback:
     Args:
         inter: the purchases the model was fit on.
         as_of: the last day the model may see.
+        scale: maps each band's sales vector to the model's scores (any map that keeps the order).
     """
 
-    def __init__(self, inter: Interactions, as_of: dt.date) -> None:
+    def __init__(self, inter: Interactions, as_of: dt.date,
+                 scale: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         ages = inter.customer_age if inter.customer_age is not None else np.full(inter.n_customers, -1)
         self.band = age_band(ages).astype(np.int8)
         overall = window_popularity(inter, as_of, BESTSELLER_DAYS)
@@ -174,7 +176,7 @@ class ColdStartFallback:
             # the band's own bestsellers first; the overall ranking breaks ties and fills the rest
             vectors.append(counts + overall / (overall.max(initial=0) + 1))
         vectors.append(overall)
-        self.vectors = vectors  # separate arrays: each keeps its cached ranking order (see Recommender._order)
+        self.vectors = [scale(v) for v in vectors] if scale is not None else vectors  # separate arrays: each keeps its cached ranking order (see Recommender._order)
 
     def reason(self, customer_index: int) -> str:
         b = int(self.band[customer_index])
@@ -200,6 +202,9 @@ class Recommender(ABC):
     name: ClassVar[str] = ""
     filters_bought: ClassVar[bool] = False
     """True when the model never recommends an article the customer already bought (`popular-new`)."""
+    ranks_candidates: bool = False
+    """True when the model ranks a few candidates per customer itself (`recommend` never builds dense scores):
+    a customer is then ranked on their own, not through `score_all`."""
     score_kind: ClassVar[str] = "rank"
     """What a score means for the binary metrics: 'logit', 'probability' or 'rank' (only the order counts)."""
 
@@ -244,13 +249,18 @@ class Recommender(ABC):
         self.n_customers, self.n_articles = interactions.n_customers, interactions.n_articles
         self.user_items = interactions.user_items()
         self._history = np.diff(self.user_items.indptr) > 0
-        self._fallback = ColdStartFallback(interactions, as_of)
+        self._fallback = ColdStartFallback(interactions, as_of, self._fallback_scale)
         self._orders: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._fit(interactions, as_of)
         shared = self.shared_scores()
         for vector in self._fallback.vectors + ([shared[0]] if shared is not None else []):
             self._order(vector, None)  # sorted now, so no single request pays for it
         return self
+
+    def _fallback_scale(self, sales: np.ndarray) -> np.ndarray:
+        """The cold-start fallback's scores of an age band's sales vector: the sales themselves, unless a model
+        puts them on the scale of its own scores (keeping their order)."""
+        return sales
 
     def _check_fitted(self) -> None:
         if self.as_of is None:

@@ -78,6 +78,7 @@ class GNNRecommender(Recommender):
         ranker = checkpoint.get("ranker") if use_ranker else None
         self.ranker = Ranker.from_dict(ranker) if ranker else None
         self.sizes: dict[str, int] = dict(checkpoint.get("candidate_sizes") or {})
+        self.ranks_candidates = self.ranker is not None
         meta = checkpoint.get("article_meta")
         self.meta = ArticleMeta.from_dict(meta) if meta else None
         loss = checkpoint["train_config"]["loss"]
@@ -131,9 +132,11 @@ class GNNRecommender(Recommender):
             self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
             # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
             self._trend_pct = torch.from_numpy((rankdata(self.snapshot.trend) / self.n_articles).astype(np.float32))
-            # the cold-start fallback on the same scale, as percentiles of its sales (its order within each age band
-            # unchanged), so a customer without history compares with one whose article is not a candidate
-            self._fallback.vectors = [REST_TOP * rankdata(v) / len(v) for v in self._fallback.vectors]
+
+    def _fallback_scale(self, sales: np.ndarray) -> np.ndarray:
+        """With the ranker, the cold-start fallback's scores are percentiles of its sales (order unchanged), on the
+        non-candidates' scale, so a customer without history compares with one whose article is not a candidate."""
+        return REST_TOP * rankdata(sales) / len(sales) if self.ranker is not None else sales
 
     def ranked_pairs(self, customers: np.ndarray) -> tuple[Any, np.ndarray]:
         """(CandidatePairs, ranker score of each) for these customers."""
