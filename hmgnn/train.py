@@ -155,13 +155,15 @@ class Trainer:
         self.bad_epochs = 0
         self.timed_out = False
         self.last_steps = 0
-        self._released_steps: int | None = None
         self.log: list[dict[str, Any]] = []
         self.dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
         # the GNN learns from the purchases up to train_end; the ranker's label windows come after it
         self.train_end = data.train_end or data.history_end
         self.train_history = data.history.until(self.train_end)
         self._prepare()
+        # fixed for the run (the same targets each epoch, or the same share of history), so kept past `release`
+        n = self._fixed["c"].numel() if tc.supervision == "recent" else int(len(self.train_history) * tc.disjoint_ratio)
+        self._steps = max(1, math.ceil(n / self.batch_size(n)))
 
     # ---- data for every epoch ---------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -282,10 +284,7 @@ class Trainer:
         return max(1, min(self.tc.batch_size, math.ceil(targets / self.tc.min_steps)))
 
     def steps_per_epoch(self) -> int:
-        if self._released_steps is not None:
-            return self._released_steps
-        n = self._fixed["c"].numel() if self.tc.supervision == "recent" else int(len(self.train_history) * self.tc.disjoint_ratio)
-        return max(1, math.ceil(n / self.batch_size(n)))
+        return self._steps
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
     def state(self, key: str) -> dict[str, Any]:
@@ -306,8 +305,7 @@ class Trainer:
     def release(self) -> None:
         """Drops what only the epochs need (the epoch and validation graphs, the training purchases, the optimizer's
         moments, the best state once loaded), so that the refit and the ranker stage that follow have that memory;
-        the model, the log and the counters stay."""
-        self._released_steps = self.steps_per_epoch()
+        the model, the log and the counters (steps per epoch among them) stay."""
         self._fixed = self.val_adj = self.val_inputs = self.train_history = None
         self.optimizer = self.best_state = None
 

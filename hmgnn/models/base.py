@@ -176,7 +176,8 @@ class ColdStartFallback:
             # the band's own bestsellers first; the overall ranking breaks ties and fills the rest
             vectors.append(counts + overall / (overall.max(initial=0) + 1))
         vectors.append(overall)
-        self.vectors = [scale(v) for v in vectors] if scale is not None else vectors  # separate arrays: each keeps its cached ranking order (see Recommender._order)
+        # separate arrays: each keeps its cached ranking order (see Recommender._order)
+        self.vectors = [scale(v) for v in vectors] if scale is not None else vectors
 
     def reason(self, customer_index: int) -> str:
         b = int(self.band[customer_index])
@@ -202,11 +203,14 @@ class Recommender(ABC):
     name: ClassVar[str] = ""
     filters_bought: ClassVar[bool] = False
     """True when the model never recommends an article the customer already bought (`popular-new`)."""
-    ranks_candidates: bool = False
-    """True when the model ranks a few candidates per customer itself (`recommend` never builds dense scores):
-    a customer is then ranked on their own, not through `score_all`."""
     score_kind: ClassVar[str] = "rank"
     """What a score means for the binary metrics: 'logit', 'probability' or 'rank' (only the order counts)."""
+
+    @property
+    def ranks_candidates(self) -> bool:
+        """True when the model ranks a few candidates per customer itself (`recommend` never builds dense scores):
+        a customer is then ranked on their own, not through `score_all`."""
+        return False
 
     def __init__(self, cold_start: bool = True, batch_size: int = 1024) -> None:
         self.cold_start = cold_start

@@ -78,7 +78,6 @@ class GNNRecommender(Recommender):
         ranker = checkpoint.get("ranker") if use_ranker else None
         self.ranker = Ranker.from_dict(ranker) if ranker else None
         self.sizes: dict[str, int] = dict(checkpoint.get("candidate_sizes") or {})
-        self.ranks_candidates = self.ranker is not None
         meta = checkpoint.get("article_meta")
         self.meta = ArticleMeta.from_dict(meta) if meta else None
         loss = checkpoint["train_config"]["loss"]
@@ -132,6 +131,10 @@ class GNNRecommender(Recommender):
             self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
             # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
             self._trend_pct = torch.from_numpy((rankdata(self.snapshot.trend) / self.n_articles).astype(np.float32))
+
+    @property
+    def ranks_candidates(self) -> bool:
+        return self.ranker is not None
 
     def _fallback_scale(self, sales: np.ndarray) -> np.ndarray:
         """With the ranker, the cold-start fallback's scores are percentiles of its sales (order unchanged), on the

@@ -148,7 +148,8 @@ class Snapshot:
         # customer's articles) bought more than once
         day = np.floor(days).astype(np.int64)
         span = int(day.max(initial=0)) + 1
-        self.shopping_days = np.bincount(np.unique(c.astype(np.int64) * span + day) // span, minlength=nc).astype(np.float64)
+        shopping = np.unique(c.astype(np.int64) * span + day) // span
+        self.shopping_days = np.bincount(shopping, minlength=nc).astype(np.float64)
         tb = self.times_bought
         again = (tb.data > 1).astype(np.float64)  # per (customer, article) pair: bought more than once
         buyers = np.bincount(tb.indices, minlength=na).astype(np.float64)
