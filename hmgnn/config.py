@@ -263,6 +263,10 @@ class RankerConfig:
     """Time-decayed 28-day bestsellers."""
     walk_candidates: int = 50
     """Random-walk (RP3beta) neighbours of the customer's purchases on the purchase graph."""
+    gnn_recent_days: int = 0
+    """The GNN's candidates come from the articles sold in this many days before the snapshot (0: every
+    article): on a large catalogue it skips scoring the articles no longer on sale, which the GNN's top-N seldom
+    holds and the week after seldom buys."""
     objective: str = "lambdarank"
     """`lambdarank` (orders each customer's candidates) or `binary` (a purchase probability)."""
     windows: int = 0
@@ -286,7 +290,7 @@ class RankerConfig:
             raise ConfigError(f"ranker.objective must be one of {', '.join(RANKER_OBJECTIVES)}; got {self.objective!r}")
         _check_at_least_zero("ranker", **{name: getattr(self, name) for name in (
             "gnn_candidates", "bought_candidates", "variant_candidates", "popular_candidates", "trending_candidates",
-            "walk_candidates", "windows")})
+            "walk_candidates", "gnn_recent_days", "windows")})
         _check_positive("ranker", min_customers=self.min_customers, max_windows=self.max_windows,
                         max_customers=self.max_customers, trees=self.trees, learning_rate=self.learning_rate,
                         leaves=self.leaves)

@@ -465,6 +465,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "graph_fingerprint": artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
             "ranker": ranker.to_dict() if ranker else None,  # ranks each customer's candidates
             "candidate_sizes": cfg.ranker.sizes(),
+            "gnn_recent_days": cfg.ranker.gnn_recent_days,
             "article_meta": data.meta.to_dict(),  # the pair features' article categories
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
             "refit": refit,  # None, or how the recommending GNN was refit on every purchase

@@ -1,4 +1,5 @@
-"""The ranking stage: labels and candidate recall for any customer index, and the GNN's scores it reads."""
+"""The ranking stage: labels and candidate recall for any customer index, the GNN's scores it reads, its recent-
+article pool, and the ranks of the scores."""
 
 import datetime as dt
 
@@ -8,9 +9,10 @@ import torch
 
 from hmgnn.models.base import Interactions
 from hmgnn.models.gnn import HeteroSAGERecommender
-from hmgnn.ranking.candidates import GNNScores
-from hmgnn.ranking.features import ArticleMeta
+from hmgnn.ranking.candidates import GNNScores, candidate_pairs
+from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.fit import LabelWindow, window_rows
+from hmgnn.ranking.pairs import rank_within
 
 
 def test_labels_hold_for_customer_indices_whose_pair_keys_pass_int32():
@@ -49,3 +51,41 @@ def test_gnn_moments_and_pair_scores_match_the_dense_rows(decoder):
     np.testing.assert_allclose(alone[1], with_dense[1], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(alone[1], ((dense[rows, articles] - mean[rows]) / std[rows]).numpy(), rtol=1e-4,
                                atol=1e-5)
+
+
+def test_rank_within_ranks_each_customer_and_leaves_missing_scores_unranked():
+    # a source that is off gives NaN scores: their rank must be NaN too, not the rows' order (which would leak the
+    # article index into the ranker)
+    customers = np.array([1, 1, 1, 4, 4])
+    ranks = rank_within(customers, np.array([0.2, 0.9, 0.5, np.nan, 0.1], np.float32))
+    np.testing.assert_array_equal(ranks[:3], [3, 1, 2])
+    assert np.isnan(ranks[3]) and ranks[4] == 1
+    assert np.isnan(rank_within(customers, np.full(5, np.nan, np.float32))).all()
+
+
+def test_gnn_candidates_come_from_the_recently_sold_articles_only():
+    torch.manual_seed(0)
+    n_customers, n_articles = 6, 50
+    day = np.datetime64("2020-09-01", "D")
+    # articles 0-9 sold 40 days before the snapshot, 10-19 within its last week; 20-49 never
+    articles = np.r_[np.arange(10), np.arange(10, 20)].astype(np.int32)
+    customers = (np.arange(20) % n_customers).astype(np.int32)
+    t_dat = np.r_[np.full(10, day), np.full(10, day + 35)]
+    purchases = Interactions(customers, articles, t_dat, n_customers, n_articles)
+    snapshot = Snapshot(purchases, dt.date(2020, 10, 6), ArticleMeta(np.arange(n_articles, dtype=np.int32), {}))
+    model = HeteroSAGERecommender(num_customers=n_customers, num_articles=n_articles, hidden_channels=8).eval()
+    gnn = GNNScores(model, torch.randn(n_customers, 8), torch.randn(n_articles, 8), torch.device("cpu"))
+    who = np.arange(n_customers)
+    every = candidate_pairs(snapshot, who, {"gnn": 5}, gnn=gnn)
+    recent = candidate_pairs(snapshot, who, {"gnn": 5}, gnn=gnn, gnn_recent_days=7)
+    assert set(every.article.tolist()) - set(range(10, 20))  # unrestricted, the top-5 reach unsold articles
+    assert set(recent.article.tolist()) <= set(range(10, 20)) and len(recent.article) == 5 * n_customers
+    # each customer's five are the best of the pool, with the same scores and z-scores as unrestricted pairs
+    dense = gnn.dense(who)
+    for c in who:
+        mine = recent.customer == c
+        best = 10 + torch.topk(dense[c, 10:20], 5).indices.numpy()
+        assert sorted(recent.article[mine].tolist()) == sorted(best.tolist())
+    scores, z = gnn.pairs(who, recent.customer, recent.article)
+    np.testing.assert_allclose(recent.gnn_score, scores, rtol=1e-6)
+    np.testing.assert_allclose(recent.gnn_zscore, z, rtol=1e-5, atol=1e-6)

@@ -554,30 +554,49 @@ def positions_in(sorted_items: np.ndarray, items: np.ndarray) -> tuple[np.ndarra
     return found, p[found]
 
 
-def csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row number in `rows`, column, value) of every stored entry of matrix[rows], straight from indptr
-    (fancy-indexing a csr costs ~0.5 ms per call, too slow for one-request serving)."""
+def _row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row number in `rows`, index into matrix.data) of every stored entry of matrix[rows]."""
     starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
     lengths = ends - starts
     r = np.repeat(np.arange(len(rows)), lengths)
-    entries = np.arange(lengths.sum()) + np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+    return r, np.arange(lengths.sum()) + np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+
+
+def csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row number in `rows`, column, value) of every stored entry of matrix[rows], straight from indptr
+    (fancy-indexing a csr costs ~0.5 ms per call, too slow for one-request serving)."""
+    r, entries = _row_entries(matrix, rows)
     return r, matrix.indices[entries].astype(np.int64), matrix.data[entries]
+
+
+def stored_at(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Index into matrix.data of each matrix[rows[i], cols[i]], -1 where nothing is stored: one search serves every
+    matrix with the same sparsity pattern (indptr and indices)."""
+    out = np.full(len(rows), -1, np.int64)
+    if not len(rows):
+        return out
+    uniq, inv = np.unique(rows, return_inverse=True)
+    r, entries = _row_entries(matrix, uniq)
+    n = matrix.shape[1]
+    keys = r * n + matrix.indices[entries]  # sorted: rows ascending, then columns
+    q = inv.astype(np.int64) * n + cols
+    at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
+    found = (keys[at] == q) if len(keys) else np.zeros(len(q), bool)
+    out[found] = entries[at[found]]
+    return out
+
+
+def values_at(matrix: sp.csr_matrix, at: np.ndarray) -> np.ndarray:
+    """matrix.data at the indices `stored_at` found, 0 where it found none (float64)."""
+    out = np.zeros(len(at), np.float64)
+    hit = at >= 0
+    out[hit] = matrix.data[at[hit]]
+    return out
 
 
 def lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """matrix[rows[i], cols[i]] for each i (0 where nothing is stored), without densifying."""
-    out = np.zeros(len(rows), np.float64)
-    if not len(rows):
-        return out
-    uniq, inv = np.unique(rows, return_inverse=True)
-    r, c, data = csr_rows(matrix, uniq)
-    n = matrix.shape[1]
-    keys = r * n + c  # sorted: rows ascending, then columns
-    q = inv.astype(np.int64) * n + cols
-    at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
-    found = (keys[at] == q) if len(keys) else np.zeros(len(q), bool)
-    out[found] = data[at[found]]
-    return out
+    return values_at(matrix, stored_at(matrix, rows, cols))
 
 
 def _top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,6 +78,7 @@ class GNNRecommender(Recommender):
         ranker = checkpoint.get("ranker") if use_ranker else None
         self.ranker = Ranker.from_dict(ranker) if ranker else None
         self.sizes: dict[str, int] = dict(checkpoint.get("candidate_sizes") or {})
+        self.gnn_recent_days = int(checkpoint.get("gnn_recent_days", 0))
         meta = checkpoint.get("article_meta")
         self.meta = ArticleMeta.from_dict(meta) if meta else None
         loss = checkpoint["train_config"]["loss"]
@@ -143,7 +144,8 @@ class GNNRecommender(Recommender):
 
     def ranked_pairs(self, customers: np.ndarray) -> tuple[Any, np.ndarray]:
         """(CandidatePairs, ranker score of each) for these customers."""
-        pairs = candidate_pairs(self.snapshot, customers, self.sizes, gnn=self.gnn, walk=self.walk)
+        pairs = candidate_pairs(self.snapshot, customers, self.sizes, gnn=self.gnn, walk=self.walk,
+                                gnn_recent_days=self.gnn_recent_days)
         return pairs, self.ranker.predict(feature_matrix(self.snapshot, pairs))
 
     def _rest(self, z: torch.Tensor, articles: torch.Tensor | None = None) -> torch.Tensor:

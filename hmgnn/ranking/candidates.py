@@ -59,9 +59,10 @@ class GNNScores:
         return torch.from_numpy(np.asarray(customers, np.int64)).to(self.device)
 
     @torch.no_grad()
-    def dense(self, customers: np.ndarray) -> torch.Tensor:
-        """[len(customers), n_articles] scores."""
-        return self.model.score_all(self.customer_emb, self.article_emb, self._index(customers)).float()
+    def dense(self, customers: np.ndarray, articles: np.ndarray | None = None) -> torch.Tensor:
+        """[len(customers), n_articles] scores, or [len(customers), len(articles)] against the listed articles."""
+        listed = None if articles is None else self._index(articles)
+        return self.model.score_all(self.customer_emb, self.article_emb, self._index(customers), listed).float()
 
     @staticmethod
     def top(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -213,16 +214,23 @@ def _trending(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.nda
     return _shared(order, np.arange(len(customers)), n)
 
 
+def recent_articles(snapshot: Snapshot, days: int) -> np.ndarray:
+    """The articles sold in the `days` days up to the snapshot's day, in index order."""
+    return _cached(snapshot, f"recent{days}", lambda: np.flatnonzero(snapshot.last_sold < days))
+
+
 def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, int], gnn: GNNScores | None = None,
-                    walk: RandomWalk | None = None, chunk: int = 512) -> CandidatePairs:
+                    walk: RandomWalk | None = None, chunk: int = 512, gnn_recent_days: int = 0) -> CandidatePairs:
     """Every customer's candidates from each source with a size > 0 in `sizes` (a name of SOURCES -> how many),
-    each tagged with the bits of the sources that propose it. Customers are handled in chunks; the output is
-    sorted by customer (in the order given) then article."""
+    each tagged with the bits of the sources that propose it. The GNN's own top-N is taken among the articles sold
+    in the last `gnn_recent_days` days (0: every article), which skips the scores of articles no longer on sale.
+    Customers are handled in chunks; the output is sorted by customer (in the order given) then article."""
+    pool = recent_articles(snapshot, gnn_recent_days) if gnn_recent_days > 0 and gnn is not None else None
     out: list[tuple[np.ndarray, ...]] = []
     for s in range(0, len(customers), chunk):
         cust = customers[s:s + chunk]
         found: list[tuple[np.ndarray, np.ndarray, int]] = []
-        scores = gnn.dense(cust) if gnn is not None else None
+        scores = gnn.dense(cust, pool) if gnn is not None else None  # with a pool: its columns only
         walked = walk.dense(cust) if walk is not None else None
         for bit, name in enumerate(SOURCES):
             n = sizes.get(name, 0)
@@ -232,6 +240,8 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
                 if scores is None:
                     continue
                 r, a = GNNScores.top(scores, n)
+                if pool is not None:
+                    a = pool[a]
             elif name == "walk":
                 if walked is None:
                     continue
@@ -253,7 +263,7 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
         nan = np.full(len(r), np.nan, np.float32)
         g_score, g_z, w_score = nan, nan.copy(), nan.copy()
         if scores is not None:
-            g_score, g_z = gnn.pairs(cust, r, a, scores)
+            g_score, g_z = gnn.pairs(cust, r, a, scores if pool is None else None)
         if walked is not None:
             w_score = walked[torch.from_numpy(r), torch.from_numpy(a)].numpy().astype(np.float32)
         out.append((cust[r].astype(np.int64), a, merged.astype(np.uint8), g_score, g_z, w_score))

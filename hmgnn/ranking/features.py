@@ -15,7 +15,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from hmgnn import artifacts
-from hmgnn.models.base import Interactions, decayed_sales, lookup, window_popularity
+from hmgnn.models.base import Interactions, decayed_sales, lookup, stored_at, values_at, window_popularity
 
 SALES_WINDOWS = (1, 7, 28)
 REPURCHASE_HALF_LIFE = 14.0
@@ -168,20 +168,20 @@ class Snapshot:
     def feature_names(self) -> list[str]:
         return PAIR_FEATURES + [f"affinity_{g}" for g in self.meta.groups]
 
-    def matrix(self, customers: np.ndarray, articles: np.ndarray) -> np.ndarray:
-        """float32 [n_pairs, len(feature_names)]: the pair features (NaN where a value is unknown)."""
+    def matrix(self, customers: np.ndarray, articles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """float32 [n_pairs, len(feature_names)]: the pair features (NaN where a value is unknown), written into
+        `out` when given."""
         c, a = customers.astype(np.int64), articles.astype(np.int64)
         purchases = self.purchases[c]
-        times = lookup(self.times_bought, c, a)
-        last = lookup(self.last_bought, c, a)
+        at = stored_at(self.times_bought, c, a)  # the five pair matrices share one sparsity pattern
+        times, last, first, long = (values_at(m, at) for m in (self.times_bought, self.last_bought,
+                                                               self.first_bought, self.repurchase_long))
         product = lookup(self.product_bought, c, self.meta.product[a])
-        first = lookup(self.first_bought, c, a)
-        long = lookup(self.repurchase_long, c, a)
         trend = self.trend / max(self.trend.max(initial=0), 1e-12)
         log = np.log1p
         with np.errstate(invalid="ignore", divide="ignore"):  # NaN marks an unknown value
             columns = [
-                log(times), np.where(last > 0, last - 1, np.nan), lookup(self.repurchase, c, a), long,
+                log(times), np.where(last > 0, last - 1, np.nan), values_at(self.repurchase, at), long,
                 # the customer's own rhythm for the article: mean days between its purchases, and how due it is
                 np.where(times > 1, (first - last) / np.maximum(times - 1, 1), np.nan),
                 np.where(times > 1, (last - 1) / np.maximum((first - last) / np.maximum(times - 1, 1), 1), np.nan),
@@ -197,7 +197,10 @@ class Snapshot:
             ]
             for g, codes in self.meta.groups.items():
                 columns.append(lookup(self.group_bought[g], c, codes[a]) / np.maximum(purchases, 1))
-            return np.column_stack(columns).astype(np.float32)
+        out = np.empty((len(c), len(columns)), np.float32) if out is None else out
+        for j, column in enumerate(columns):
+            out[:, j] = column
+        return out
 
 
 PAIR_FEATURES = [

@@ -64,14 +64,15 @@ def label_windows(purchases: Interactions, history_end: dt.date, val_end: dt.dat
 
 
 def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
-                gnn: GNNScores | None, max_customers: int, seed: int) -> tuple[CandidatePairs, np.ndarray, Snapshot, dict[str, Any]]:
+                gnn: GNNScores | None, max_customers: int, seed: int,
+                gnn_recent_days: int = 0) -> tuple[CandidatePairs, np.ndarray, Snapshot, dict[str, Any]]:
     """Candidates, features and labels of one window's labelled customers; and the candidates' recall."""
     snapshot = Snapshot(purchases, window.as_of, meta)
     customers = _labelled(purchases, window.as_of, window.end)
     if len(customers) > max_customers:
         customers = np.sort(np.random.default_rng(seed).choice(customers, max_customers, replace=False))
     walk = RandomWalk(snapshot) if sizes.get("walk", 0) > 0 else None
-    pairs = candidate_pairs(snapshot, customers, sizes, gnn=gnn, walk=walk)
+    pairs = candidate_pairs(snapshot, customers, sizes, gnn=gnn, walk=walk, gnn_recent_days=gnn_recent_days)
     inside = _inside(purchases, window.as_of, window.end) & np.isin(purchases.customer_index, customers)
     n = purchases.n_articles
     truth = np.unique(purchases.customer_index[inside].astype(np.int64) * n + purchases.article_index[inside])
@@ -106,7 +107,7 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
         task = bar.add_task("ranker: candidates and features per label window", total=len(windows))
         for i, window in enumerate(windows):
             parts_i, report_i, names = _window_part(purchases, window, meta, sizes, gnn_as_of, rc.max_customers,
-                                                    seed + i)
+                                                    seed + i, rc.gnn_recent_days)
             parts.append(parts_i)
             report.append(report_i)
             bar.advance(task)
@@ -128,12 +129,13 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
 
 def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
                  gnn_as_of: Callable[[Interactions, dt.date], GNNScores] | None, max_customers: int,
-                 seed: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any], list[str]]:
+                 seed: int, gnn_recent_days: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any], list[str]]:
     """One label window's ranker rows (features, labels, group sizes), its report entry and the feature names."""
     t0 = time.perf_counter()
     # the purchases up to the window feed the message pass only (the snapshot cuts its own copy): not kept alive
     gnn = gnn_as_of(purchases.until(window.as_of), window.as_of) if gnn_as_of is not None else None
-    pairs, labels, snapshot, stats = window_rows(purchases, window, meta, sizes, gnn, max_customers, seed)
+    pairs, labels, snapshot, stats = window_rows(purchases, window, meta, sizes, gnn, max_customers, seed,
+                                                 gnn_recent_days)
     has_positive = np.bincount(pairs.customer, weights=labels, minlength=purchases.n_customers) > 0
     keep = has_positive[pairs.customer]
     kept = pairs.subset(keep)

@@ -17,12 +17,14 @@ def feature_names(snapshot: Snapshot) -> list[str]:
 
 
 def rank_within(customers: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """1-based rank of each value among the rows of the same customer (largest first; NaN ranks last).
-    `customers` must be grouped (equal values contiguous)."""
-    v = np.where(np.isnan(values), -np.inf, values)
-    order = np.lexsort((-v, customers))
+    """1-based rank of each value among the rows of the same customer (largest first); a NaN value (the score's
+    source is off) has a NaN rank, not a rank that would follow the rows' order. `customers` must be grouped (equal
+    values contiguous)."""
+    missing = np.isnan(values)
+    order = np.lexsort((-np.where(missing, -np.inf, values), customers))
     out = np.empty(len(customers), np.float32)
     out[order] = position_in_run(customers[order]) + 1
+    out[missing] = np.nan
     return out
 
 
@@ -38,5 +40,5 @@ def feature_matrix(snapshot: Snapshot, pairs: CandidatePairs, chunk: int = 1 << 
     for s in range(0, n, chunk):
         e = min(s + chunk, n)
         out[s:e, :flags] = (pairs.sources[s:e, None] >> np.arange(flags)) & 1
-        out[s:e, flags + len(scores):] = snapshot.matrix(pairs.customer[s:e], pairs.article[s:e])
+        snapshot.matrix(pairs.customer[s:e], pairs.article[s:e], out=out[s:e, flags + len(scores):])
     return out
