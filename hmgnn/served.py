@@ -86,21 +86,31 @@ class ServedModel:
 
     def recommend_json(self, asks: list[tuple[str, int, bool]]) -> list[bytes]:
         """The `Recommendations` JSON for each (customer id, k, filter_bought), each the same answer as
-        `hmgnn recommend`: a dense model (the GNN) ranks its customers with history together (`rank_dense`),
-        everyone else goes through `rank_customer` (cold customers and the baselines are cheap: their scores are
-        one precomputed ranking per segment plus a few sparse boosts)."""
+        `hmgnn recommend`: a dense model (the GNN alone) ranks its customers with history together (`rank_dense`),
+        a model with its own candidates (the two-stage gnn, whose every stage is row by row for a small batch) in
+        one `recommend` call per (k, filter); everyone else goes through `rank_customer` (cold customers and the
+        baselines are cheap: their scores are one precomputed ranking per segment plus a few sparse boosts)."""
         model = self.model
         index = [self.customer_index(cid) for cid, _, _ in asks]
         known = [n for n, i in enumerate(index) if i is not None]
         warm = []
-        if self.dense and known:
+        if (self.dense or model.ranks_candidates) and known:
             cold = model.is_cold(np.array([index[n] for n in known], np.int64))
             warm = [n for n, c in zip(known, cold) if not c]
         ranked: dict[int, tuple[np.ndarray, np.ndarray, str | None]] = {}
-        if warm:
+        if warm and self.dense:
             rows = rank_dense(model, np.array([index[n] for n in warm], np.int64),
                               [asks[n][1] for n in warm], [asks[n][2] for n in warm])
             ranked = {n: (ids, scores, None) for n, (ids, scores) in zip(warm, rows)}
+        elif warm:  # a model with its own candidates ranks each customer alone: one call for the requests alike
+            alike: dict[tuple[int, bool], list[int]] = {}
+            for n in warm:
+                alike.setdefault((asks[n][1], asks[n][2]), []).append(n)
+            for (k, filter_bought), group in alike.items():
+                ids, scores = model.recommend(np.array([index[n] for n in group], np.int64), k=k,
+                                              filter_already_bought=filter_bought)
+                for n, i, v in zip(group, ids, scores):
+                    ranked[n] = (i[i >= 0], v[i >= 0], None)
         out = []
         for n, (cid, k, filter_bought) in enumerate(asks):
             ids, scores, fallback = ranked[n] if n in ranked else rank_customer(model, index[n], k, filter_bought)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 import torch
 
 from hmgnn import __version__, artifacts, distributed, portable
@@ -31,7 +32,7 @@ from hmgnn.errors import ConfigError, InputError
 from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, node_inputs
 from hmgnn.graph import load_graph_features
 from hmgnn.metrics import average_precision_curve, hits_matrix, map_at_k_curve
-from hmgnn.models.base import Interactions
+from hmgnn.models.base import Interactions, csr_rows
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.gnn_recommender import embeddings_as_of
 from hmgnn.ranking.candidates import GNNScores
@@ -273,10 +274,16 @@ class Trainer:
         return self.model.embeddings(self.val_adj, **self.val_inputs)
 
     @torch.no_grad()
-    def validate(self) -> float:
-        """MAP@12 of the raw GNN scores on the validation window (full ranking over all articles)."""
+    def validate(self, drop_bought: bool = False) -> float:
+        """MAP@12 of the raw GNN scores on the validation window (full ranking over all articles); `drop_bought`
+        leaves out each customer's bought articles, as a peer like ALS ranks."""
         c_emb, a_emb = self.embeddings_for_validation()
-        return validation_map(self.model, c_emb, a_emb, self.val_truth)
+        bought = None
+        if drop_bought:
+            hist = self.data.history
+            bought = sp.csr_matrix((np.ones(len(hist), np.float32), (hist.customer_index, hist.article_index)),
+                                   shape=(hist.n_customers, hist.n_articles))
+        return validation_map(self.model, c_emb, a_emb, self.val_truth, bought=bought)
 
     def batch_size(self, targets: int) -> int:
         """Positives per step: `train.batch_size`, smaller where that would leave fewer than `train.min_steps`
@@ -315,12 +322,17 @@ class Trainer:
 
 @torch.no_grad()
 def validation_map(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Tensor,
-                   truth: WindowTruth, k: int = 12, chunk: int = 1024) -> float:
+                   truth: WindowTruth, k: int = 12, chunk: int = 1024, bought: sp.csr_matrix | None = None) -> float:
+    """MAP@k of the GNN's top-k of every article; with `bought` (customers x articles), the stored pairs are left
+    out of each customer's ranking."""
     customers = truth.customers
     tops = []
     for s in range(0, len(customers), chunk):
         idx = torch.from_numpy(customers[s:s + chunk].astype(np.int64)).to(c_emb.device)
         scores = model.score_all(c_emb, a_emb, idx)
+        if bought is not None:
+            rows, cols, _ = csr_rows(bought, customers[s:s + chunk].astype(np.int64))
+            scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = -torch.inf
         tops.append(torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().numpy())
     top = np.concatenate(tops) if tops else np.zeros((0, k), np.int64)
     return truth.map_at_k(top, k)
@@ -427,6 +439,9 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
     trainer.model.load_state_dict(trainer.best_state)
+    # the GNN alone (`gnn-retrieval`) leaves out each customer's bought articles where that ranks the validation
+    # window better (data where nobody buys the same article twice); the two-stage gnn has its own bought source
+    retrieval_drops_bought = bool(trainer.dist.is_main and trainer.validate(drop_bought=True) > trainer.validate())
     trainer.release()
     final, refit = trainer.model, None
     if tc.refit == "always" or (tc.refit == "auto" and windows is not None and len(windows) > 1):
@@ -466,6 +481,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "ranker": ranker.to_dict() if ranker else None,  # ranks each customer's candidates
             "candidate_sizes": cfg.ranker.sizes(),
             "gnn_recent_days": cfg.ranker.gnn_recent_days,
+            "retrieval_drops_bought": retrieval_drops_bought,
             "article_meta": data.meta.to_dict(),  # the pair features' article categories
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
             "refit": refit,  # None, or how the recommending GNN was refit on every purchase
@@ -478,7 +494,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         _plot(trainer.log, so.dir / CURVE_PNG)
         sizes = {p.name: p.stat().st_size for p in sorted(so.dir.iterdir()) if p.is_file()}
         artifacts.atomic_write_text(so.dir / MODEL_CARD,
-                                    _model_card(cfg, tc, data, trainer, ranker_report, refit, out, sizes))
+                                    _model_card(cfg, tc, data, trainer, ranker_report, refit, out, sizes,
+                                               retrieval_drops_bought))
         so.rows = {"epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
                    "validation_customers": len(trainer.val_truth.customers)}
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
@@ -519,7 +536,7 @@ def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactio
 
 def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Trainer,
                 ranker_report: dict[str, Any] | None, refit: dict[str, Any] | None, out: Path,
-                sizes: dict[str, int]) -> str:
+                sizes: dict[str, int], retrieval_drops_bought: bool) -> str:
     """model/README.md: what the model is, what data and windows it learned from, how well, how to load it."""
     h = data.history
     lines = [
@@ -533,6 +550,8 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
         f" trained on purchases up to {trainer.train_end}; early stopping kept epoch {trainer.best_epoch} "
         f"(validation MAP@12 of the GNN alone {trainer.best_map:.4f}).",
     ]
+    lines.append(f"- The GNN alone (`--model gnn-retrieval`) {'leaves out' if retrieval_drops_bought else 'keeps'} each "
+                 f"customer's bought articles: that ranked the validation window better.")
     if refit and "skipped" in refit:
         lines.append(f"- No refit: {refit['skipped']}; the GNN above recommends.")
     elif refit:

@@ -89,3 +89,33 @@ def test_gnn_candidates_come_from_the_recently_sold_articles_only():
     scores, z = gnn.pairs(who, recent.customer, recent.article)
     np.testing.assert_allclose(recent.gnn_score, scores, rtol=1e-6)
     np.testing.assert_allclose(recent.gnn_zscore, z, rtol=1e-5, atol=1e-6)
+
+
+def test_gnn_scores_of_a_small_batch_are_each_customers_own_bit_for_bit():
+    # serve ranks its waiting requests together and promises each the one-customer answer
+    torch.manual_seed(0)
+    model = HeteroSAGERecommender(num_customers=100, num_articles=3000, hidden_channels=64).eval()
+    gnn = GNNScores(model, torch.randn(100, 64), torch.randn(3000, 64), torch.device("cpu"))
+    batch = np.array([7, 3, 99, 42, 0, 7, 58, 13, 21, 34, 55, 89, 1])  # more than one block, a repeat
+    dense, (mean, std) = gnn.dense(batch), gnn.moments(batch)
+    for row, c in enumerate(batch):
+        assert torch.equal(dense[row], gnn.dense(np.array([c]))[0])
+        one_mean, one_std = gnn.moments(np.array([c]))
+        assert torch.equal(mean[row], one_mean[0]) and torch.equal(std[row], one_std[0])
+    listed = np.arange(0, 3000, 7)
+    assert torch.equal(gnn.dense(batch, listed), dense[:, listed])
+
+
+def test_variant_candidates_are_the_other_articles_of_bought_products():
+    # products: articles 0-3 -> 0, 4-5 -> 1, 6-9 -> 2; customer 0 bought 0 twice and 4 once, customer 1 bought 9
+    product = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2], np.int32)
+    day = np.datetime64("2020-09-01", "D")
+    purchases = Interactions(np.array([0, 0, 0, 1], np.int32), np.array([0, 0, 4, 9], np.int32),
+                             np.full(4, day), 3, 10)
+    snapshot = Snapshot(purchases, dt.date(2020, 9, 2), ArticleMeta(product, {}))
+    pairs = candidate_pairs(snapshot, np.array([0, 1, 2]), {"variant": 3})
+    got = sorted(zip(pairs.customer.tolist(), pairs.article.tolist()))
+    # customer 0: product 0's other colours first (bought twice), then product 1's; at most 3; customer 2: none
+    assert got == [(0, 1), (0, 2), (0, 3), (1, 6), (1, 7), (1, 8)]
+    two = candidate_pairs(snapshot, np.array([0]), {"variant": 4})
+    assert sorted(two.article.tolist()) == [1, 2, 3, 5]

@@ -180,12 +180,13 @@ def test_ranked_together_is_the_one_customer_answer(workdir, people, model):
     the JSON FastAPI would write for it (same members in the same order)."""
     served = serve.load(load_config(None, [f"serve.model='{model}'"], workdir=workdir))
     # the GNN alone ranks its customers with history by `rank_dense`, in one batch here; the two-stage gnn ranks
-    # each customer's candidates on their own
+    # the candidates of the requests alike (same k, same filter) in one call
     assert served.dense == (model == "gnn-retrieval")
     ids = pl.read_parquet(workdir / "tables" / A.CUSTOMERS_PARQUET)["customer_id"].to_list()[:40]
     ids += [people["warm"], people["cold"], people["unknown"], people["warm"]]
     rng = np.random.default_rng(0)
     asks = [(cid, int(rng.integers(1, 101)), bool(rng.random() < 0.5)) for cid in ids]
+    asks += [(cid, 12, n % 3 == 0) for n, cid in enumerate(ids)]  # two large groups of alike requests
     for ask, body in zip(asks, served.recommend_json(asks)):
         one = served._recommendations(ask[0], ask[1], *recommend.rank_customer(
             served.model, served.customer_index(ask[0]), ask[1], ask[2]))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 import torch
 
 from hmgnn import artifacts, train
@@ -17,7 +18,9 @@ from hmgnn.config import load_config
 from hmgnn.graph import load_graph_features
 from hmgnn.portable import unpack_rows
 from hmgnn.models import create_model
-from hmgnn.models.base import Interactions
+from hmgnn.models.base import Interactions, lookup
+from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.models.gnn_recommender import GNNRetrievalRecommender
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tables_fixture import FAST_TRAIN as FAST, make_split_workdir  # noqa: E402
@@ -47,7 +50,8 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
     assert f"--model-dir {out}" in card and f"| `features.pt` | {(out / 'features.pt').stat().st_size:,} |" in card
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert {"state_dict", "model_args", "feature_names", "graph_fingerprint", "config", "ranker", "candidate_sizes",
-            "article_meta", "files"} <= set(ckpt)
+            "article_meta", "files", "gnn_recent_days"} <= set(ckpt)
+    assert isinstance(ckpt["retrieval_drops_bought"], bool)
     # self-contained: the data recommending reads, recorded by model.pt
     assert set(ckpt["files"]) == {"features.pt", "transactions.parquet", "customers.parquet", "articles.parquet"}
     purchases = ["customer_index", "article_index", "t_dat"]
@@ -125,6 +129,11 @@ def test_trained_gnn_ranks_with_its_ranker_and_scores_any_pair(workdir):
     warm = customers[~model.is_cold(customers)]
     ids, vals = model.recommend(warm, k=5)
     np.testing.assert_allclose(model.score(np.repeat(warm, 5), ids.ravel()), vals.ravel(), rtol=1e-6)
+    # a customer asked twice in one call gets the same answer twice (candidates are per customer)
+    twice = np.r_[warm, warm[:2]]
+    again, again_vals = model.recommend(twice, k=5)
+    assert np.array_equal(again, np.r_[ids, ids[:2]]) and np.array_equal(again_vals, np.r_[vals, vals[:2]])
+    assert torch.equal(model.score_all(twice), torch.cat([model.score_all(warm), model.score_all(warm[:2])]))
 
 
 def test_time_budget_ends_training_mid_epoch_with_a_model(workdir, tmp_path):
@@ -258,3 +267,36 @@ def test_validation_without_any_known_buyer_is_a_clear_error(workdir):
     only_new = data.validation.subset(~seen[data.validation.customer_index])
     with pytest.raises(InputError, match="sample.cutoff"):
         train.Trainer(cfg.train, cfg.seed, dataclasses.replace(data, validation=only_new), torch.device("cpu"))
+
+
+def test_validation_map_can_leave_out_the_bought_articles():
+    # customer c's best article is c (bought before), then c + 4 (bought in the window): MAP@12 1/2 with the bought
+    # article ranked, 1 without it
+    model = HeteroSAGERecommender(num_customers=4, num_articles=10, hidden_channels=8).eval()
+    c_emb, a_emb = torch.zeros(4, 8), torch.zeros(10, 8)
+    for c in range(4):
+        c_emb[c, c], a_emb[c, c], a_emb[c + 4, c] = 1.0, 2.0, 1.0
+    truth = train.WindowTruth(np.arange(4), np.arange(4), np.arange(4) + 4)
+    bought = sp.csr_matrix((np.ones(4), (np.arange(4), np.arange(4))), shape=(4, 10))
+    assert train.validation_map(model, c_emb, a_emb, truth) == pytest.approx(0.5)
+    assert train.validation_map(model, c_emb, a_emb, truth, bought=bought) == pytest.approx(1.0)
+
+
+def test_gnn_retrieval_leaves_out_bought_articles_when_training_chose_to(workdir):
+    import polars as pl
+
+    cfg = _cfg(workdir)
+    out = train.run(cfg)
+    history = pl.read_parquet(workdir / "split" / "history.parquet")
+    n_c = pl.read_parquet(workdir / "tables" / "customers.parquet").height
+    n_a = pl.read_parquet(workdir / "tables" / "articles.parquet").height
+    inter = Interactions.from_frame(history, n_c, n_a)
+    customers = np.unique(inter.customer_index)[:20]
+    checkpoint = torch.load(out / "model.pt", weights_only=True)
+    for drops in (False, True):
+        checkpoint["retrieval_drops_bought"] = drops
+        customer_x, article_x, _ = load_graph_features(workdir / "graph")
+        model = GNNRetrievalRecommender(checkpoint, customer_x, article_x).fit(inter)
+        ids, _ = model.recommend(customers, k=12)
+        bought = lookup(model.user_items, np.repeat(customers, 12), ids.ravel()) > 0
+        assert model.filters_bought is drops and bought.any() != drops

@@ -169,6 +169,9 @@ class GNNRecommender(Recommender):
         customers = np.asarray(customer_indices, np.int64)
         if self.ranker is None:
             return self.gnn.dense(customers).cpu()
+        uniq, inv = np.unique(customers, return_inverse=True)
+        if len(uniq) < len(customers):  # a customer asked twice: each candidate list is per customer
+            return self.score_all(uniq)[torch.from_numpy(inv.ravel())]
         pairs, scores = self.ranked_pairs(customers)
         out = self._rest(self._dense_z(customers)).cpu()
         row = _rows_of(customers, pairs.customer)
@@ -182,6 +185,15 @@ class GNNRecommender(Recommender):
         which keeps the full ranking's scores) go through the dense scores."""
         if self.ranker is None or cand is not None:
             return super()._rank_dense(customers, k, filt, cand)
+        first = np.zeros(len(customers), bool)
+        first[np.unique(customers, return_index=True)[1]] = True
+        if not first.all():  # a customer asked twice: rank the first asks, then the others (candidates are per customer)
+            filtered = np.broadcast_to(filt, len(customers))
+            ids = np.empty((len(customers), k), np.int64)
+            vals = np.empty((len(customers), k), np.float32)
+            for part in (first, ~first):
+                ids[part], vals[part] = self._rank_dense(customers[part], k, filtered[part], None)
+            return ids, vals
         pairs, scores = self.ranked_pairs(customers)
         row = _rows_of(customers, pairs.customer)
         scores = _candidate_scale(scores)
@@ -246,11 +258,14 @@ def _rows_of(customers: np.ndarray, of: np.ndarray) -> np.ndarray:
 
 @register("gnn-retrieval")
 class GNNRetrievalRecommender(GNNRecommender):
-    """The GNN alone: every article ranked by the GNN's score (the retrieval stage of `gnn`, without the ranker)."""
+    """The GNN alone: every article ranked by the GNN's score (the retrieval stage of `gnn`, without the ranker),
+    leaving out each customer's bought articles where `hmgnn train` found that to rank the validation window
+    better."""
 
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
                  device: str = "cpu", cold_start: bool = True, batch_size: int = 512, use_ranker: bool = False) -> None:
         super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size, use_ranker=False)
+        self.filters_bought = bool(checkpoint.get("retrieval_drops_bought", False))
 
 
 @register("reference")

@@ -8,18 +8,22 @@ merges them into one (customer, article, source bits) list. The GNN's own source
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, position_in_run
+from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, position_in_run, stored_at
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.ranking.features import Snapshot
 
 SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
 WALK_BETA = 0.5
+SMALL_BATCH, BLOCK = 64, 8
+"""Up to SMALL_BATCH customers, the GNN's scores are computed in blocks of exactly BLOCK customers (the last one
+padded): a customer's answer is then the same bit for bit whoever shares the batch (products of other shapes run
+other BLAS kernels, whose sums differ in the last bit), which lets `serve` rank its waiting requests together."""
 
 
 def top_per_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -49,6 +53,7 @@ class GNNScores:
                  device: torch.device) -> None:
         self.model, self.customer_emb, self.article_emb, self.device = model, customer_emb, article_emb, device
         self._mean = self._cov = None
+        self._listed: tuple[np.ndarray, torch.Tensor] | None = None  # the last article list's embeddings
         if model.mlp is None:  # float64: the products sum over every article
             a = article_emb.double()
             self._mean = a.mean(0)
@@ -58,11 +63,37 @@ class GNNScores:
     def _index(self, customers: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(customers, np.int64)).to(self.device)
 
+    @staticmethod
+    def _in_blocks(f: Callable[[np.ndarray], Any], customers: np.ndarray) -> Any:
+        """f(customers) (tensors, or a tuple of them, with a row per customer), in blocks of BLOCK customers for up
+        to SMALL_BATCH customers (see there)."""
+        if len(customers) > SMALL_BATCH or not len(customers):
+            return f(customers)
+        parts = []
+        for s in range(0, len(customers), BLOCK):
+            block = customers[s:s + BLOCK]
+            out = f(np.concatenate([block, np.repeat(block[:1], BLOCK - len(block))]))  # padded with its first
+            parts.append(tuple(o[:len(block)] for o in out) if isinstance(out, tuple) else out[:len(block)])
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat(p) for p in zip(*parts))
+        return torch.cat(parts)
+
+    def _article_emb(self, articles: np.ndarray | None) -> torch.Tensor:
+        """The embeddings of the listed articles (all without a list), gathered once per list: a list is the same
+        array object on every call (a snapshot caches it), and gathering it again would cost one request more than
+        its scores."""
+        if articles is None:
+            return self.article_emb
+        if self._listed is None or self._listed[0] is not articles:
+            self._listed = (articles, self.article_emb[self._index(articles)].contiguous())
+        return self._listed[1]
+
     @torch.no_grad()
     def dense(self, customers: np.ndarray, articles: np.ndarray | None = None) -> torch.Tensor:
         """[len(customers), n_articles] scores, or [len(customers), len(articles)] against the listed articles."""
-        listed = None if articles is None else self._index(articles)
-        return self.model.score_all(self.customer_emb, self.article_emb, self._index(customers), listed).float()
+        article_emb = self._article_emb(articles)
+        return self._in_blocks(lambda c: self.model.score_all(self.customer_emb, article_emb, self._index(c)).float(),
+                               np.asarray(customers))
 
     @staticmethod
     def top(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,9 +109,13 @@ class GNNScores:
         if self._cov is None:
             scores = self.dense(customers) if scores is None else scores
             return scores.mean(1), scores.std(1) + 1e-6
-        c = self.customer_emb[self._index(customers)].double()
-        var = ((c @ self._cov) * c).sum(1).clamp_min(0)
-        return (c @ self._mean).float(), var.sqrt().float() + 1e-6
+
+        def moments(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            c = self.customer_emb[self._index(rows)].double()
+            var = ((c @ self._cov) * c).sum(1).clamp_min(0)
+            return (c @ self._mean).float(), var.sqrt().float() + 1e-6
+
+        return self._in_blocks(moments, np.asarray(customers))
 
     @torch.no_grad()
     def pairs(self, customers: np.ndarray, rows: np.ndarray, articles: np.ndarray,
@@ -161,13 +196,14 @@ def _product_members(product: np.ndarray) -> sp.csr_matrix:
 
 
 def _variants(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The articles of the products each customer bought, by how often they bought the product."""
     members = _cached(snapshot, "members", lambda: _product_members(snapshot.meta.product))
-    reach = (snapshot.product_bought[customers] @ members).tocsr()
-    reach = reach - reach.multiply(snapshot.times_bought[customers] > 0)  # the bought colours are `bought`'s
-    reach.eliminate_zeros()
-    r, a, v = csr_rows(reach.tocsr(), np.arange(len(customers)))
-    keep = top_per_row(r, a, v, n)
-    return r[keep], a[keep]
+    r, product, times = csr_rows(snapshot.product_bought, customers)
+    at, a, _ = csr_rows(members, product)  # each article of each (customer, product); `at` indexes the latter
+    r, times = r[at], times[at]
+    fresh = stored_at(snapshot.times_bought, customers[r], a) < 0  # the bought colours are `bought`'s
+    keep = top_per_row(r[fresh], a[fresh], times[fresh], n)
+    return r[fresh][keep], a[fresh][keep]
 
 
 def _shared(order: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
