@@ -61,6 +61,17 @@ def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[in
     return m
 
 
+def _sorted_pair_days(c: np.ndarray, a: np.ndarray, day: np.ndarray, na: int,
+                      span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each purchase's (customer * na + article) key and its day, sorted by key then day: one sort, and within a
+    pair its days in a fixed order, so that sums over a pair are the same on every run."""
+    if (int(c.max(initial=0)) + 1) * na * span < 2**63:
+        key = pl.Series((c.astype(np.int64) * na + a) * span + day).sort().to_numpy()
+        return key // span, (key % span).astype(np.float64)
+    order = np.lexsort((day, a, c))
+    return c[order].astype(np.int64) * na + a[order], day[order].astype(np.float64)
+
+
 class Snapshot:
     """The purchases up to `as_of`, summarised per article, per customer and per (customer, article).
 
@@ -76,7 +87,8 @@ class Snapshot:
         self.cache: dict[str, object] = {}  # what the candidate sources derive once per snapshot
         nc, na = inter.n_customers, inter.n_articles
         c, a = inter.customer_index, inter.article_index  # int32 at full scale: no int64 copies of every purchase
-        days = inter.days_before(as_of).astype(np.float64)
+        day = inter.days_before(as_of)  # int64, >= 0
+        days = day.astype(np.float64)
         self.n_customers, self.n_articles = nc, na
 
         # articles: sales over windows, trend, age on sale, price, the ages of their buyers
@@ -122,33 +134,33 @@ class Snapshot:
         # pairs, one entry per (customer, article) bought: times bought, days since the last and the first purchase
         # (stored + 1 so that "today" is not an empty cell), and two decayed counts. The five matrices share one
         # sparsity pattern (the same index arrays), float32 values: at full scale each is a few hundred MB
-        ln2 = float(np.log(2))
-        stats = (pl.DataFrame({"c": inter.customer_index, "a": inter.article_index, "d": days})
-                 .group_by("c", "a")
-                 .agg(pl.len().alias("times"), pl.col("d").min().alias("last"), pl.col("d").max().alias("first"),
-                      (-pl.col("d") * (ln2 / REPURCHASE_HALF_LIFE)).exp().sum().alias("short"),
-                      (-pl.col("d") * (ln2 / LONG_HALF_LIFE)).exp().sum().alias("long"))
-                 .sort("c", "a"))
-        index = np.int32 if len(stats) < 2**31 else np.int64
-        indices = stats["a"].to_numpy().astype(index)
+        span = int(day.max(initial=0)) + 1
+        pair, d = _sorted_pair_days(c, a, day, na, span)
+        starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, np.int64)
+        pair = pair[starts]
+        index = np.int32 if len(pair) < 2**31 else np.int64
+        indices = (pair % na).astype(index)
         indptr = np.zeros(nc + 1, index)
-        np.cumsum(np.bincount(stats["c"].to_numpy(), minlength=nc), out=indptr[1:])
+        np.cumsum(np.bincount(pair // na, minlength=nc), out=indptr[1:])
+        del pair
 
         def pairs(values: np.ndarray) -> sp.csr_matrix:
             return sp.csr_matrix((values.astype(np.float32), indices, indptr), shape=(nc, na), copy=False)
 
-        self.times_bought = pairs(stats["times"].to_numpy())
-        self.last_bought = pairs(stats["last"].to_numpy() + 1.0)
-        self.first_bought = pairs(stats["first"].to_numpy() + 1.0)
-        self.repurchase = pairs(stats["short"].to_numpy())
-        self.repurchase_long = pairs(stats["long"].to_numpy())
-        del stats
+        def per_pair(f: np.ufunc, values: np.ndarray) -> np.ndarray:
+            return f.reduceat(values, starts) if len(starts) else np.zeros(0)
+
+        ln2 = float(np.log(2))
+        self.times_bought = pairs(np.diff(np.r_[starts, len(d)]))
+        self.last_bought = pairs(per_pair(np.minimum, d) + 1.0)
+        self.first_bought = pairs(per_pair(np.maximum, d) + 1.0)
+        self.repurchase = pairs(per_pair(np.add, np.exp(-d * (ln2 / REPURCHASE_HALF_LIFE))))
+        self.repurchase_long = pairs(per_pair(np.add, np.exp(-d * (ln2 / LONG_HALF_LIFE))))
+        del d, starts
         self.distinct = np.diff(self.times_bought.indptr).astype(np.float64)
         # how habitual buying is: shopping days per customer, and the share of an article's buyers (and of a
         # customer's articles) bought more than once
-        day = np.floor(days).astype(np.int64)
-        span = int(day.max(initial=0)) + 1
-        shopping = np.unique(c.astype(np.int64) * span + day) // span
+        shopping = pl.Series(c.astype(np.int64) * span + day).unique().to_numpy() // span
         self.shopping_days = np.bincount(shopping, minlength=nc).astype(np.float64)
         tb = self.times_bought
         again = (tb.data > 1).astype(np.float64)  # per (customer, article) pair: bought more than once
