@@ -19,7 +19,7 @@ from hmgnn import artifacts as A
 from hmgnn.config import Config
 from hmgnn.errors import HmgnnError
 from hmgnn.models import Recommender, model_class
-from hmgnn.models.base import _top_k  # exact on ties, like every ranking in hmgnn
+from hmgnn.models.base import top_k  # exact on ties, like every ranking in hmgnn
 from hmgnn.recommend import ARTICLE_COLUMNS, fit_model, model_name, rank_customer
 
 
@@ -142,7 +142,7 @@ class ServedModel:
         assert self.unit_embeddings is not None
         sims = self.unit_embeddings @ self.unit_embeddings[article_index]
         sims[article_index] = -torch.inf
-        scores, top = _top_k(sims[None], min(k, len(sims) - 1))
+        scores, top = top_k(sims[None], min(k, len(sims) - 1))
         return [{"rank": r + 1, **self.article_rows[a], "score": round(s, 6)}
                 for r, (a, s) in enumerate(zip(top[0].tolist(), scores[0].tolist()))]
 

@@ -32,7 +32,7 @@ from hmgnn.errors import ConfigError, InputError
 from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, node_inputs
 from hmgnn.graph import load_graph_features
 from hmgnn.metrics import average_precision_curve, hits_matrix, map_at_k_curve
-from hmgnn.models.base import Interactions, csr_rows
+from hmgnn.models.base import Interactions, csr_rows, top_k
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.gnn_recommender import embeddings_as_of
 from hmgnn.ranking.candidates import GNNScores
@@ -333,7 +333,8 @@ def validation_map(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: tor
         if bought is not None:
             rows, cols, _ = csr_rows(bought, customers[s:s + chunk].astype(np.int64))
             scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = -torch.inf
-        tops.append(torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().numpy())
+        # exact on ties (the smaller article first): torch.topk's order among equal scores depends on the threads
+        tops.append(top_k(scores, min(k, scores.shape[1]))[1].cpu().numpy())
     top = np.concatenate(tops) if tops else np.zeros((0, k), np.int64)
     return truth.map_at_k(top, k)
 

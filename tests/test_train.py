@@ -280,6 +280,9 @@ def test_validation_map_can_leave_out_the_bought_articles():
     bought = sp.csr_matrix((np.ones(4), (np.arange(4), np.arange(4))), shape=(4, 10))
     assert train.validation_map(model, c_emb, a_emb, truth) == pytest.approx(0.5)
     assert train.validation_map(model, c_emb, a_emb, truth, bought=bought) == pytest.approx(1.0)
+    # every score tied: the smaller article first, whatever the threads (article c + 4 at rank c + 5)
+    tied = torch.zeros(10, 8)
+    assert train.validation_map(model, c_emb, tied, truth) == pytest.approx(np.mean(1 / (np.arange(4) + 5)))
 
 
 def test_gnn_retrieval_leaves_out_bought_articles_when_training_chose_to(workdir):

@@ -373,7 +373,7 @@ class Recommender(ABC):
             r, c = self._bought(customers[filtered], cand)
             scores[torch.as_tensor(filtered[r], device=scores.device),
                    torch.as_tensor(c, device=scores.device)] = -torch.inf
-        vals, pos = _top_k(scores, min(k, scores.shape[1]))
+        vals, pos = top_k(scores, min(k, scores.shape[1]))
         vals, pos = vals.cpu().numpy(), pos.cpu().numpy()
         ids = pos if cand is None else cand[pos]
         ids = np.where(np.isneginf(vals), -1, ids)
@@ -599,7 +599,7 @@ def lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     return values_at(matrix, stored_at(matrix, rows, cols))
 
 
-def _top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top k columns per row by (score desc, column asc): exact on ties, which plain torch.topk is not.
 
     NaN counts as -inf. `scores` may be modified in place.
