@@ -37,7 +37,7 @@ from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.gnn_recommender import embeddings_as_of
 from hmgnn.ranking.candidates import GNNScores
 from hmgnn.ranking.features import ArticleMeta
-from hmgnn.ranking.fit import fit_ranker, label_windows
+from hmgnn.ranking.fit import choose_rest_mix, fit_ranker, label_windows
 
 REFERENCE = "reference"
 STATE_PT = "state.pt"
@@ -381,6 +381,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
               split_dir / artifacts.HISTORY_PARQUET, split_dir / artifacts.VALIDATION_PARQUET,
               tables_dir / artifacts.ARTICLES_PARQUET, tables_dir / artifacts.CUSTOMERS_PARQUET,
               tables_dir / artifacts.TRANSACTIONS_PARQUET]  # the last three also copied into the model folder
+    if (split_dir / artifacts.VALIDATION_PAIRS_PARQUET).is_file():  # they choose the non-candidates' score mix
+        inputs.append(split_dir / artifacts.VALIDATION_PAIRS_PARQUET)
     outdated = (out / artifacts.MODEL_PT).is_file() and not (out / artifacts.FEATURES_PT).is_file()
     if outdated:
         info(f"[yellow]train[/yellow]: {out} predates self-contained model folders; training again")
@@ -454,7 +456,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             final = trainer.model
     if not trainer.dist.is_main:
         return out  # torchrun: rank 0 alone fits the ranker and writes `out`; the others wait for it at a barrier
-    ranker, ranker_report = None, None
+    ranker, ranker_report, rest_mix = None, None, 0.5
     if windows is not None:
         model = trainer.model.eval()
 
@@ -468,6 +470,11 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         except ValueError as exc:
             raise InputError(f"{split_dir}: the ranker cannot be fit ({exc}); move sample.cutoff or lengthen "
                              "sample.val_days") from None
+        pairs_path = split_dir / artifacts.VALIDATION_PAIRS_PARQUET
+        if pairs_path.is_file():  # the binary metrics' pairs of the validation window choose the non-candidates' mix
+            pairs = pl.read_parquet(pairs_path).filter(pl.col("kind").is_in(artifacts.BINARY_KINDS))
+            rest_mix, ranker_report["rest_mix"] = choose_rest_mix(purchases, windows[0], data.meta, cfg.ranker,
+                                                                  gnn_as_of, pairs)
 
     with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs,
                               started=started) as so:
@@ -483,6 +490,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "candidate_sizes": cfg.ranker.sizes(),
             "gnn_recent_days": cfg.ranker.gnn_recent_days,
             "retrieval_drops_bought": retrieval_drops_bought,
+            "rest_mix": rest_mix,  # the non-candidates' weight of recent sales against the GNN's percentile
             "article_meta": data.meta.to_dict(),  # the pair features' article categories
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
             "refit": refit,  # None, or how the recommending GNN was refit on every purchase
@@ -558,6 +566,12 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
     elif refit:
         lines.append(f"- Refit: the GNN that recommends was trained again on every purchase up to "
                      f"{refit['through']} for {refit['epochs']} epoch(s).")
+    if ranker_report and "rest_mix" in ranker_report:
+        chosen = ranker_report["rest_mix"]
+        lines.append(f"- Articles that are no candidate rank below every candidate, by "
+                     f"{chosen.get('rest_mix', 0.5):.1f} x their recent-sales percentile + the rest x the GNN's "
+                     "percentile for the customer (the mix with the best AUC on the validation window's 1:1 pairs; "
+                     "`ranker.json`).")
     if ranker_report:
         windows = ranker_report["windows"]
         recall = ", ".join(f"{w['as_of']}: {w['recall']['all']:.3f}" for w in windows)

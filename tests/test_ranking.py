@@ -119,3 +119,38 @@ def test_variant_candidates_are_the_other_articles_of_bought_products():
     assert got == [(0, 1), (0, 2), (0, 3), (1, 6), (1, 7), (1, 8)]
     two = candidate_pairs(snapshot, np.array([0]), {"variant": 4})
     assert sorted(two.article.tolist()) == [1, 2, 3, 5]
+
+
+@pytest.mark.parametrize("gnn_knows", [True, False])
+def test_the_non_candidates_mix_follows_the_signal_that_ranks_validation_pairs(gnn_knows):
+    # four customers who bought articles 0-3; in the window each buys article 10 + c, never sold, and not 20 + c,
+    # a recent bestseller (customer 4 bought them), or the reverse. The GNN scores 10 + c high and 20 + c low:
+    # when it is right the mix must lean to its percentile, when it is wrong to recent sales (ties: 0.5)
+    import polars as pl
+
+    from hmgnn.config import RankerConfig
+    from hmgnn.ranking.fit import choose_rest_mix
+
+    n_c, n_a, day = 5, 40, np.datetime64("2020-09-01", "D")
+    customers = np.r_[np.arange(4), np.arange(4), np.full(8, 4)].astype(np.int32)
+    articles = np.r_[np.arange(4), np.arange(4), np.full(4, 20), np.arange(21, 25)].astype(np.int32)
+    purchases = Interactions(customers, articles, np.full(16, day + 5), n_c, n_a)
+    meta = ArticleMeta(np.arange(n_a, dtype=np.int32), {})
+    c_emb, a_emb = torch.eye(n_c, 8), torch.zeros(n_a, 8)
+    for c in range(4):
+        a_emb[10 + c, c], a_emb[20 + c, c] = 3.0, -3.0
+        a_emb[30 + c, c] = a_emb[34 + c, c] = 40.0  # two far better articles: 10 + c's percentile is only high
+    model = HeteroSAGERecommender(num_customers=n_c, num_articles=n_a, hidden_channels=8).eval()
+    bought, passed = (np.arange(10, 14), np.arange(20, 24)) if gnn_knows else (np.arange(20, 24), np.arange(10, 14))
+    pairs = pl.DataFrame({"customer_index": np.r_[np.arange(4), np.arange(4)],
+                          "article_index": np.r_[bought, passed], "label": np.r_[np.ones(4), np.zeros(4)]})
+    mix, report = choose_rest_mix(purchases, LabelWindow(dt.date(2020, 9, 7), dt.date(2020, 9, 14)), meta,
+                                  RankerConfig(gnn_candidates=0, variant_candidates=0, popular_candidates=0,
+                                               trending_candidates=0, walk_candidates=0),
+                                  lambda seen, as_of: GNNScores(model, c_emb, a_emb, torch.device("cpu")), pairs)
+    aucs = report["auc_by_mix"]
+    assert report["candidate_share"] == 0 and isinstance(mix, float) and aucs[f"{mix:.1f}"] == 1.0
+    if gnn_knows:  # the even mix lets the bestsellers win
+        assert mix < 0.5 and aucs["0.5"] < 1.0 and aucs["1.0"] == 0.0
+    else:
+        assert mix >= 0.5 and aucs["0.0"] == 0.0

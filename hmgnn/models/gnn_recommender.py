@@ -20,7 +20,8 @@ from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
 from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run, positions_in, register
 from hmgnn.models.gnn import HeteroSAGERecommender
-from hmgnn.ranking.candidates import GNNScores, RandomWalk, candidate_pairs
+from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, non_candidate_score,
+                                      trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix
 from hmgnn.ranking.ranker import Ranker
@@ -79,6 +80,7 @@ class GNNRecommender(Recommender):
         self.ranker = Ranker.from_dict(ranker) if ranker else None
         self.sizes: dict[str, int] = dict(checkpoint.get("candidate_sizes") or {})
         self.gnn_recent_days = int(checkpoint.get("gnn_recent_days", 0))
+        self.rest_mix = float(checkpoint.get("rest_mix", 0.5))
         meta = checkpoint.get("article_meta")
         self.meta = ArticleMeta.from_dict(meta) if meta else None
         loss = checkpoint["train_config"]["loss"]
@@ -131,7 +133,7 @@ class GNNRecommender(Recommender):
             self.snapshot = Snapshot(interactions, as_of, self.meta)
             self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
             # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
-            self._trend_pct = torch.from_numpy((rankdata(self.snapshot.trend) / self.n_articles).astype(np.float32))
+            self._trend_pct = torch.from_numpy(trend_percentile(self.snapshot))
 
     @property
     def ranks_candidates(self) -> bool:
@@ -149,12 +151,11 @@ class GNNRecommender(Recommender):
         return pairs, self.ranker.predict(feature_matrix(self.snapshot, pairs))
 
     def _rest(self, z: torch.Tensor, articles: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores in [0, 0.5) of articles that are not candidates: the mean of the article's recent-sales percentile
-        (28-day decayed, the trending order) and the normal-approximation percentile of the GNN's score in the
-        customer's row (its z-score from the row's mean and spread, so no row is sorted). `z` holds the GNN's
-        z-scores of the pairs when `articles` names their articles, else full [customers, n_articles] rows."""
+        """Scores in [0, 0.5) of articles that are not candidates (`non_candidate_score`, with the mix `hmgnn train`
+        chose on validation). `z` holds the GNN's z-scores of the pairs when `articles` names their articles, else
+        full [customers, n_articles] rows."""
         trend = self._trend_pct.to(z.device)
-        return (REST_TOP / 2) * ((trend[None] if articles is None else trend[articles]) + torch.special.ndtr(z))
+        return REST_TOP * non_candidate_score(trend[None] if articles is None else trend[articles], z, self.rest_mix)
 
     def _dense_z(self, customers: np.ndarray) -> torch.Tensor:
         """The GNN's z-scores of every article for these customers."""

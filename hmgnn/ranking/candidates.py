@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.stats import rankdata
 
 from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, position_in_run, stored_at
 from hmgnn.models.gnn import HeteroSAGERecommender
@@ -156,6 +157,19 @@ class RandomWalk:
         buyers = self.customer_step[customers] @ self.article_step  # customer -> article -> buyer
         scores = torch.from_numpy((buyers @ self.last_step).toarray())
         return scores / (scores.std(1, correction=0, keepdim=True) + 1e-12)
+
+
+def trend_percentile(snapshot: Snapshot) -> np.ndarray:
+    """float32 [n_articles]: each article's percentile of recent sales (28-day decayed, the trending order; ties
+    share one)."""
+    return (rankdata(snapshot.trend) / snapshot.n_articles).astype(np.float32)
+
+
+def non_candidate_score(trend_pct: torch.Tensor, z: torch.Tensor, mix: float) -> torch.Tensor:
+    """In [0, 1): how an article that is no candidate of the customer compares: `mix` x its recent-sales percentile
+    + (1 - mix) x the normal-approximation percentile of the GNN's score in the customer's row (its z-score, so no
+    row is sorted). `hmgnn train` chooses `mix` on the validation window (`choose_rest_mix`)."""
+    return mix * trend_pct + (1 - mix) * torch.special.ndtr(z)
 
 
 @dataclass

@@ -13,11 +13,15 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
+import polars as pl
+import torch
+from sklearn.metrics import roc_auc_score
 
 from hmgnn.config import RankerConfig
 from hmgnn.console import info, progress
 from hmgnn.models.base import Interactions, run_starts
-from hmgnn.ranking.candidates import SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs
+from hmgnn.ranking.candidates import (SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs,
+                                      non_candidate_score, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix, feature_names
 from hmgnn.ranking.ranker import Ranker
@@ -146,3 +150,39 @@ def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta
     info(f"ranker: window {window.as_of + dt.timedelta(days=1)}..{window.end}: {stats['customers']:,} customers, "
          f"{stats['pairs']:,} candidate pairs, candidate recall {stats['recall']['all']:.3f}")
     return (x, labels[keep], groups), report, feature_names(snapshot)
+
+
+REST_MIXES = tuple(round(m / 10, 1) for m in range(11))
+
+
+def choose_rest_mix(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, rc: RankerConfig,
+                    gnn_as_of: Callable[[Interactions, dt.date], GNNScores],
+                    pairs: pl.DataFrame) -> tuple[float, dict[str, Any]]:
+    """The mix of `non_candidate_score` with the best AUC on the window's 1:1 pairs (customer_index,
+    article_index, label), features as of the day before it: a candidate scores above every other article
+    whatever the mix, so only the order of the non-candidates moves. Customers without a history get the
+    cold-start fallback, so their pairs are left out. Ties go to the mix nearest 0.5."""
+    snapshot = Snapshot(purchases, window.as_of, meta)
+    c = pairs["customer_index"].to_numpy().astype(np.int64)
+    a = pairs["article_index"].to_numpy().astype(np.int64)
+    y = pairs["label"].to_numpy()
+    warm = snapshot.purchases[c] > 0
+    c, a, y = c[warm], a[warm], y[warm]
+    if len(np.unique(y)) < 2:
+        return 0.5, {"skipped": "the window's pairs hold one label only"}
+    gnn = gnn_as_of(purchases.until(window.as_of), window.as_of)
+    customers = np.unique(c)
+    sizes = rc.sizes()
+    walk = RandomWalk(snapshot) if sizes.get("walk", 0) > 0 else None
+    cand = candidate_pairs(snapshot, customers, sizes, gnn=gnn, walk=walk, gnn_recent_days=rc.gnn_recent_days)
+    n = snapshot.n_articles
+    is_candidate = np.isin(c * n + a, cand.customer * n + cand.article)
+    _, z = gnn.pairs(customers, np.searchsorted(customers, c), a)
+    trend, z = torch.from_numpy(trend_percentile(snapshot)[a]), torch.from_numpy(z)
+    aucs = {mix: float(roc_auc_score(y, np.where(is_candidate, 2.0, non_candidate_score(trend, z, mix).numpy())))
+            for mix in REST_MIXES}
+    best = max(REST_MIXES, key=lambda m: (aucs[m], -abs(m - 0.5)))
+    info(f"ranker: non-candidates scored with {best:.1f} x recent sales + {1 - best:.1f} x the GNN's percentile "
+         f"(validation AUC {aucs[best]:.4f}; 0.5/0.5: {aucs[0.5]:.4f})")
+    return best, {"rest_mix": best, "pairs": int(len(y)), "candidate_share": float(is_candidate.mean()),
+                  "auc_by_mix": {f"{m:.1f}": round(v, 5) for m, v in aucs.items()}}
