@@ -474,7 +474,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         if pairs_path.is_file():  # the binary metrics' pairs of the validation window choose the non-candidates' mix
             pairs = pl.read_parquet(pairs_path).filter(pl.col("kind").is_in(artifacts.BINARY_KINDS))
             rest_mix, ranker_report["rest_mix"] = choose_rest_mix(purchases, windows[0], data.meta, cfg.ranker,
-                                                                  gnn_as_of, pairs)
+                                                                  gnn_as_of, pairs, cfg.seed)
 
     with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs,
                               started=started) as so:

@@ -156,21 +156,26 @@ REST_MIXES = tuple(round(m / 10, 1) for m in range(11))
 
 
 def choose_rest_mix(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, rc: RankerConfig,
-                    gnn_as_of: Callable[[Interactions, dt.date], GNNScores],
-                    pairs: pl.DataFrame) -> tuple[float, dict[str, Any]]:
+                    gnn_as_of: Callable[[Interactions, dt.date], GNNScores], pairs: pl.DataFrame,
+                    seed: int) -> tuple[float, dict[str, Any]]:
     """The mix of `non_candidate_score` with the best AUC on the window's 1:1 pairs (customer_index,
     article_index, label), features as of the day before it: a candidate scores above every other article
     whatever the mix, so only the order of the non-candidates moves. Customers without a history get the
-    cold-start fallback, so their pairs are left out. Ties go to the mix nearest 0.5."""
+    cold-start fallback, so their pairs are left out; beyond `ranker.max_customers` customers, a seeded sample
+    of them. Ties go to the mix nearest 0.5."""
+    # the message pass first, as for a label window: its graph is freed before the snapshot is built
+    gnn = gnn_as_of(purchases.until(window.as_of), window.as_of)
     snapshot = Snapshot(purchases, window.as_of, meta)
     c = pairs["customer_index"].to_numpy().astype(np.int64)
     a = pairs["article_index"].to_numpy().astype(np.int64)
     y = pairs["label"].to_numpy()
-    warm = snapshot.purchases[c] > 0
-    c, a, y = c[warm], a[warm], y[warm]
+    keep = snapshot.purchases[c] > 0
+    warm = np.unique(c[keep])
+    if len(warm) > rc.max_customers:
+        keep &= np.isin(c, np.random.default_rng(seed).choice(warm, rc.max_customers, replace=False))
+    c, a, y = c[keep], a[keep], y[keep]
     if len(np.unique(y)) < 2:
         return 0.5, {"skipped": "the window's pairs hold one label only"}
-    gnn = gnn_as_of(purchases.until(window.as_of), window.as_of)
     customers = np.unique(c)
     sizes = rc.sizes()
     walk = RandomWalk(snapshot) if sizes.get("walk", 0) > 0 else None
