@@ -278,11 +278,7 @@ class Trainer:
         """MAP@12 of the raw GNN scores on the validation window (full ranking over all articles); `drop_bought`
         leaves out each customer's bought articles, as a peer like ALS ranks."""
         c_emb, a_emb = self.embeddings_for_validation()
-        bought = None
-        if drop_bought:
-            hist = self.data.history
-            bought = sp.csr_matrix((np.ones(len(hist), np.float32), (hist.customer_index, hist.article_index)),
-                                   shape=(hist.n_customers, hist.n_articles))
+        bought = self.data.history.user_items() if drop_bought else None
         return validation_map(self.model, c_emb, a_emb, self.val_truth, bought=bought)
 
     def batch_size(self, targets: int) -> int:
@@ -443,8 +439,9 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
 
     trainer.model.load_state_dict(trainer.best_state)
     # the GNN alone (`gnn-retrieval`) leaves out each customer's bought articles where that ranks the validation
-    # window better (data where nobody buys the same article twice); the two-stage gnn has its own bought source
-    retrieval_drops_bought = bool(trainer.dist.is_main and trainer.validate(drop_bought=True) > trainer.validate())
+    # window better (data where nobody buys the same article twice); the two-stage gnn has its own bought source.
+    # best_map is the best state's validation MAP with every article ranked
+    retrieval_drops_bought = bool(trainer.dist.is_main and trainer.validate(drop_bought=True) > trainer.best_map)
     trainer.release()
     final, refit = trainer.model, None
     if tc.refit == "always" or (tc.refit == "auto" and windows is not None and len(windows) > 1):
