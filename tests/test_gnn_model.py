@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import numpy as np
 import torch
 from torch_geometric.nn import HeteroConv, SAGEConv, to_hetero
 
@@ -65,6 +66,22 @@ def test_adjacency_matches_dense_mean(repeats, weighted):
     assert adj.num_edges == torch.unique(edge_index[0] * 9 + edge_index[1]).numel()
     # the nodes without purchases aggregate to zero
     assert adj.customer_adj.to_dense()[12].abs().sum() == 0 and adj.article_adj.to_dense()[8].abs().sum() == 0
+
+
+def test_adjacency_from_purchase_counts_equals_the_one_from_every_purchase():
+    # a fit builds the adjacency from the purchase counts it already holds (no sort of every purchase)
+    import scipy.sparse as sp
+
+    edge_index = random_graph()  # repeats included
+    counts = sp.csr_matrix((np.ones(edge_index.size(1), np.float32), edge_index.numpy()), shape=(13, 9))
+    counts.sum_duplicates()
+    built = Adjacency.from_counts(torch.from_numpy(counts.indptr), torch.from_numpy(counts.indices),
+                                  torch.from_numpy(counts.data), 13, 9)
+    for a, b in zip(built._parts, Adjacency.from_edge_index(edge_index, 13, 9)._parts):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    with pytest.raises(ValueError, match="row pointers"):
+        Adjacency.from_counts(torch.from_numpy(counts.indptr), torch.from_numpy(counts.indices),
+                              torch.from_numpy(counts.data), 12, 9)
 
 
 def test_adjacency_rejects_bad_input():

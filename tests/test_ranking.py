@@ -9,7 +9,8 @@ import torch
 
 from hmgnn.models.base import Interactions
 from hmgnn.models.gnn import HeteroSAGERecommender
-from hmgnn.ranking.candidates import GNNScores, candidate_pairs
+from hmgnn.models.base import top_k
+from hmgnn.ranking.candidates import GNNScores, candidate_pairs, top_columns
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.fit import LabelWindow, window_rows
 from hmgnn.ranking.pairs import rank_within
@@ -104,6 +105,33 @@ def test_gnn_scores_of_a_small_batch_are_each_customers_own_bit_for_bit():
         assert torch.equal(mean[row], one_mean[0]) and torch.equal(std[row], one_std[0])
     listed = np.arange(0, 3000, 7)
     assert torch.equal(gnn.dense(batch, listed), dense[:, listed])
+
+
+@pytest.mark.parametrize("columns", [3, 40, 997, 5000])
+def test_top_columns_are_top_k_s_exact_on_ties(columns):
+    # the candidates' top-N searches groups of columns: the same set as a top-k over every column, ties to the
+    # smaller column (many ties here: rounded scores), a NaN never chosen over a number, fewer columns than N
+    torch.manual_seed(0)
+    scores = (torch.randn(70, columns) * 3).round()
+    scores[5, ::3] = float("nan")
+    scores[6] = 1.0  # a row of one value: the smallest columns
+    for n in (1, 12, 40):
+        got = top_columns(scores, n)
+        want = top_k(scores.clone(), min(n, columns))[1].sort(1).values
+        assert torch.equal(got, want)
+    assert torch.equal(top_columns(scores, 12)[6], torch.arange(min(12, columns)))
+
+
+def test_reused_score_buffer_gives_the_same_scores():
+    torch.manual_seed(0)
+    model = HeteroSAGERecommender(num_customers=300, num_articles=500, hidden_channels=16).eval()
+    gnn = GNNScores(model, torch.randn(300, 16), torch.randn(500, 16), torch.device("cpu"))
+    first, second = np.arange(0, 300, 2), np.arange(1, 200, 2)
+    want_first, want_second = gnn.dense(first), gnn.dense(second)
+    assert torch.equal(gnn.dense(first, reuse=True), want_first)
+    assert torch.equal(gnn.dense(second, reuse=True), want_second)  # a smaller batch in the same buffer
+    listed = np.arange(0, 500, 3)
+    assert torch.equal(gnn.dense(first, listed, reuse=True), want_first[:, listed])
 
 
 def test_variant_candidates_are_the_other_articles_of_bought_products():

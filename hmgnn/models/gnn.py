@@ -235,15 +235,16 @@ class HeteroSAGERecommender(torch.nn.Module):
         return self.decode(customer_emb[customer_index], article_emb[article_index])
 
     def score_all(self, customer_emb: Tensor, article_emb: Tensor, customer_index: Tensor | None = None,
-                  article_index: Tensor | None = None, chunk_size: int = 1 << 22) -> Tensor:
+                  article_index: Tensor | None = None, chunk_size: int = 1 << 22, out: Tensor | None = None) -> Tensor:
         """``[customers, articles]`` scores of every listed customer against every listed article (all by default).
 
-        ``chunk_size`` bounds the pairs the MLP decoder materialises at once.
+        ``chunk_size`` bounds the pairs the MLP decoder materialises at once. ``out``, a float tensor of that shape,
+        receives the dot decoder's scores (a reused buffer skips the fresh pages a new large tensor costs).
         """
         c = customer_emb if customer_index is None else customer_emb[customer_index]
         a = article_emb if article_index is None else article_emb[article_index]
         if self.mlp is None:
-            return c @ a.t()
+            return c @ a.t() if out is None else torch.mm(c, a.t(), out=out)
         rows = max(1, chunk_size // max(1, a.size(0)))
         return torch.cat([self.decode(c[s:s + rows, None, :], a[None, :, :])
                           for s in range(0, c.size(0), rows)]) if c.size(0) else c.new_empty(0, a.size(0))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from scipy.stats import rankdata
 
@@ -20,6 +21,7 @@ from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
 from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run, positions_in, register
 from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.models.sparse import Adjacency
 from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, non_candidate_score,
                                       trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
@@ -41,10 +43,15 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
 
 @torch.no_grad()
 def embeddings_as_of(model: HeteroSAGERecommender, recipe: str, time_features: bool, customer_x: torch.Tensor,
-                     article_x: torch.Tensor, inter: Interactions, as_of: dt.date,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Customer and article embeddings from one message pass over the purchases up to `as_of`."""
-    adj = build_adjacency(inter).to(device)
+                     article_x: torch.Tensor, inter: Interactions, as_of: dt.date, device: torch.device,
+                     counts: sp.csr_matrix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Customer and article embeddings from one message pass over the purchases up to `as_of` (all of `inter`);
+    `counts`, their customer x article purchase counts (`Interactions.user_items`) where already built."""
+    if counts is None:
+        adj = build_adjacency(inter).to(device)
+    else:
+        adj = Adjacency.from_counts(torch.from_numpy(counts.indptr), torch.from_numpy(counts.indices),
+                                    torch.from_numpy(counts.data), inter.n_customers, inter.n_articles).to(device)
     inputs = node_inputs(recipe, time_features, customer_x, article_x, inter, as_of)
     inputs = {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
     return model.embeddings(adj, **inputs)
@@ -105,15 +112,18 @@ class GNNRecommender(Recommender):
                                  f"{cls.name!r} cannot load; recommend from it with --model {right} (or auto)")
             customer_x, article_x = portable.read_features(workdir, checkpoint)
         else:
-            from hmgnn.graph import load_graph_features
-
             artifacts.check_lineage([workdir / artifacts.TABLES, workdir / artifacts.GRAPH, workdir / cls.folder])
             checkpoint = load_checkpoint(workdir / cls.folder)
-            customer_x, article_x, _ = load_graph_features(workdir / artifacts.GRAPH)
             fingerprint = artifacts.fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT)
             if fingerprint != checkpoint.get("graph_fingerprint"):
                 raise InputError(f"{workdir / cls.folder / artifacts.MODEL_PT} was trained on another graph.pt; run "
                                  f"`hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.folder}`)")
+            if isinstance(checkpoint.get("files"), dict):  # graph.pt's node features, as the model folder holds them
+                customer_x, article_x = portable.read_features(workdir / cls.folder, checkpoint)
+            else:  # a model.pt from before model folders held their data: read the whole graph
+                from hmgnn.graph import load_graph_features
+
+                customer_x, article_x, _ = load_graph_features(workdir / artifacts.GRAPH)
         device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
         return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size,
                    use_ranker=cls.name == "gnn")
@@ -126,7 +136,7 @@ class GNNRecommender(Recommender):
                              f"{interactions.n_articles}; retrain with `hmgnn train --force`")
         self.customer_emb, self.article_emb = embeddings_as_of(
             self.model, self.checkpoint["recipe"], self.checkpoint["time_features"], self.customer_x,
-            self.article_x, interactions, as_of, self.device)
+            self.article_x, interactions, as_of, self.device, counts=self.user_items)
         self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device)
         self.snapshot = self.walk = None
         if self.ranker is not None:

@@ -126,15 +126,41 @@ class Adjacency:
         weight = torch.zeros(pair.numel(), dtype=dtype, device=pair.device).scatter_reduce_(
             0, inverse, weight, reduce=reduce, include_self=False)
         customer, article = pair // num_articles, pair % num_articles
+        return cls._from_pairs(customer, article, weight, num_customers, num_articles)
 
-        customer_deg = torch.zeros(num_customers, dtype=dtype, device=pair.device).index_add_(0, customer, weight)
-        article_deg = torch.zeros(num_articles, dtype=dtype, device=pair.device).index_add_(0, article, weight)
+    @classmethod
+    def from_counts(cls, crow: Tensor, col: Tensor, values: Tensor, num_customers: int,
+                    num_articles: int) -> Adjacency:
+        r"""Builds both directions from a canonical customers x articles CSR matrix of pair weights (sorted
+        columns, one entry per pair), e.g. the purchase counts a fit already holds: equal to
+        :meth:`from_edge_index` over those purchases (with ``repeats="sum"``), without sorting every purchase.
+
+        Args:
+            crow (torch.Tensor): ``[num_customers + 1]`` row pointers.
+            col (torch.Tensor): ``[P]`` article of each pair, sorted within each row.
+            values (torch.Tensor): ``[P]`` non-negative weight of each pair.
+            num_customers (int): Number of customer nodes.
+            num_articles (int): Number of article nodes.
+        """
+        if crow.numel() != num_customers + 1 or col.shape != values.shape:
+            raise ValueError(f"a CSR matrix of {num_customers} rows needs {num_customers + 1} row pointers and one "
+                             f"value per column index; got {crow.numel()}, {col.numel()} and {values.numel()}")
+        customer = torch.repeat_interleave(torch.arange(num_customers), (crow[1:] - crow[:-1]).long())
+        return cls._from_pairs(customer, col.long(), values.float(), num_customers, num_articles)
+
+    @classmethod
+    def _from_pairs(cls, customer: Tensor, article: Tensor, weight: Tensor, num_customers: int,
+                    num_articles: int) -> Adjacency:
+        """Both directions from distinct pairs sorted by (customer, article) with their weights."""
+        dtype = weight.dtype
+        customer_deg = torch.zeros(num_customers, dtype=dtype, device=weight.device).index_add_(0, customer, weight)
+        article_deg = torch.zeros(num_articles, dtype=dtype, device=weight.device).index_add_(0, article, weight)
         # Empty rows (no purchases, or all-zero weights) aggregate to 0, as in SAGEConv.
         customer_values = weight / customer_deg.clamp_min(torch.finfo(dtype).tiny)[customer]
         article_values = weight / article_deg.clamp_min(torch.finfo(dtype).tiny)[article]
 
         # int32 indices halve index memory and are supported by the CPU (MKL) and cuSPARSE kernels.
-        index_dtype = torch.int32 if pair.numel() < 2**31 - 1 else torch.int64
+        index_dtype = torch.int32 if customer.numel() < 2**31 - 1 else torch.int64
         perm = torch.sort(article, stable=True).indices  # already sorted by customer -> transpose order
         customer_crow = _crow(customer, num_customers, index_dtype)
         article_crow = _crow(article, num_articles, index_dtype)
