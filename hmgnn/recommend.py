@@ -19,6 +19,7 @@ from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
 from hmgnn.evaluate import IdMaps
 from hmgnn.models import AUTO, Recommender, create_model, model_class, resolve_model_name
+from hmgnn.models.base import PARALLEL_BATCHES
 
 CUSTOMER_ID = re.compile(r"[0-9a-f]{64}")
 ARTICLE_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
@@ -164,9 +165,12 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     try:
         with progress() if show_progress else contextlib.nullcontext() as bar:
             task = bar.add_task(f"recommend ({model.name})", total=len(customer_index)) if bar else None
-            for start in range(0, len(customer_index), batch_size):
-                stop = start + batch_size
-                ids, scores = model.recommend(customer_index[start:stop], k=k)
+            # `recommend` ranks PARALLEL_BATCHES batches side by side: many per call, so that they seldom wait for
+            # each other at the end of a call
+            step = batch_size * PARALLEL_BATCHES * 8
+            for start in range(0, len(customer_index), step):
+                stop = start + step
+                ids, scores = model.recommend(customer_index[start:stop], k=k, batch_size=batch_size)
                 writer.write(customer_ids[start:stop], ids, scores)
                 if bar:
                     bar.advance(task, len(ids))

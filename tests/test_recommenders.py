@@ -168,6 +168,29 @@ def test_batches_do_not_change_the_answer(fitted):
 
 
 @FITTED
+def test_batches_side_by_side_give_the_serial_answer(fitted, monkeypatch):
+    import hmgnn.models.base as base
+
+    threads = torch.get_num_threads()
+    parallel = fitted.recommend(np.arange(N_CUSTOMERS), k=12, batch_size=5)  # several batches: in threads
+    assert torch.get_num_threads() == threads  # the threads' share of the cores is given back
+    monkeypatch.setattr(base, "PARALLEL_BATCHES", 1)
+    serial = fitted.recommend(np.arange(N_CUSTOMERS), k=12, batch_size=5)
+    assert np.array_equal(parallel[0], serial[0]) and np.allclose(parallel[1], serial[1], rtol=1e-5, atol=1e-6)
+
+
+def test_in_parallel_keeps_the_order_and_passes_errors_on():
+    from hmgnn.models.base import in_parallel
+
+    assert in_parallel(lambda x: x * x, list(range(20))) == [x * x for x in range(20)]
+    assert in_parallel(lambda x: x, []) == []
+    threads = torch.get_num_threads()
+    with pytest.raises(ZeroDivisionError):
+        in_parallel(lambda x: 1 // x, [3, 2, 1, 0])
+    assert torch.get_num_threads() == threads
+
+
+@FITTED
 def test_filter_already_bought(fitted, interactions):
     ids, _ = fitted.recommend(WARM, k=N_ARTICLES, filter_already_bought=True)
     bought = fitted.user_items.toarray() > 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import os
+from concurrent.futures import ThreadPoolExecutor
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, TypeVar
@@ -16,6 +18,7 @@ import torch
 
 ArrayLike = Any  # an int, a sequence of ints or a numpy/torch integer array
 R = TypeVar("R", bound="Recommender")
+T = TypeVar("T")
 
 # Cold-start segments: [low, high) years; customers without an age get the global bestsellers.
 AGE_BANDS: tuple[tuple[int, int, str], ...] = (
@@ -340,9 +343,9 @@ class Recommender(ABC):
             if shared is not None:
                 self._fill(ids, vals, warm, customers, k, filt, cand, shared[0], shared[1], batch)
             else:
-                for start in range(0, len(warm), batch):
-                    rows = warm[start:start + batch]
-                    i, v = self._rank_dense(customers[rows], k, filt, cand)
+                parts = [warm[start:start + batch] for start in range(0, len(warm), batch)]
+                ranked = in_parallel(lambda rows: self._rank_dense(customers[rows], k, filt, cand), parts)
+                for rows, (i, v) in zip(parts, ranked):
                     ids[rows], vals[rows] = i, v
         return (ids[0], vals[0]) if single else (ids, vals)
 
@@ -597,6 +600,27 @@ def values_at(matrix: sp.csr_matrix, at: np.ndarray) -> np.ndarray:
 def lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """matrix[rows[i], cols[i]] for each i (0 where nothing is stored), without densifying."""
     return values_at(matrix, stored_at(matrix, rows, cols))
+
+
+PARALLEL_BATCHES = 2
+"""Dense batches ranked at once by `recommend` (one thread each) on a machine with at least that many cores."""
+
+
+def in_parallel(f: Callable[[Any], T], items: list[Any]) -> list[T]:
+    """[f(item) for item in items], `PARALLEL_BATCHES` items at a time in threads, each thread's torch work on its
+    share of the cores. A batch's ranking is part GIL-free work (products, sorts, LightGBM) and part numpy that is
+    not: batches side by side keep both cores busy where one batch's threads leave them idle a third of the time.
+    One item, or one core, runs here in the caller's thread."""
+    workers = min(PARALLEL_BATCHES, len(items), os.cpu_count() or 1)
+    if workers < 2:
+        return [f(item) for item in items]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // workers))  # process-wide: restored below
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(f, items))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

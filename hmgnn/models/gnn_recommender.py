@@ -8,6 +8,7 @@ validation window from history and the test window from history + validation, as
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +135,16 @@ class GNNRecommender(Recommender):
             raise InputError(f"the model was trained on {self.model.num_customers} customers x "
                              f"{self.model.num_articles} articles, the data has {interactions.n_customers} x "
                              f"{interactions.n_articles}; retrain with `hmgnn train --force`")
-        self.customer_emb, self.article_emb = embeddings_as_of(
-            self.model, self.checkpoint["recipe"], self.checkpoint["time_features"], self.customer_x,
-            self.article_x, interactions, as_of, self.device, counts=self.user_items)
+        # the message pass (torch, GIL-free) runs in a thread beside the snapshot's pair statistics (mostly numpy)
+        with ThreadPoolExecutor(1) as side:
+            embedded = side.submit(embeddings_as_of, self.model, self.checkpoint["recipe"],
+                                   self.checkpoint["time_features"], self.customer_x, self.article_x, interactions,
+                                   as_of, self.device, counts=self.user_items)
+            self.snapshot = Snapshot(interactions, as_of, self.meta) if self.ranker is not None else None
+            self.customer_emb, self.article_emb = embedded.result()
         self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device)
-        self.snapshot = self.walk = None
+        self.walk = None
         if self.ranker is not None:
-            self.snapshot = Snapshot(interactions, as_of, self.meta)
             self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
             # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
             self._trend_pct = torch.from_numpy(trend_percentile(self.snapshot))
