@@ -608,9 +608,9 @@ PARALLEL_BATCHES = 2
 
 def in_parallel(f: Callable[[Any], T], items: list[Any]) -> list[T]:
     """[f(item) for item in items], `PARALLEL_BATCHES` items at a time in threads, each thread's torch work on its
-    share of the cores. A batch's ranking is part GIL-free work (products, sorts, LightGBM) and part numpy that is
-    not: batches side by side keep both cores busy where one batch's threads leave them idle a third of the time.
-    One item, or one core, runs here in the caller's thread."""
+    share of the cores. A batch's ranking is part multi-threaded work (products, sorts, LightGBM) and part
+    single-threaded numpy: batches side by side keep every core busy while one batch is in its single-threaded
+    part. One item, or one core, runs here in the caller's thread."""
     workers = min(PARALLEL_BATCHES, len(items), os.cpu_count() or 1)
     if workers < 2:
         return [f(item) for item in items]

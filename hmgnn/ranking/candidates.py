@@ -42,7 +42,7 @@ def top_columns(scores: torch.Tensor, n: int) -> torch.Tensor:
     """[rows, n] columns of each row's n largest scores, in column order; the same set as `top_k`'s (score desc,
     column asc: exact on ties). Found through groups of g consecutive columns: the n best lie in the n groups with
     the largest maxima (ties to the smaller group), so only those n x g scores are sorted, with g about
-    sqrt(columns / n): about half the time of a top-n over every column. NaN counts as -inf."""
+    sqrt(columns / n), which makes both sorts short. NaN counts as -inf."""
     rows, cols = scores.shape
     n = min(n, cols)
     g = int((cols / max(n, 1)) ** 0.5)
@@ -130,8 +130,7 @@ class GNNScores:
         """[len(customers), n_articles] scores, or [len(customers), len(articles)] against the listed articles.
 
         With `reuse`, the scores are written into this thread's scratch buffer, valid until its next `reuse` call:
-        for a caller that is done with them before then (a new [512 x 100k] tensor spends as long on fresh memory
-        pages as on the product)."""
+        for a caller that is done with them before then (a new tensor of that size pays for fresh memory pages)."""
         customers = np.asarray(customers)
         article_emb = self._article_emb(articles)
         out = self._buffer(len(customers), len(article_emb)) if reuse else None
