@@ -52,7 +52,8 @@ class Adjacency:
     equals the mean aggregation of PyG's :class:`~torch_geometric.nn.conv.SAGEConv`. Both directions
     share two sets of CSR index tensors; only the four value arrays differ.
 
-    Build it with :meth:`from_edge_index`; move it with :meth:`to`.
+    Build it with :meth:`from_edge_index` (purchases) or :meth:`from_counts` (a pair-count matrix); move it with
+    :meth:`to`.
     """
 
     def __init__(
