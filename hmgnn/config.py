@@ -198,6 +198,11 @@ class TrainConfig:
     history edges each epoch, message passing over the rest)."""
     target_days: int = 28
     """Length of the `recent` supervision window."""
+    min_targets: int = 20_000
+    """Fewest `recent` supervision purchases: where the last `target_days` hold fewer (a small or sparse data set),
+    the target window reaches back over whole days until it holds this many, or half of the purchases (the other
+    half stay for message passing). ID embeddings learned from a few thousand purchases stay close to their random
+    start; 0 keeps `target_days` as it is."""
     disjoint_ratio: float = 0.3
     """Share of history edges held out as targets each epoch with `disjoint` supervision."""
     recency_half_life: float = 14.0
@@ -226,7 +231,8 @@ class TrainConfig:
                         patience=self.patience, batch_size=self.batch_size, min_steps=self.min_steps,
                         target_days=self.target_days, num_negatives=self.num_negatives)
         _check_at_least_zero("train", max_minutes=self.max_minutes, recency_half_life=self.recency_half_life,
-                             weight_decay=self.weight_decay, val_customers=self.val_customers)
+                             weight_decay=self.weight_decay, val_customers=self.val_customers,
+                             min_targets=self.min_targets)
         if not 0 < self.disjoint_ratio < 1:
             raise ConfigError(f"train.disjoint_ratio must be in (0, 1), got {self.disjoint_ratio}")
         if not 0 <= self.dropout < 1:

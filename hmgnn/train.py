@@ -172,11 +172,16 @@ class Trainer:
         days = hist.days_before(self.train_end)
         if tc.supervision == "recent":
             # no leakage inside training: targets are the last target_days, predicted from the purchases before
-            target = days < tc.target_days
+            self.target_days = target_span(days, tc.target_days, tc.min_targets)
+            target = days < self.target_days
             if not target.any() or target.all():
                 raise InputError(f"train.target_days = {tc.target_days} leaves no targets or no message-passing "
                                  "edges in the history window; change train.target_days")
-            as_of = self.train_end - dt.timedelta(days=tc.target_days)
+            as_of = self.train_end - dt.timedelta(days=self.target_days)
+            if self.target_days > tc.target_days and self.dist.is_main:
+                info(f"train: the last {tc.target_days} days hold {int((days < tc.target_days).sum()):,} purchases, "
+                     f"under train.min_targets = {tc.min_targets:,}; the GNN's targets are the last "
+                     f"{self.target_days} days' {int(target.sum()):,}")
             self._fixed = self._epoch_graph(~target, target, as_of)
         counts = np.bincount(hist.article_index, minlength=hist.n_articles).astype(np.float64)
         self.popularity = torch.from_numpy(counts ** 0.75 + 1e-3)
@@ -314,6 +319,15 @@ class Trainer:
 
     def finished(self) -> bool:
         return self.epoch >= self.tc.epochs or self.bad_epochs >= self.tc.patience or self.timed_out
+
+
+def target_span(days: np.ndarray, target_days: int, min_targets: int) -> int:
+    """Days of the `recent` supervision window: `target_days`, or more where that holds fewer than `min_targets` of
+    the purchases `days` old (whole days, so no day is split; at most up to the newest half of the purchases)."""
+    if not min_targets or len(days) < 2 or int((days < target_days).sum()) >= min_targets:
+        return target_days
+    newest = np.sort(days)[:max(1, min(min_targets, len(days) // 2))]
+    return max(target_days, int(newest[-1]) + 1)
 
 
 @torch.no_grad()
@@ -553,7 +567,8 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
         "## What it is", "",
         f"- A {tc.layers}-layer heterogeneous GraphSAGE of width {tc.hidden} ({tc.loss} loss, "
         f"{'with' if tc.id_embeddings else 'without'} ID embeddings, time features {'on' if tc.time_features else 'off'}),"
-        f" trained on purchases up to {trainer.train_end}; early stopping kept epoch {trainer.best_epoch} "
+        f" trained on purchases up to {trainer.train_end}{_targets(tc, trainer)}; early stopping kept epoch "
+        f"{trainer.best_epoch} "
         f"(validation MAP@12 of the GNN alone {trainer.best_map:.4f}).",
     ]
     lines.append(f"- The GNN alone (`--model gnn-retrieval`) {'leaves out' if retrieval_drops_bought else 'keeps'} each "
@@ -592,6 +607,13 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
     lines += [f"| total | {sum(sizes.values()):,} | (and this card, `manifest.json`: the full config, the inputs' and "
               "these files' fingerprints) |", ""]
     return "\n".join(lines)
+
+
+def _targets(tc: TrainConfig, trainer: Trainer) -> str:
+    """The model card's words on the supervision window."""
+    if tc.supervision != "recent":
+        return f" (targets: a random {tc.disjoint_ratio:.0%} of them each epoch)"
+    return f" (targets: the last {trainer.target_days} days' purchases)"
 
 
 _FILES = {

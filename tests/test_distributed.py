@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 
 from hmgnn import train
-from hmgnn.config import load_config
+from hmgnn.config import TrainConfig, load_config
 from hmgnn.distributed import Distributed
 from hmgnn.errors import ConfigError
 from hmgnn.models.gnn import HeteroSAGERecommender
@@ -74,8 +74,8 @@ def _data(wd: Path) -> train.TrainingData:
 
 def _n_targets(wd: Path, target_days: int = 28) -> int:
     """Supervision positives per epoch with the default `recent` supervision."""
-    data = _data(wd)
-    return int((data.history.days_before(data.history_end) < target_days).sum())
+    days = _data(wd).history.days_before(_data(wd).history_end)
+    return int((days < train.target_span(days, target_days, TrainConfig().min_targets)).sum())
 
 
 def _torchrun(wd: Path, out: Path, extra: list[str], nproc: int = 2) -> subprocess.Popen:

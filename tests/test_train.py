@@ -303,3 +303,14 @@ def test_gnn_retrieval_leaves_out_bought_articles_when_training_chose_to(workdir
         ids, _ = model.recommend(customers, k=12)
         bought = lookup(model.user_items, np.repeat(customers, 12), ids.ravel()) > 0
         assert model.filters_bought is drops and bought.any() != drops
+
+
+def test_target_span_reaches_back_until_enough_targets():
+    days = np.repeat(np.arange(100), 10)  # 10 purchases on each of the last 100 days
+    assert train.target_span(days, 28, 0) == 28  # off
+    assert train.target_span(days, 28, 200) == 28  # 280 purchases already
+    assert train.target_span(days, 28, 400) == 40  # whole days: the 40 newest days hold 400
+    assert train.target_span(days, 28, 405) == 41  # a day is never split: 410 purchases
+    assert train.target_span(days, 28, 10_000) == 50  # at most the newest half of the purchases
+    assert int((days < train.target_span(days, 28, 10_000)).sum()) == 500
+    assert train.target_span(np.array([5]), 3, 100) == 3  # a single purchase: nothing to stretch
