@@ -326,8 +326,8 @@ def target_span(days: np.ndarray, target_days: int, min_targets: int) -> int:
     the purchases `days` old (whole days, so no day is split; at most up to the newest half of the purchases)."""
     if not min_targets or len(days) < 2 or int((days < target_days).sum()) >= min_targets:
         return target_days
-    newest = np.sort(days)[:max(1, min(min_targets, len(days) // 2))]
-    return max(target_days, int(newest[-1]) + 1)
+    k = max(1, min(min_targets, len(days) // 2))  # the k newest purchases end on the k-th smallest age
+    return max(target_days, int(np.partition(days, k - 1)[k - 1]) + 1)
 
 
 @torch.no_grad()

@@ -74,7 +74,8 @@ def _data(wd: Path) -> train.TrainingData:
 
 def _n_targets(wd: Path, target_days: int = 28) -> int:
     """Supervision positives per epoch with the default `recent` supervision."""
-    days = _data(wd).history.days_before(_data(wd).history_end)
+    data = _data(wd)
+    days = data.history.days_before(data.history_end)
     return int((days < train.target_span(days, target_days, TrainConfig().min_targets)).sum())
 
 
