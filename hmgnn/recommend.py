@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,17 +164,23 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     labels = np.array([f"{a:010d}" for a in article_ids.tolist()] + [""], dtype=object)
     writer = _ParquetWriter(tmp, labels) if out.suffix == ".parquet" else _CsvWriter(tmp, labels)
     try:
-        with progress() if show_progress else contextlib.nullcontext() as bar:
+        # one thread writes a chunk's rows while the next chunk is ranked
+        with progress() if show_progress else contextlib.nullcontext() as bar, ThreadPoolExecutor(1) as side:
             task = bar.add_task(f"recommend ({model.name})", total=len(customer_index)) if bar else None
             # `recommend` ranks PARALLEL_BATCHES batches side by side: many per call, so that they seldom wait for
             # each other at the end of a call
             step = batch_size * PARALLEL_BATCHES * 8
+            written: Future | None = None
             for start in range(0, len(customer_index), step):
                 stop = start + step
                 ids, scores = model.recommend(customer_index[start:stop], k=k, batch_size=batch_size)
-                writer.write(customer_ids[start:stop], ids, scores)
+                if written is not None:
+                    written.result()
+                written = side.submit(writer.write, customer_ids[start:stop], ids, scores)
                 if bar:
                     bar.advance(task, len(ids))
+            if written is not None:
+                written.result()
         writer.close()
         os.replace(tmp, out)
     except BaseException:

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from hmgnn.models.base import Interactions
-from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.models.gnn import HeteroSAGERecommender, dot_scores
 from hmgnn.models.base import top_k
+from hmgnn.ranking import candidates
 from hmgnn.ranking.candidates import GNNScores, candidate_pairs, top_columns
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.fit import LabelWindow, window_rows
@@ -122,16 +123,35 @@ def test_top_columns_are_top_k_s_exact_on_ties(columns):
     assert torch.equal(top_columns(scores, 12)[6], torch.arange(min(12, columns)))
 
 
-def test_reused_score_buffer_gives_the_same_scores():
+@pytest.mark.parametrize("chunk", [candidates.TOP_CHUNK, 700])
+def test_gnn_top_n_is_the_top_n_of_the_dense_rows(monkeypatch, chunk):
+    # the candidates' top-N is computed a chunk of rows at a time and never holds a batch's scores: it must be the
+    # top-N of the dense rows, ties to the smaller article (integer embeddings: exact scores, many ties), with or
+    # without an article list, in a small batch (serve's blocks) and across chunk edges
+    monkeypatch.setattr(candidates, "TOP_CHUNK", chunk)
     torch.manual_seed(0)
     model = HeteroSAGERecommender(num_customers=300, num_articles=500, hidden_channels=16).eval()
-    gnn = GNNScores(model, torch.randn(300, 16), torch.randn(500, 16), torch.device("cpu"))
-    first, second = np.arange(0, 300, 2), np.arange(1, 200, 2)
-    want_first, want_second = gnn.dense(first), gnn.dense(second)
-    assert torch.equal(gnn.dense(first, reuse=True), want_first)
-    assert torch.equal(gnn.dense(second, reuse=True), want_second)  # a smaller batch in the same buffer
+    gnn = GNNScores(model, torch.randint(-2, 3, (300, 16)).float(), torch.randint(-2, 3, (500, 16)).float(),
+                    torch.device("cpu"))
     listed = np.arange(0, 500, 3)
-    assert torch.equal(gnn.dense(first, listed, reuse=True), want_first[:, listed])
+    for who in (np.arange(0, 300, 2), np.array([7, 3, 99, 42, 0, 7, 58, 13, 21, 34, 55, 89, 1])):
+        for articles in (None, listed):
+            dense = gnn.dense(who, articles)
+            want = top_k(dense.clone(), 12)[1].sort(1).values.numpy()
+            rows, got = gnn.top(who, 12, articles)
+            np.testing.assert_array_equal(rows, np.repeat(np.arange(len(who)), 12))
+            np.testing.assert_array_equal(got, (want if articles is None else listed[want]).ravel())
+    assert gnn.top(np.arange(5), 600)[1].reshape(5, -1).shape == (5, 500)  # more asked than there are articles
+
+
+def test_dot_scores_equal_the_matrix_product_and_keep_autograd():
+    torch.manual_seed(0)
+    c, a = torch.randn(37, 64), torch.randn(1000, 64)
+    torch.testing.assert_close(dot_scores(c, a), c @ a.t(), rtol=1e-6, atol=1e-5)
+    assert dot_scores(c[:0], a).shape == (0, 1000)
+    c.requires_grad_(True)
+    dot_scores(c, a).sum().backward()  # under autograd: torch's own product, with its gradient
+    torch.testing.assert_close(c.grad, a.sum(0).expand(37, -1), rtol=1e-4, atol=1e-4)
 
 
 def test_variant_candidates_are_the_other_articles_of_bought_products():

@@ -106,6 +106,8 @@ class Interactions:
 
     def days_before(self, as_of: dt.date) -> np.ndarray:
         """Days between each purchase and `as_of` (0 on `as_of`)."""
+        if self.t_dat.dtype == np.dtype("datetime64[D]"):  # integer days: datetime arithmetic checks each value for NaT
+            return np.datetime64(as_of, "D").astype(np.int64) - self.t_dat.view(np.int64)
         return (np.datetime64(as_of, "D") - self.t_dat).astype(np.int64)
 
     def user_items(self) -> sp.csr_matrix:

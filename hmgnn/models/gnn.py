@@ -5,6 +5,7 @@ Full-batch message passing over the prebuilt CSR adjacencies of :class:`hmgnn.mo
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -19,6 +20,34 @@ __all__ = ["HeteroSAGERecommender"]
 NODE_TYPES = ("customer", "article")
 DECODERS = ("dot", "mlp")
 COMBINES = ("last", "mean")
+
+
+def dot_scores(customer_rows: Tensor, article_rows: Tensor) -> Tensor:
+    """``customer_rows @ article_rows.T``. In float32 on the CPU, outside autograd, the product goes through oneDNN's
+    linear: the same float32 arithmetic, and for this thin product (the embedding width as the inner dimension) faster
+    than the default BLAS on some CPUs (MKL's on AMD's)."""
+    if (customer_rows.device.type == "cpu" and customer_rows.dtype == article_rows.dtype == torch.float32
+            and len(customer_rows) and len(article_rows) and torch.backends.mkldnn.enabled
+            and not (torch.is_grad_enabled() and (customer_rows.requires_grad or article_rows.requires_grad))
+            and _onednn_linear()):
+        return torch.ops.mkldnn._linear_pointwise(customer_rows.contiguous(), article_rows.contiguous(), None,
+                                                  "none", [], "")
+    return customer_rows @ article_rows.t()
+
+
+@functools.cache
+def _onednn_linear() -> bool:
+    """Whether this torch build runs oneDNN's linear (an operator of its CPU compiler) and it agrees with torch.mm on a
+    probe; where not, `dot_scores` stays with torch.mm."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        generator = torch.Generator().manual_seed(0)
+        c, a = torch.randn(8, 16, generator=generator), torch.randn(40, 16, generator=generator)
+        got = torch.ops.mkldnn._linear_pointwise(c, a, None, "none", [], "")
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(torch.allclose(got, c @ a.t(), rtol=1e-5, atol=1e-5))
 
 
 class _SAGE(torch.nn.Module):
@@ -235,16 +264,15 @@ class HeteroSAGERecommender(torch.nn.Module):
         return self.decode(customer_emb[customer_index], article_emb[article_index])
 
     def score_all(self, customer_emb: Tensor, article_emb: Tensor, customer_index: Tensor | None = None,
-                  article_index: Tensor | None = None, chunk_size: int = 1 << 22, out: Tensor | None = None) -> Tensor:
+                  article_index: Tensor | None = None, chunk_size: int = 1 << 22) -> Tensor:
         """``[customers, articles]`` scores of every listed customer against every listed article (all by default).
 
-        ``chunk_size`` bounds the pairs the MLP decoder materialises at once. ``out``, a float tensor of that shape,
-        receives the dot decoder's scores (a reused buffer skips the fresh pages a new large tensor costs).
+        ``chunk_size`` bounds the pairs the MLP decoder materialises at once.
         """
         c = customer_emb if customer_index is None else customer_emb[customer_index]
         a = article_emb if article_index is None else article_emb[article_index]
         if self.mlp is None:
-            return c @ a.t() if out is None else torch.mm(c, a.t(), out=out)
+            return dot_scores(c, a)
         rows = max(1, chunk_size // max(1, a.size(0)))
         return torch.cat([self.decode(c[s:s + rows, None, :], a[None, :, :])
                           for s in range(0, c.size(0), rows)]) if c.size(0) else c.new_empty(0, a.size(0))

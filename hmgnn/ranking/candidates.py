@@ -7,7 +7,6 @@ merges them into one (customer, article, source bits) list. The GNN's own source
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,6 +25,9 @@ SMALL_BATCH, BLOCK = 64, 8
 """Up to SMALL_BATCH customers, the GNN's scores are computed in blocks of exactly BLOCK customers (the last one
 padded): a customer's answer is then the same bit for bit whoever shares the batch (products of other shapes run
 other BLAS kernels, whose sums differ in the last bit), which lets `serve` rank its waiting requests together."""
+TOP_CHUNK = 1 << 22
+"""Scores computed at once for a top-N (16 MB of float32): small enough to stay in the caches and for the memory
+allocator to reuse, large enough for an efficient product."""
 
 
 def top_per_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -80,7 +82,6 @@ class GNNScores:
         self.model, self.customer_emb, self.article_emb, self.device = model, customer_emb, article_emb, device
         self._mean = self._cov = None
         self._listed: tuple[np.ndarray, torch.Tensor] | None = None  # the last article list's embeddings
-        self._scratch = threading.local()  # each thread's reused score buffer (see `dense`)
         if model.mlp is None:  # float64: the products sum over every article
             a = article_emb.double()
             self._mean = a.mean(0)
@@ -115,34 +116,38 @@ class GNNScores:
             self._listed = (articles, self.article_emb[self._index(articles)].contiguous())
         return self._listed[1]
 
-    def _buffer(self, rows: int, cols: int) -> torch.Tensor | None:
-        """This thread's float32 scratch tensor of [rows, cols], grown as needed; None where the scores are not one
-        product (the MLP decoder) or the rows few (`_in_blocks`' exact shapes)."""
-        if self.model.mlp is not None or rows <= SMALL_BATCH:
-            return None
-        flat = getattr(self._scratch, "flat", None)
-        if flat is None or flat.numel() < rows * cols:
-            flat = self._scratch.flat = torch.empty(rows * cols, dtype=self.article_emb.dtype, device=self.device)
-        return flat[:rows * cols].view(rows, cols)
+    def _scores(self, customers: np.ndarray, article_emb: torch.Tensor) -> torch.Tensor:
+        return self.model.score_all(self.customer_emb, article_emb, self._index(customers)).float()
 
     @torch.no_grad()
-    def dense(self, customers: np.ndarray, articles: np.ndarray | None = None, reuse: bool = False) -> torch.Tensor:
-        """[len(customers), n_articles] scores, or [len(customers), len(articles)] against the listed articles.
-
-        With `reuse`, the scores are written into this thread's scratch buffer, valid until its next `reuse` call:
-        for a caller that is done with them before then (a new tensor of that size pays for fresh memory pages)."""
+    def dense(self, customers: np.ndarray, articles: np.ndarray | None = None) -> torch.Tensor:
+        """[len(customers), n_articles] scores, or [len(customers), len(articles)] against the listed articles."""
         customers = np.asarray(customers)
         article_emb = self._article_emb(articles)
-        out = self._buffer(len(customers), len(article_emb)) if reuse else None
-        return self._in_blocks(
-            lambda c: self.model.score_all(self.customer_emb, article_emb, self._index(c), out=out).float(), customers)
+        return self._in_blocks(lambda c: self._scores(c, article_emb), customers)
 
-    @staticmethod
-    def top(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(row, article) of each row's n best articles (ties to the smaller article), by row then article."""
-        n = min(n, scores.shape[1])
-        top = top_columns(scores, n).cpu().numpy()
-        return np.repeat(np.arange(len(scores)), n), top.ravel()
+    @torch.no_grad()
+    def top(self, customers: np.ndarray, n: int, articles: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(row, article) of each customer's n best-scored articles among `articles` (sorted; every article without
+        a list), by row then article; ties to the smaller article. The scores are computed TOP_CHUNK at a time and
+        dropped once their top-n is known: a chunk's scores stay in the caches and their memory is reused, where a
+        batch's whole [customers, articles] block would be written out to memory and read back."""
+        customers = np.asarray(customers)
+        article_emb = self._article_emb(articles)
+        n = min(n, len(article_emb))
+        if not len(customers) or n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+        def best(rows: np.ndarray) -> torch.Tensor:
+            return top_columns(self._scores(rows, article_emb), n)
+
+        if len(customers) <= SMALL_BATCH:
+            top = self._in_blocks(best, customers)
+        else:
+            step = max(1, TOP_CHUNK // len(article_emb))
+            top = torch.cat([best(customers[s:s + step]) for s in range(0, len(customers), step)])
+        top = top.cpu().numpy().ravel()
+        return np.repeat(np.arange(len(customers)), n), (top if articles is None else articles[top])
 
     @torch.no_grad()
     def moments(self, customers: np.ndarray, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,18 +326,15 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
     for s in range(0, len(customers), chunk):
         cust = customers[s:s + chunk]
         found: list[tuple[np.ndarray, np.ndarray, int]] = []
-        scores = gnn.dense(cust, pool, reuse=True) if gnn is not None else None  # with a pool: its columns only
         walked = walk.dense(cust) if walk is not None else None
         for bit, name in enumerate(SOURCES):
             n = sizes.get(name, 0)
             if n <= 0:
                 continue
             if name == "gnn":
-                if scores is None:
+                if gnn is None:
                     continue
-                r, a = GNNScores.top(scores, n)
-                if pool is not None:
-                    a = pool[a]
+                r, a = gnn.top(cust, n, pool)
             elif name == "walk":
                 if walked is None:
                     continue
@@ -353,8 +355,8 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
         r, a = uniq // snapshot.n_articles, uniq % snapshot.n_articles
         nan = np.full(len(r), np.nan, np.float32)
         g_score, g_z, w_score = nan, nan.copy(), nan.copy()
-        if scores is not None:
-            g_score, g_z = gnn.pairs(cust, r, a, scores if pool is None else None)
+        if gnn is not None:
+            g_score, g_z = gnn.pairs(cust, r, a)
         if walked is not None:
             w_score = walked[torch.from_numpy(r), torch.from_numpy(a)].numpy().astype(np.float32)
         out.append((cust[r].astype(np.int64), a, merged.astype(np.uint8), g_score, g_z, w_score))

@@ -54,10 +54,12 @@ class ArticleMeta:
         return cls(np.asarray(values["product"], np.int32), groups)
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    m = sp.csr_matrix((values, (rows, cols)), shape=shape)
-    m.sum_duplicates()
-    m.sort_indices()
+def _per_code(times: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
+    """[customers, codes] purchases per code: each customer's counts per article (`times`, sorted rows) summed over
+    the articles that share a code. Built from the pairs, not every purchase: each row is already the customer's."""
+    m = sp.csr_matrix((times.data.copy(), codes[times.indices], times.indptr.copy()),
+                      shape=(times.shape[0], int(codes.max(initial=-1)) + 1))
+    m.sum_duplicates()  # sorts each row's codes, then adds up the equal ones
     return m
 
 
@@ -171,10 +173,8 @@ class Snapshot:
             self.customer_repeat = np.where(self.distinct > 0, np.bincount(pair_customer, again, nc) / self.distinct,
                                             np.nan)
         # the customer's purchases per product and per category level
-        ones = np.ones(len(c), np.float32)
-        self.product_bought = _csr(c, meta.product[a], ones, (nc, int(meta.product.max(initial=-1)) + 1))
-        self.group_bought = {g: _csr(c, codes[a], ones, (nc, int(codes.max(initial=-1)) + 1))
-                             for g, codes in meta.groups.items()}
+        self.product_bought = _per_code(tb, meta.product)
+        self.group_bought = {g: _per_code(tb, codes) for g, codes in meta.groups.items()}
 
     @property
     def feature_names(self) -> list[str]:
