@@ -148,6 +148,7 @@ def test_dot_scores_equal_the_matrix_product_and_keep_autograd():
     torch.manual_seed(0)
     c, a = torch.randn(37, 64), torch.randn(1000, 64)
     torch.testing.assert_close(dot_scores(c, a), c @ a.t(), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(dot_scores(c[:5], a), c[:5] @ a.t(), rtol=1e-6, atol=1e-5)  # few rows: BLAS
     assert dot_scores(c[:0], a).shape == (0, 1000)
     c.requires_grad_(True)
     dot_scores(c, a).sum().backward()  # under autograd: torch's own product, with its gradient

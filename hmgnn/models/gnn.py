@@ -22,12 +22,17 @@ DECODERS = ("dot", "mlp")
 COMBINES = ("last", "mean")
 
 
+ONEDNN_MIN_ROWS = 32
+"""Customer rows from which `dot_scores` takes oneDNN's product: below, the product streams the article embeddings
+for few rows, and the default BLAS does that faster."""
+
+
 def dot_scores(customer_rows: Tensor, article_rows: Tensor) -> Tensor:
-    """``customer_rows @ article_rows.T``. In float32 on the CPU, outside autograd, the product goes through oneDNN's
-    linear: the same float32 arithmetic, and for this thin product (the embedding width as the inner dimension) faster
-    than the default BLAS on some CPUs (MKL's on AMD's)."""
+    """``customer_rows @ article_rows.T``. In float32 on the CPU, outside autograd and for ONEDNN_MIN_ROWS rows or
+    more, the product goes through oneDNN's linear: the same float32 arithmetic, and for this thin product (the
+    embedding width as the inner dimension) faster than the default BLAS on some CPUs (MKL's on AMD's)."""
     if (customer_rows.device.type == "cpu" and customer_rows.dtype == article_rows.dtype == torch.float32
-            and len(customer_rows) and len(article_rows) and torch.backends.mkldnn.enabled
+            and len(customer_rows) >= ONEDNN_MIN_ROWS and len(article_rows) and torch.backends.mkldnn.enabled
             and not (torch.is_grad_enabled() and (customer_rows.requires_grad or article_rows.requires_grad))
             and _onednn_linear()):
         return torch.ops.mkldnn._linear_pointwise(customer_rows.contiguous(), article_rows.contiguous(), None,
