@@ -27,10 +27,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(workdir: Path, model: str, port: int, timeout: float, config: Path | None = None) -> subprocess.Popen:
+def start_server(workdir: Path, model: str, port: int, timeout: float, config: Path | None = None,
+                 overrides: list[str] | None = None) -> subprocess.Popen:
     """`hmgnn serve` in a subprocess, access log off (it costs throughput); returns once /health answers."""
     cmd = [sys.executable, "-m", "hmgnn.cli", "serve", "--workdir", str(workdir), "--model", model,
-           "--port", str(port), "--set", "serve.access_log=false", *(["-c", str(config)] if config else [])]
+           "--port", str(port), "--set", "serve.access_log=false", *(["-c", str(config)] if config else []),
+           *(a for o in overrides or [] for a in ("--set", o))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,6 +96,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=180, help="Stop sending after this long.")
     parser.add_argument("--startup-timeout", type=float, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="A config override for the server, e.g. serve.keep_candidates=true (repeatable).")
     args = parser.parse_args()
 
     tables = args.workdir / "tables"
@@ -107,7 +111,7 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    proc = start_server(args.workdir, args.model, port, args.startup_timeout, args.config)
+    proc = start_server(args.workdir, args.model, port, args.startup_timeout, args.config, args.overrides)
     startup = time.perf_counter() - t0
     try:
         health = httpx.get(f"{base}/health").json()
@@ -131,7 +135,7 @@ def main() -> None:
 
     lat = np.array(latencies) * 1e3
     print(f"model {health['model']}: {health['customers']:,} customers x {health['articles']:,} articles, "
-          f"server up in {startup:.1f} s; {os.cpu_count()} CPUs")
+          f"server up in {startup:.1f} s; {os.cpu_count()} CPUs" + (f"; {' '.join(args.overrides)}" if args.overrides else ""))
     print(f"{len(lat):,} requests from {args.clients} clients in {wall:.2f} s: {len(lat) / wall:,.0f} requests/s")
     print(f"latency ms: p50 {np.percentile(lat, 50):.2f}  p90 {np.percentile(lat, 90):.2f}  "
           f"p99 {np.percentile(lat, 99):.2f}  max {lat.max():.2f}")

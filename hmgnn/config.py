@@ -368,18 +368,26 @@ class ServeConfig:
     """TCP port."""
     max_batch: int = 1_000
     """Most customer ids in one POST /recommendations (more is answered with 413)."""
-    threads: int = 2
-    """Threads that rank GET /recommendations, each the requests waiting as one batch; torch releases the GIL
-    while it ranks, so they run in parallel: about one per core."""
+    threads: int = 0
+    """Threads that rank GET /recommendations, each the requests waiting as one batch (torch releases the GIL while
+    it ranks, so they run in parallel); 0: half the cores, at least one. One thread ranks batches as large as the
+    queue holds, and a batch costs less per request the larger it is (its products and Python calls are shared);
+    more threads add cores, with smaller batches each: worth it where cores are free beside the event loop."""
     access_log: bool = True
     """Log one line per request (turn off for load tests: it costs throughput)."""
+    keep_candidates: bool = False
+    """Compute every customer's GNN candidates when the model loads and keep them (the two-stage `gnn`): requests
+    then skip the GNN's product over the articles, the largest part of a small batch's cost, for the same
+    answers. Loading takes about as long as that part of `recommend --all`, and memory grows by 4 bytes x
+    `ranker.gnn_candidates` per customer."""
 
     def __post_init__(self) -> None:
         if not self.host:
             raise ConfigError("serve.host must not be empty; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"serve.port must be in 1..65535, got {self.port}")
-        _check_positive("serve", max_batch=self.max_batch, threads=self.threads)
+        _check_positive("serve", max_batch=self.max_batch)
+        _check_at_least_zero("serve", threads=self.threads)
 
 
 MAX_SEED = 2**31 - 1000

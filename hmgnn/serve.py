@@ -282,6 +282,11 @@ def _where(loc: tuple | list) -> str:
 ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Problem, "description": "Malformed id or parameter"}}
 
 
+def scorer_threads(threads: int) -> int:
+    """`serve.threads` as set, or for 0 half the cores (at least one): the other half serve the event loop."""
+    return threads or max(1, (os.cpu_count() or 1) // 2)
+
+
 def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1,
                reload_token: str | None = None) -> FastAPI:
     """The API over `holder`'s model, `threads` threads ranking GET /recommendations; every error is a JSON
@@ -445,7 +450,7 @@ def run(cfg: Config) -> None:
     beyond_loopback = sc.host not in LOOPBACK_NAMES
     # bound beyond this machine, a reload also needs the token given at start-up (none set: no HTTP reload at all)
     token = (os.environ.get(RELOAD_TOKEN_ENV) or secrets.token_hex(32)) if beyond_loopback else None
-    app = create_app(holder, sc.max_batch, sc.threads, reload_token=token)
+    app = create_app(holder, sc.max_batch, scorer_threads(sc.threads), reload_token=token)
     if hasattr(signal, "SIGHUP"):  # the signal handler only starts a thread: the loop keeps answering
         signal.signal(signal.SIGHUP, lambda signum, frame: _reload_in_background(holder))
     if beyond_loopback:

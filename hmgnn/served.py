@@ -17,6 +17,7 @@ import torch
 from hmgnn import __version__
 from hmgnn import artifacts as A
 from hmgnn.config import Config
+from hmgnn.console import info
 from hmgnn.errors import HmgnnError
 from hmgnn.models import Recommender, model_class
 from hmgnn.models.base import top_k  # exact on ties, like every ranking in hmgnn
@@ -182,6 +183,9 @@ def load(cfg: Config) -> ServedModel:
     checkpoint = workdir / folder / A.MODEL_PT if folder is not None else None
     before = A.fingerprint(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
     model, _ = fit_model(cfg, name)
+    if cfg.serve.keep_candidates and model.ranks_candidates:
+        info("serve.keep_candidates: computing every customer's GNN candidates")
+        model.keep_candidates()
     fingerprint = A.fingerprint(checkpoint) if checkpoint is not None else None
     if fingerprint != before:  # the file was replaced while we read it: the fingerprint would lie
         raise HmgnnError(f"{checkpoint} changed while it was loaded; reload again")

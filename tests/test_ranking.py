@@ -144,6 +144,29 @@ def test_gnn_top_n_is_the_top_n_of_the_dense_rows(monkeypatch, chunk):
     assert gnn.top(np.arange(5), 600)[1].reshape(5, -1).shape == (5, 500)  # more asked than there are articles
 
 
+def test_kept_top_n_is_read_back_for_kept_customers_only():
+    torch.manual_seed(0)
+    model = HeteroSAGERecommender(num_customers=300, num_articles=500, hidden_channels=16).eval()
+    gnn = GNNScores(model, torch.randn(300, 16), torch.randn(500, 16), torch.device("cpu"))
+    listed = np.arange(0, 500, 3)
+    who = np.arange(0, 300, 2)
+    want = gnn.top(who, 12, listed)
+    gnn.keep_top(np.arange(0, 200), 12, listed)
+    kept = gnn._kept[2]
+    assert (kept[:200] >= 0).all() and (kept[200:] == -1).all()
+    kept[0] = listed[:12]  # mark a kept row: a later `top` must read it back
+    rows, got = gnn.top(np.array([0, 2]), 12, listed)
+    np.testing.assert_array_equal(got[:12], listed[:12])
+    kept[0] = want[1][:12]
+    for part in (who[who < 200], who[who >= 150]):  # kept only, and some not kept (scored as usual)
+        np.testing.assert_array_equal(gnn.top(part, 12, listed)[1], want[1][np.repeat(np.isin(who, part), 12)])
+    # another n or another list: scored as usual, not read from the table
+    kept[:] = 0
+    top5 = top_k(gnn.dense(who, listed), 5)[1].sort(1).values.numpy()
+    np.testing.assert_array_equal(gnn.top(who, 5, listed)[1], listed[top5].ravel())
+    np.testing.assert_array_equal(gnn.top(who, 12)[1], top_k(gnn.dense(who), 12)[1].sort(1).values.numpy().ravel())
+
+
 def test_dot_scores_equal_the_matrix_product_and_keep_autograd():
     torch.manual_seed(0)
     c, a = torch.randn(37, 64), torch.randn(1000, 64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -194,6 +195,17 @@ def test_ranked_together_is_the_one_customer_answer(workdir, people, model):
         assert json.loads(body) == json.loads(documented), ask
         assert [list(r) for r in json.loads(body)["recommendations"]] == \
             [list(r) for r in json.loads(documented)["recommendations"]]
+
+
+def test_kept_candidates_give_the_same_answers(workdir, people):
+    """serve.keep_candidates computes every customer's GNN candidates at load: the answers must not change."""
+    plain = serve.load(load_config(None, ["serve.model='gnn'"], workdir=workdir))
+    kept = serve.load(load_config(None, ["serve.model='gnn'", "serve.keep_candidates=true"], workdir=workdir))
+    assert kept.model.gnn._kept is not None and plain.model.gnn._kept is None
+    ids = pl.read_parquet(workdir / "tables" / A.CUSTOMERS_PARQUET)["customer_id"].to_list()[:60]
+    asks = [(cid, 12, n % 2 == 0) for n, cid in enumerate(ids + [people["warm"], people["cold"], people["unknown"]])]
+    assert kept.recommend_json(asks) == plain.recommend_json(asks)
+    assert [kept.recommend_json([a]) for a in asks[:10]] == [plain.recommend_json([a]) for a in asks[:10]]
 
 
 def test_concurrent_requests_get_the_answers_of_sequential_ones(server, workdir, people):
@@ -443,11 +455,17 @@ def test_cli_warns_when_serving_beyond_loopback(workdir, monkeypatch, capsys):
     assert "warning: serving on 0.0.0.0" in err and "reachable from other machines" in err
 
 
-def test_scorer_threads_must_be_positive(workdir):
+def test_scorer_threads_are_half_the_cores_unless_set(workdir, monkeypatch):
     from hmgnn.errors import ConfigError
+    from hmgnn.serve import scorer_threads
 
-    with pytest.raises(ConfigError, match="serve.threads must be > 0"):
-        load_config(None, ["serve.threads=0"], workdir=workdir)
+    with pytest.raises(ConfigError, match="serve.threads must be >= 0"):
+        load_config(None, ["serve.threads=-1"], workdir=workdir)
+    assert load_config(None, [], workdir=workdir).serve.threads == 0
+    for cores, want in ((1, 1), (2, 1), (16, 8)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert scorer_threads(0) == want
+    assert scorer_threads(3) == 3
 
 
 def test_cli_without_artifacts_is_one_line(tmp_path, capsys):

@@ -143,13 +143,13 @@ def decayed_sales(inter: Interactions, as_of: dt.date, days: int) -> np.ndarray:
 
 def run_starts(values: np.ndarray) -> np.ndarray:
     """Indices where a run of equal consecutive values begins (for grouped arrays)."""
-    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
+    return np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1]))) if len(values) else np.zeros(0, np.int64)
 
 
 def position_in_run(values: np.ndarray) -> np.ndarray:
     """0-based position of each element within its run of equal consecutive values."""
     starts = run_starts(values)
-    return np.arange(len(values)) - np.repeat(starts, np.diff(np.r_[starts, len(values)]))
+    return np.arange(len(values)) - np.repeat(starts, np.diff(starts, append=len(values)))
 
 
 def age_band(ages: np.ndarray) -> np.ndarray:
@@ -216,6 +216,10 @@ class Recommender(ABC):
         """True when the model ranks a few candidates per customer itself (`recommend` never builds dense scores):
         a customer is then ranked on their own, not through `score_all`."""
         return False
+
+    def keep_candidates(self) -> None:
+        """Compute each customer's share of the candidate stage that depends on nothing but the fitted model, once,
+        and keep it for every later `recommend` call (a server's start-up). Nothing to do for a model without one."""
 
     def __init__(self, cold_start: bool = True, batch_size: int = 1024) -> None:
         self.cold_start = cold_start
@@ -613,7 +617,9 @@ def in_parallel(f: Callable[[Any], T], items: list[Any]) -> list[T]:
     share of the cores. A batch's ranking is part multi-threaded work (products, sorts, LightGBM) and part
     single-threaded numpy: batches side by side keep every core busy while one batch is in its single-threaded
     part. One item, or one core, runs here in the caller's thread."""
-    workers = min(PARALLEL_BATCHES, len(items), os.cpu_count() or 1)
+    workers = min(PARALLEL_BATCHES, len(items))
+    if workers > 1:  # (os.cpu_count costs a system call: asked only where it matters)
+        workers = min(workers, os.cpu_count() or 1)
     if workers < 2:
         return [f(item) for item in items]
     threads = torch.get_num_threads()

@@ -24,7 +24,7 @@ from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.sparse import Adjacency
 from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, non_candidate_score,
-                                      trend_percentile)
+                                      recent_articles, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix
 from hmgnn.ranking.ranker import Ranker
@@ -152,6 +152,16 @@ class GNNRecommender(Recommender):
     @property
     def ranks_candidates(self) -> bool:
         return self.ranker is not None
+
+    def keep_candidates(self) -> None:
+        """Every customer with a history gets their GNN candidates (the top-N of the GNN's scores, the largest part
+        of ranking a few customers) computed now and kept: `recommend` then reads them, the same articles."""
+        self._check_fitted()
+        n = self.sizes.get("gnn", 0)
+        if self.ranker is None or n <= 0:
+            return
+        pool = recent_articles(self.snapshot, self.gnn_recent_days) if self.gnn_recent_days > 0 else None
+        self.gnn.keep_top(np.flatnonzero(~self.is_cold(np.arange(self.n_customers))), n, pool)
 
     def _fallback_scale(self, sales: np.ndarray) -> np.ndarray:
         """With the ranker, the cold-start fallback's scores are percentiles of its sales (order unchanged), on the

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 from scipy.stats import rankdata
 
-from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, position_in_run, stored_at, top_k
+from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, in_parallel, position_in_run, stored_at, top_k
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.ranking.features import Snapshot
 
@@ -25,6 +25,8 @@ SMALL_BATCH, BLOCK = 64, 8
 """Up to SMALL_BATCH customers, the GNN's scores are computed in blocks of exactly BLOCK customers (the last one
 padded): a customer's answer is then the same bit for bit whoever shares the batch (products of other shapes run
 other BLAS kernels, whose sums differ in the last bit), which lets `serve` rank its waiting requests together."""
+KEEP_CHUNK = 4096
+"""Customers per task when `GNNScores.keep_top` computes every customer's top-N."""
 TOP_CHUNK = 1 << 22
 """Scores computed at once for a top-N (16 MB of float32): small enough to stay in the caches and for the memory
 allocator to reuse, large enough for an efficient product."""
@@ -82,6 +84,7 @@ class GNNScores:
         self.model, self.customer_emb, self.article_emb, self.device = model, customer_emb, article_emb, device
         self._mean = self._cov = None
         self._listed: tuple[np.ndarray, torch.Tensor] | None = None  # the last article list's embeddings
+        self._kept: tuple[int, np.ndarray | None, np.ndarray] | None = None  # see `keep_top`
         if model.mlp is None:  # float64: the products sum over every article
             a = article_emb.double()
             self._mean = a.mean(0)
@@ -137,17 +140,32 @@ class GNNScores:
         n = min(n, len(article_emb))
         if not len(customers) or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        kept = self._kept
+        if kept is not None and kept[0] == n and kept[1] is articles:
+            top = kept[2][customers]
+            if (top >= 0).all():
+                return np.repeat(np.arange(len(customers)), n), top.ravel().astype(np.int64)
 
-        def best(rows: np.ndarray) -> torch.Tensor:
-            return top_columns(self._scores(rows, article_emb), n)
-
-        if len(customers) <= SMALL_BATCH:
-            top = self._in_blocks(best, customers)
+        if len(customers) <= SMALL_BATCH:  # the padding rows of `_in_blocks` are dropped before the search
+            top = top_columns(self._in_blocks(lambda c: self._scores(c, article_emb), customers), n)
         else:
             step = max(1, TOP_CHUNK // len(article_emb))
-            top = torch.cat([best(customers[s:s + step]) for s in range(0, len(customers), step)])
+            top = torch.cat([top_columns(self._scores(customers[s:s + step], article_emb), n)
+                             for s in range(0, len(customers), step)])
         top = top.cpu().numpy().ravel()
         return np.repeat(np.arange(len(customers)), n), (top if articles is None else articles[top])
+
+    def keep_top(self, customers: np.ndarray, n: int, articles: np.ndarray | None = None) -> None:
+        """Compute these customers' top-n among `articles` now, as `top` does, and keep it (4 bytes x n per customer
+        of the embeddings): a later `top` with the same n and the same list (the same array object) for kept
+        customers reads it back instead of scoring every listed article again."""
+        customers = np.unique(np.asarray(customers, np.int64))
+        n = min(n, len(self._article_emb(articles)))
+        table = np.full((len(self.customer_emb), max(n, 0)), -1, np.int32)
+        parts = [customers[s:s + KEEP_CHUNK] for s in range(0, len(customers), KEEP_CHUNK)]
+        for rows, (_, top) in zip(parts, in_parallel(lambda rows: self.top(rows, n, articles), parts)):
+            table[rows] = top.reshape(len(rows), n)
+        self._kept = (n, articles, table)
 
     @torch.no_grad()
     def moments(self, customers: np.ndarray, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
