@@ -559,7 +559,7 @@ def _unknown_id_rows(src: Source, mapped: Path) -> pl.DataFrame:
               .select("_row", "customer_index", "article_index").collect())
     # the mapping pass kept file order, so row numbers in the mapped file are the source's row numbers
     ids = _typed(_scan(src), has_channel=False).select("_row", "customer_id", "article_id")
-    found = mapped.with_name("_unknown.parquet")  # sink, not collect: collect held 2.2 GiB at full scale
+    found = mapped.with_name("_unknown.parquet")  # sink, not collect: the rows stream to disk
     ids.filter(pl.col("_row").is_in(misses["_row"].implode())).sink_parquet(found, engine="streaming")
     rows = pl.read_parquet(found).join(misses, on="_row", how="inner", maintain_order="left")
     found.unlink()

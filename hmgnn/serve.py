@@ -326,7 +326,7 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1,
         body = await scorer.recommend(holder.current, _customer_id(customer_id), k, filter_bought)
         return Response(body, media_type="application/json")
 
-    # plain `def` (thread pool): a big batch (~1 ms per customer) must not stall the event loop
+    # plain `def` (thread pool): a big batch ranks for long and must not stall the event loop
     @app.post("/recommendations", response_model=BatchRecommendations,
               responses={**ERRORS, 413: {"model": Problem, "description": "Too many ids"}},
               summary="Top-k articles for a batch of customers")

@@ -33,8 +33,8 @@ def rank_dense(model: Recommender, customers: np.ndarray, ks: list[int],
     `Recommender._rank_dense` split by what it costs. Each customer's scores come from their own
     `score_all` call, as `hmgnn recommend` computes them: the GNN's batched [B x d] @ [d x n_articles] product runs
     other BLAS kernels whose sums differ in the last bit, which moves scores rounded to 6 decimals and near-ties,
-    so an answer would depend on who else was in the batch (and with MKL on the 2-core AMD benchmark machine it
-    was barely faster: 4.1 ms for 8 customers against 0.67 ms for one). The already-bought filter and the exact
+    so an answer would depend on who else was in the batch (and for a few customers the batched product saves
+    little: it streams the same article embeddings). The already-bought filter and the exact
     top-k (`Recommender.rank_scores`) are row-wise, so they run once for the batch, for the largest k asked (the
     first k of an exact top-k' are the exact top-k).
     """

@@ -365,7 +365,7 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bool = False) -> Path:
     """Train on <workdir>/split + <workdir>/graph; write model.pt, the training log and the curve plot."""
     # same seed, same model in every process: without this, multi-threaded CPU kernels accumulate gradients in an
-    # order that depends on thread timing (measured: parameters 0.014 apart between two runs of configs/tiny.toml)
+    # order that depends on thread timing, and two runs of one config would end with different parameters
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
