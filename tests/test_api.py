@@ -15,17 +15,14 @@ from hmgnn import recommend, train
 from hmgnn.config import load_config
 from hmgnn.errors import InputError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tables_fixture import FAST_TRAIN as FAST, make_split_workdir  # noqa: E402
+from tables_fixture import FAST_TRAIN as FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    wd = make_split_workdir(tmp_path_factory.mktemp("api"))
-    train.run(load_config(None, FAST, workdir=wd))
-    return wd
+def workdir(trained_workdir) -> Path:
+    return trained_workdir
 
 
 @pytest.fixture(scope="module")

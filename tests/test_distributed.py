@@ -47,8 +47,7 @@ from hmgnn.distributed import Distributed
 from hmgnn.errors import ConfigError
 from hmgnn.models.gnn import HeteroSAGERecommender
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tables_fixture import FAST_TRAIN, make_split_workdir  # noqa: E402
+from tables_fixture import FAST_TRAIN
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this torch build has no torch.distributed with the gloo backend")
@@ -60,8 +59,8 @@ MAP_ATOL = 1e-6     # validation MAP@12 per epoch: the same top-12 lists give th
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return make_split_workdir(tmp_path_factory.mktemp("distributed"))
+def workdir(split_workdir) -> Path:
+    return split_workdir
 
 
 def _cfg(wd: Path, *extra: str):

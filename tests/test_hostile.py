@@ -31,8 +31,7 @@ from hmgnn.cli import main
 from hmgnn.config import load_config
 from hmgnn.errors import ConfigError, InputError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tables_fixture import FAST_TRAIN as FAST, make_split_workdir, make_tables  # noqa: E402
+from tables_fixture import FAST_TRAIN as FAST, make_tables
 
 LEFTOVER = re.compile(r"\..+\.(tmp|old)-\d+|\..+\.lock")
 
@@ -48,8 +47,8 @@ class _Payload:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    wd = make_split_workdir(tmp_path_factory.mktemp("hostile"))
+def trained(split_workdir) -> Path:
+    wd = split_workdir
     _ingest_manifest(wd)
     train.run(load_config(None, FAST, workdir=wd))
     return wd

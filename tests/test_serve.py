@@ -26,17 +26,14 @@ from hmgnn import recommend, serve, train
 from hmgnn.cli import main
 from hmgnn.config import load_config
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tables_fixture import FAST_TRAIN as FAST, make_split_workdir  # noqa: E402
+from tables_fixture import FAST_TRAIN as FAST
 
 STARTUP_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    wd = make_split_workdir(tmp_path_factory.mktemp("serve"))
-    train.run(load_config(None, FAST, workdir=wd))
-    return wd
+def workdir(trained_workdir) -> Path:
+    return trained_workdir
 
 
 def _free_port() -> int:

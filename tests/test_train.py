@@ -22,15 +22,13 @@ from hmgnn.models.base import Interactions, lookup
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.gnn_recommender import GNNRetrievalRecommender
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tables_fixture import FAST_TRAIN as FAST, make_split_workdir  # noqa: E402
+from tables_fixture import FAST_TRAIN as FAST
 
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    wd = make_split_workdir(tmp_path_factory.mktemp("train"))
-    return wd
+def workdir(split_workdir) -> Path:
+    return split_workdir
 
 
 def _cfg(wd: Path, *extra: str):
