@@ -16,11 +16,18 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from hmgnn import __version__
 from hmgnn.errors import HmgnnError, InputError, MissingArtifactError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+
+    from hmgnn.models.base import Interactions
 
 # Folders under the workdir, one per step.
 RAW = "raw"
@@ -553,3 +560,28 @@ def sweep_leftovers(out: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+@dataclass
+class IdMaps:
+    """Sizes of tables/' id maps and each customer's age (-1 where unknown), for every model's fit."""
+
+    n_customers: int
+    n_articles: int
+    ages: np.ndarray
+
+    @classmethod
+    def read(cls, tables: Path) -> IdMaps:
+        import numpy as np
+        import polars as pl
+
+        customers = pl.read_parquet(tables / CUSTOMERS_PARQUET, columns=["customer_index", "age"])
+        n_articles = pl.scan_parquet(tables / ARTICLES_PARQUET).select(pl.len()).collect().item()
+        ages = np.full(customers.height, -1, np.int16)
+        ages[customers["customer_index"].to_numpy()] = customers["age"].fill_null(-1).to_numpy()
+        return cls(customers.height, int(n_articles), ages)
+
+    def interactions(self, frame: pl.DataFrame) -> Interactions:
+        from hmgnn.models.base import Interactions
+
+        return Interactions.from_frame(frame, self.n_customers, self.n_articles, self.ages)

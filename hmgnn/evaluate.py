@@ -36,26 +36,6 @@ SCORE_MAPPING = {
 
 
 @dataclass
-class IdMaps:
-    """Sizes of tables/' id maps and each customer's age (-1 where unknown), for every model's fit."""
-
-    n_customers: int
-    n_articles: int
-    ages: np.ndarray
-
-    @classmethod
-    def read(cls, tables: Path) -> IdMaps:
-        customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "age"])
-        n_articles = pl.scan_parquet(tables / A.ARTICLES_PARQUET).select(pl.len()).collect().item()
-        ages = np.full(customers.height, -1, np.int16)
-        ages[customers["customer_index"].to_numpy()] = customers["age"].fill_null(-1).to_numpy()
-        return cls(customers.height, int(n_articles), ages)
-
-    def interactions(self, frame: pl.DataFrame) -> Interactions:
-        return Interactions.from_frame(frame, self.n_customers, self.n_articles, self.ages)
-
-
-@dataclass
 class Window:
     """What the models may see, and the window they are scored on."""
 
@@ -92,7 +72,7 @@ def load_window(split: Path, tables: Path, window: str) -> Window:
     if start is None:
         raise A.MissingArtifactError(f"{split / (A.TEST_PARQUET if window == 'test' else A.VALIDATION_PARQUET)} "
                                      f"is empty: nothing to score; run `hmgnn sample` with a longer window")
-    ids = IdMaps.read(tables)
+    ids = A.IdMaps.read(tables)
     pairs, pairs_file = None, None
     if (split / PAIRS[window]).is_file():
         pairs_file = PAIRS[window]

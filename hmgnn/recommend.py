@@ -18,7 +18,6 @@ from hmgnn import artifacts as A
 from hmgnn.config import Config, RecommendConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
-from hmgnn.evaluate import IdMaps
 from hmgnn.models import AUTO, Recommender, create_model, model_class, resolve_model_name
 from hmgnn.models.base import PARALLEL_BATCHES
 
@@ -66,7 +65,7 @@ def model_name(cfg: Config, name: str | None = None) -> str:
     return resolved
 
 
-def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, IdMaps]:
+def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, A.IdMaps]:
     """Model `name` (as `model_name` resolves it; default: cfg.recommend.model, resolved here) fit on every purchase
     in tables/ (the deployed setting); `k`, the articles to be asked for per customer, is checked against the
     catalogue before anything is fit."""
@@ -78,7 +77,7 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
     else:
         A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
         A.check_lineage([tables])
-    ids = IdMaps.read(tables)
+    ids = A.IdMaps.read(tables)
     # the default k stays valid on a catalogue smaller than it (fewer articles come back); beyond it, a k larger
     # than the catalogue is a mistake that would only allocate empty slots
     limit = max(ids.n_articles, RecommendConfig.k)

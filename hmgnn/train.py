@@ -76,14 +76,12 @@ class TrainingData:
 
 
 def load_training_data(graph_dir: Path, split_dir: Path, tables_dir: Path) -> TrainingData:
-    from hmgnn.evaluate import IdMaps
-
     customer_x, article_x, names = load_graph_features(graph_dir)
     nc, na = customer_x.shape[0], article_x.shape[0]
     windows = (artifacts.read_manifest(split_dir) or {}).get("windows")
     if not windows:
         raise InputError(f"{split_dir}/manifest.json has no 'windows'; run `hmgnn sample` again (with --force)")
-    ids = IdMaps.read(tables_dir)
+    ids = artifacts.IdMaps.read(tables_dir)
     if (ids.n_customers, ids.n_articles) != (nc, na):
         raise InputError(f"{tables_dir} has {ids.n_customers} customers x {ids.n_articles} articles, "
                          f"{graph_dir / artifacts.GRAPH_PT} {nc} x {na}; run `hmgnn build-graph --force`")
