@@ -36,6 +36,7 @@ import torch.distributed as dist
 
 from hmgnn import artifacts
 from hmgnn.console import console, info
+from hmgnn.device import resolve_device
 from hmgnn.errors import ConfigError
 
 __all__ = ["Distributed", "current", "launched", "env_world_size"]
@@ -189,12 +190,6 @@ def current() -> Distributed:
     return _CURRENT
 
 
-def _device_kind(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _join(device: str) -> tuple[Distributed, bool]:
     """Join (or adopt) the process group torchrun's environment describes; returns it and whether we own it."""
     world = env_world_size()
@@ -204,11 +199,9 @@ def _join(device: str) -> tuple[Distributed, bool]:
     if missing and not dist.is_initialized():
         raise ConfigError(f"WORLD_SIZE={world} but {', '.join(missing)} not set: launch with "
                           "`torchrun --nproc-per-node N hmgnn train ...`")
-    kind = _device_kind(device)
+    kind = resolve_device(device).type
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if kind == "cuda":  # (resolve_device has refused `cuda` without a CUDA device)
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices: "
                               "use --nproc-per-node <= the number of GPUs (NCCL needs one GPU per process)")

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from hmgnn import __version__, artifacts, distributed, portable
+from hmgnn.device import resolve_device
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import ConfigError, InputError
@@ -49,14 +50,6 @@ MODEL_CARD = "README.md"
 def model_dir(cfg: Config) -> Path:
     """Where `hmgnn train` writes: model/ for the hybrid GNN, reference/ for the reference recipe."""
     return Path(cfg.workdir) / (REFERENCE if cfg.train.recipe == "reference" else artifacts.MODEL)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @dataclass

@@ -312,3 +312,16 @@ def test_target_span_reaches_back_until_enough_targets():
     assert train.target_span(days, 28, 10_000) == 50  # at most the newest half of the purchases
     assert int((days < train.target_span(days, 28, 10_000)).sum()) == 500
     assert train.target_span(np.array([5]), 3, 100) == 3  # a single purchase: nothing to stretch
+
+
+def test_device_auto_is_cuda_only_where_there_is_one_and_cuda_needs_one(monkeypatch):
+    from hmgnn.device import resolve_device
+    from hmgnn.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cuda", strict=False) == torch.device("cpu")  # ranking with a model trained on a GPU
+    with pytest.raises(ConfigError, match="no CUDA device is available"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda")

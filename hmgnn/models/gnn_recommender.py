@@ -18,6 +18,7 @@ import torch
 from scipy.stats import rankdata
 
 from hmgnn import artifacts, portable
+from hmgnn.device import resolve_device
 from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
 from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run, positions_in, register
@@ -125,7 +126,7 @@ class GNNRecommender(Recommender):
                 from hmgnn.graph import load_graph_features
 
                 customer_x, article_x, _ = load_graph_features(workdir / artifacts.GRAPH)
-        device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
+        device = str(resolve_device(cfg.train.device, strict=False))  # a model trained on a GPU ranks on a CPU too
         return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size,
                    use_ranker=cls.name == "gnn")
 
