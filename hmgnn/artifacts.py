@@ -35,6 +35,7 @@ TABLES = "tables"
 GRAPH = "graph"
 SPLIT = "split"
 MODEL = "model"
+REFERENCE = "reference"  # the reference recipe's model folder (`hmgnn train --recipe reference`)
 EVALUATE = "evaluate"
 
 MANIFEST = "manifest.json"
@@ -83,7 +84,7 @@ PRODUCER = {
     GRAPH: "hmgnn build-graph",
     SPLIT: "hmgnn sample",
     MODEL: "hmgnn train",
-    "reference": "hmgnn train --recipe reference",  # train.REFERENCE: the reference recipe's model folder
+    REFERENCE: "hmgnn train --recipe reference",
     EVALUATE: "hmgnn evaluate",
 }
 

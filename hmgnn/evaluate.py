@@ -26,7 +26,7 @@ MAP_PLOT = "map_at_k.png"
 RECALL_PLOT = "recall_at_k.png"
 POPULARITY_PLOT = "popularity.png"
 # Trained models and the folder of their model.pt: evaluate adds each one that exists.
-TRAINED = {"gnn": A.MODEL, "gnn-retrieval": A.MODEL, "reference": "reference"}
+TRAINED = {"gnn": A.MODEL, "gnn-retrieval": A.MODEL, "reference": A.REFERENCE}
 
 SCORE_MAPPING = {
     "rank": "rank-normalised over the pairs ((rank - 0.5) / n, ties averaged): the 0.5 threshold is the median score",

@@ -40,7 +40,6 @@ from hmgnn.ranking.candidates import GNNScores
 from hmgnn.ranking.features import ArticleMeta
 from hmgnn.ranking.fit import choose_rest_mix, fit_ranker, label_windows
 
-REFERENCE = "reference"
 STATE_PT = "state.pt"
 CURVE_PNG = "train_curve.png"
 RANKER_JSON = "ranker.json"
@@ -49,7 +48,7 @@ MODEL_CARD = "README.md"
 
 def model_dir(cfg: Config) -> Path:
     """Where `hmgnn train` writes: model/ for the hybrid GNN, reference/ for the reference recipe."""
-    return Path(cfg.workdir) / (REFERENCE if cfg.train.recipe == "reference" else artifacts.MODEL)
+    return Path(cfg.workdir) / (artifacts.REFERENCE if cfg.train.recipe == "reference" else artifacts.MODEL)
 
 
 @dataclass

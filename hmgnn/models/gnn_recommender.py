@@ -107,7 +107,7 @@ class GNNRecommender(Recommender):
         workdir = Path(cfg.workdir)
         if artifacts.is_model_folder(workdir):
             checkpoint = artifacts.load_torch(workdir / artifacts.MODEL_PT, artifacts.MODEL)
-            recipe = "reference" if cls.folder == "reference" else "gnn"
+            recipe = "reference" if cls.folder == artifacts.REFERENCE else "gnn"
             if checkpoint.get("recipe") != recipe:
                 right = "reference" if checkpoint.get("recipe") == "reference" else "gnn"
                 raise InputError(f"{workdir / artifacts.MODEL_PT} holds a {checkpoint.get('recipe')!r} model, which "
@@ -298,7 +298,7 @@ class GNNRetrievalRecommender(GNNRecommender):
 class ReferenceRecommender(GNNRecommender):
     """The reference project's recipe (features-only 2-layer GraphSAGE, BCE, 1:1 uniform negatives)."""
 
-    folder = "reference"
+    folder = artifacts.REFERENCE
 
 
 def _candidate_scale(scores: np.ndarray) -> np.ndarray:
