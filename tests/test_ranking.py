@@ -141,6 +141,7 @@ def test_gnn_top_n_is_the_top_n_of_the_dense_rows(monkeypatch, chunk):
             rows, got = gnn.top(who, 12, articles)
             np.testing.assert_array_equal(rows, np.repeat(np.arange(len(who)), 12))
             np.testing.assert_array_equal(got, (want if articles is None else listed[want]).ravel())
+            np.testing.assert_array_equal(gnn.top(who, 12, articles, gnn.dense(who))[1], got)  # rows given
     assert gnn.top(np.arange(5), 600)[1].reshape(5, -1).shape == (5, 500)  # more asked than there are articles
 
 
@@ -165,6 +166,28 @@ def test_kept_top_n_is_read_back_for_kept_customers_only():
     top5 = top_k(gnn.dense(who, listed), 5)[1].sort(1).values.numpy()
     np.testing.assert_array_equal(gnn.top(who, 5, listed)[1], listed[top5].ravel())
     np.testing.assert_array_equal(gnn.top(who, 12)[1], top_k(gnn.dense(who), 12)[1].sort(1).values.numpy().ravel())
+
+
+def test_mlp_decoder_scores_each_chunk_of_customers_once(monkeypatch):
+    # its mean and spread need every article's score: the candidates' top-N and the pairs' z-scores share one pass
+    torch.manual_seed(0)
+    n_customers, n_articles = 6, 50
+    day = np.datetime64("2020-09-01", "D")
+    purchases = Interactions((np.arange(20) % n_customers).astype(np.int32), np.arange(20, dtype=np.int32),
+                             np.full(20, day), n_customers, n_articles)
+    snapshot = Snapshot(purchases, dt.date(2020, 9, 2), ArticleMeta(np.arange(n_articles, dtype=np.int32), {}))
+    model = HeteroSAGERecommender(num_customers=n_customers, num_articles=n_articles, hidden_channels=8,
+                                  decoder="mlp").eval()
+    gnn = GNNScores(model, torch.randn(n_customers, 8), torch.randn(n_articles, 8), torch.device("cpu"))
+    who = np.arange(n_customers)
+    dense = gnn.dense(who)
+    calls = []
+    monkeypatch.setattr(gnn, "_scores", lambda c, a, f=gnn._scores: calls.append(len(c)) or f(c, a))
+    got = candidate_pairs(snapshot, who, {"gnn": 5}, gnn=gnn)
+    assert len(calls) == 1
+    want = top_k(dense.clone(), 5)[1].sort(1).values.numpy()
+    np.testing.assert_array_equal(got.article, want.ravel())
+    np.testing.assert_allclose(got.gnn_score, dense[got.customer, got.article].numpy(), rtol=1e-6)
 
 
 def test_dot_scores_equal_the_matrix_product_and_keep_autograd():

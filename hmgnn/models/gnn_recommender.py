@@ -25,7 +25,7 @@ from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.sparse import Adjacency
 from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, non_candidate_score,
-                                      recent_articles, trend_percentile)
+                                      gnn_pool, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix
 from hmgnn.ranking.ranker import Ranker
@@ -161,8 +161,8 @@ class GNNRecommender(Recommender):
         n = self.sizes.get("gnn", 0)
         if self.ranker is None or n <= 0:
             return
-        pool = recent_articles(self.snapshot, self.gnn_recent_days) if self.gnn_recent_days > 0 else None
-        self.gnn.keep_top(np.flatnonzero(~self.is_cold(np.arange(self.n_customers))), n, pool)
+        self.gnn.keep_top(np.flatnonzero(~self.is_cold(np.arange(self.n_customers))), n,
+                          gnn_pool(self.snapshot, self.gnn_recent_days))
 
     def _fallback_scale(self, sales: np.ndarray) -> np.ndarray:
         """With the ranker, the cold-start fallback's scores are percentiles of its sales (order unchanged), on the

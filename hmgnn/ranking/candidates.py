@@ -130,11 +130,13 @@ class GNNScores:
         return self._in_blocks(lambda c: self._scores(c, article_emb), customers)
 
     @torch.no_grad()
-    def top(self, customers: np.ndarray, n: int, articles: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def top(self, customers: np.ndarray, n: int, articles: np.ndarray | None = None,
+            scores: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(row, article) of each customer's n best-scored articles among `articles` (sorted; every article without
         a list), by row then article; ties to the smaller article. The scores are computed TOP_CHUNK at a time and
         dropped once their top-n is known: a chunk's scores stay in the caches and their memory is reused, where a
-        batch's whole [customers, articles] block would be written out to memory and read back."""
+        batch's whole [customers, articles] block would be written out to memory and read back. `scores`, the
+        customers' dense rows over every article where already computed."""
         customers = np.asarray(customers)
         article_emb = self._article_emb(articles)
         n = min(n, len(article_emb))
@@ -146,7 +148,9 @@ class GNNScores:
             if (top >= 0).all():
                 return np.repeat(np.arange(len(customers)), n), top.ravel().astype(np.int64)
 
-        if len(customers) <= SMALL_BATCH:  # the padding rows of `_in_blocks` are dropped before the search
+        if scores is not None:
+            top = top_columns(scores if articles is None else scores[:, self._index(articles)], n)
+        elif len(customers) <= SMALL_BATCH:  # the padding rows of `_in_blocks` are dropped before the search
             top = top_columns(self._in_blocks(lambda c: self._scores(c, article_emb), customers), n)
         else:
             step = max(1, TOP_CHUNK // len(article_emb))
@@ -333,18 +337,26 @@ def recent_articles(snapshot: Snapshot, days: int) -> np.ndarray:
     return _cached(snapshot, f"recent{days}", lambda: np.flatnonzero(snapshot.last_sold < days))
 
 
+def gnn_pool(snapshot: Snapshot, gnn_recent_days: int) -> np.ndarray | None:
+    """The articles the GNN's own candidates come from: those sold in the last `gnn_recent_days` days, or None (every
+    article) for 0. The same array object on every call for a snapshot, which `GNNScores.keep_top` relies on."""
+    return recent_articles(snapshot, gnn_recent_days) if gnn_recent_days > 0 else None
+
+
 def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, int], gnn: GNNScores | None = None,
                     walk: RandomWalk | None = None, chunk: int = 512, gnn_recent_days: int = 0) -> CandidatePairs:
     """Every customer's candidates from each source with a size > 0 in `sizes` (a name of SOURCES -> how many),
     each tagged with the bits of the sources that propose it. The GNN's own top-N is taken among the articles sold
     in the last `gnn_recent_days` days (0: every article), which skips the scores of articles no longer on sale.
     Customers are handled in chunks; the output is sorted by customer (in the order given) then article."""
-    pool = recent_articles(snapshot, gnn_recent_days) if gnn_recent_days > 0 and gnn is not None else None
+    pool = gnn_pool(snapshot, gnn_recent_days)
     out: list[tuple[np.ndarray, ...]] = []
     for s in range(0, len(customers), chunk):
         cust = customers[s:s + chunk]
         found: list[tuple[np.ndarray, np.ndarray, int]] = []
         walked = walk.dense(cust) if walk is not None else None
+        # the MLP decoder's mean and spread need every article's score anyway: its rows are computed once, for both
+        rows = gnn.dense(cust) if gnn is not None and gnn.model.mlp is not None and pool is None else None
         for bit, name in enumerate(SOURCES):
             n = sizes.get(name, 0)
             if n <= 0:
@@ -352,7 +364,7 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
             if name == "gnn":
                 if gnn is None:
                     continue
-                r, a = gnn.top(cust, n, pool)
+                r, a = gnn.top(cust, n, pool, rows)
             elif name == "walk":
                 if walked is None:
                     continue
@@ -374,7 +386,7 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
         nan = np.full(len(r), np.nan, np.float32)
         g_score, g_z, w_score = nan, nan.copy(), nan.copy()
         if gnn is not None:
-            g_score, g_z = gnn.pairs(cust, r, a)
+            g_score, g_z = gnn.pairs(cust, r, a, rows)
         if walked is not None:
             w_score = walked[torch.from_numpy(r), torch.from_numpy(a)].numpy().astype(np.float32)
         out.append((cust[r].astype(np.int64), a, merged.astype(np.uint8), g_score, g_z, w_score))
