@@ -22,7 +22,8 @@ import numpy as np
 
 import torch
 
-from hmgnn.models import Interactions, Recommender, create_model
+from hmgnn.interactions import Interactions
+from hmgnn.models import Recommender, create_model
 from hmgnn.models.base import PARALLEL_BATCHES
 from hmgnn.recommend import write_recommendations
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     import polars as pl
 
-    from hmgnn.models.base import Interactions
+    from hmgnn.interactions import Interactions
 
 # Folders under the workdir, one per step.
 RAW = "raw"
@@ -583,6 +583,6 @@ class IdMaps:
         return cls(customers.height, int(n_articles), ages)
 
     def interactions(self, frame: pl.DataFrame) -> Interactions:
-        from hmgnn.models.base import Interactions
+        from hmgnn.interactions import Interactions
 
         return Interactions.from_frame(frame, self.n_customers, self.n_articles, self.ages)

@@ -17,9 +17,10 @@ import polars as pl
 from hmgnn import artifacts as A
 from hmgnn.config import Config, EvaluateConfig
 from hmgnn.console import info, progress
-from hmgnn.metrics import (average_precision_curve, binary_metrics, bootstrap_interval, hits_matrix, map_at_k_curve,
+from hmgnn.metrics import (average_precision_curve, binary_metrics, bootstrap_interval, map_at_k_curve,
                            ranking_metrics, recall_at_k_curve, to_probability)
-from hmgnn.models import Interactions, Recommender, create_model, model_class
+from hmgnn.interactions import Interactions, WindowTruth, article_sales
+from hmgnn.models import Recommender, create_model, model_class
 
 PAIRS = {"test": A.TEST_PAIRS_PARQUET, "validation": A.VALIDATION_PAIRS_PARQUET}
 MAP_PLOT = "map_at_k.png"
@@ -36,22 +37,27 @@ SCORE_MAPPING = {
 
 
 @dataclass
-class Window:
-    """What the models may see, and the window they are scored on."""
+class ScoredWindow:
+    """What the models may see (up to `as_of`), and the window they are scored on: its buyers and purchases
+    (`truth`) and its fixed pairs for the binary metrics."""
 
     name: str
     seen: Interactions
     as_of: dt.date
     start: dt.date
     end: dt.date
-    bought: pl.DataFrame
-    customers: np.ndarray
+    truth: WindowTruth
     pairs: pl.DataFrame | None
     pairs_file: str | None
     split: dict[str, Any]
 
+    @property
+    def customers(self) -> np.ndarray:
+        """The scored customers: those with a purchase in the window, sorted."""
+        return self.truth.customers
 
-def load_window(split: Path, tables: Path, window: str) -> Window:
+
+def load_window(split: Path, tables: Path, window: str) -> ScoredWindow:
     """Read split/ for `window`: test -> models see history + validation; validation -> history only."""
     history = pl.read_parquet(split / A.HISTORY_PARQUET)
     validation = pl.read_parquet(split / A.VALIDATION_PARQUET)
@@ -77,21 +83,19 @@ def load_window(split: Path, tables: Path, window: str) -> Window:
     if (split / PAIRS[window]).is_file():
         pairs_file = PAIRS[window]
         pairs = pl.read_parquet(split / pairs_file).filter(pl.col("kind").is_in(A.BINARY_KINDS))
-    bought = scored.select("customer_index", "article_index").unique()
-    customers = np.sort(bought["customer_index"].unique().to_numpy()).astype(np.int64)
+    truth = WindowTruth.of(ids.interactions(scored))
     cutoff = windows.get("val_end") or (val_end.isoformat() if val_end else None)
-    return Window(
+    return ScoredWindow(
         name=window, seen=ids.interactions(seen), as_of=start - dt.timedelta(days=1), start=start, end=end,
-        bought=bought, customers=customers,
-        pairs=pairs, pairs_file=pairs_file,
+        truth=truth, pairs=pairs, pairs_file=pairs_file,
         split={"cutoff": cutoff, "test_start": test_start.isoformat() if test_start else None,
                "test_end": test_end.isoformat() if test_end else None,
                "test_customers": int(test["customer_index"].n_unique()), "window": window,
                "scored_start": start.isoformat(), "scored_end": end.isoformat(),
-               "scored_customers": len(customers), "as_of": (start - dt.timedelta(days=1)).isoformat()})
+               "scored_customers": len(truth.customers), "as_of": (start - dt.timedelta(days=1)).isoformat()})
 
 
-def evaluate_model(model: Recommender, data: Window, cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate_model(model: Recommender, data: ScoredWindow, cfg: EvaluateConfig) -> dict[str, Any]:
     """Fit `model` on what the window allows, rank every article for every scored customer, and measure."""
     t0 = time.perf_counter()
     model.fit(data.seen, data.as_of)
@@ -101,8 +105,7 @@ def evaluate_model(model: Recommender, data: Window, cfg: EvaluateConfig) -> dic
     t2 = time.perf_counter()
     if recommended.shape[1] < depth:  # a catalogue smaller than K: the curves stay flat beyond it
         recommended = np.pad(recommended, ((0, 0), (0, depth - recommended.shape[1])), constant_values=-1)
-    hits, n_relevant = hits_matrix(recommended, data.customers, data.bought["customer_index"].to_numpy(),
-                                   data.bought["article_index"].to_numpy())
+    hits, n_relevant = data.truth.hits(recommended)
     metrics = ranking_metrics(recommended, hits, n_relevant, cfg.k, model.n_articles)
     nan = float("nan")
     binary = {"auc": nan, "ap": nan, "accuracy": nan, "f1": nan}
@@ -179,7 +182,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
             "curves": {n: r["curves"] for n, r in results.items()},
         }
         A.atomic_write_text(so.dir / A.METRICS_JSON, json.dumps(metrics, indent=2) + "\n")
-        popularity = np.bincount(data.seen.article_index, minlength=data.seen.n_articles)
+        popularity = article_sales(data.seen)
         _plots(so.dir, results, popularity, data, cfg.evaluate.k)
         A.atomic_write_text(so.dir / A.REPORT_MD, _report(metrics, data, results, _settings(cfg, names)))
         so.rows = {"scored_customers": len(data.customers), "models": len(names),
@@ -192,7 +195,7 @@ def _finite(values: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
-def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndarray, data: Window, k: int) -> None:
+def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndarray, data: ScoredWindow, k: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,7 +220,7 @@ def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndar
     fig, ax = plt.subplots(figsize=(7, 4.5))
     q = np.linspace(0, 1, 201)
     series = {name: r["top_k"][r["top_k"] >= 0] for name, r in results.items()}
-    series["bought (truth)"] = data.bought["article_index"].to_numpy()
+    series["bought (truth)"] = data.truth.bought_articles
     for name, articles in series.items():
         if len(articles):
             values = np.quantile(np.log10(1 + popularity[articles]), q)
@@ -249,7 +252,7 @@ def _settings(cfg: Config, names: list[str]) -> list[str]:
     return [" ".join(lines), ""]
 
 
-def _report(metrics: dict[str, Any], data: Window, results: dict[str, dict[str, Any]],
+def _report(metrics: dict[str, Any], data: ScoredWindow, results: dict[str, dict[str, Any]],
             settings: list[str] | None = None) -> str:
     settings = settings or []
     k = metrics["k"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
-from hmgnn.models.base import Interactions
+from hmgnn.interactions import Interactions, article_sales, purchase_matrix
 from hmgnn.models.sparse import Adjacency
 
 CUSTOMER_TIME_FEATURES = ["log_purchases", "log_days_since_last", "log_purchases_28d", "has_history"]
@@ -37,9 +38,8 @@ def time_features(inter: Interactions, as_of: dt.date) -> tuple[torch.Tensor, to
     customer = _standardise([np.log1p(purchases), np.log1p(np.minimum(last, NEVER)), np.log1p(recent_c),
                              (purchases > 0).astype(np.float32)])
 
-    sales7 = np.bincount(a[days < 7], minlength=na)
-    sales28 = np.bincount(a[days < 28], minlength=na)
-    sales = np.bincount(a, minlength=na)
+    sales7, sales28 = article_sales(inter, as_of, 7), article_sales(inter, as_of, 28)
+    sales = article_sales(inter)
     first = np.zeros(na, np.int64)
     np.maximum.at(first, a, days) if len(a) else None
     article = _standardise([np.log1p(sales7), np.log1p(sales28), np.log1p(sales),
@@ -47,13 +47,14 @@ def time_features(inter: Interactions, as_of: dt.date) -> tuple[torch.Tensor, to
     return customer, article
 
 
-def build_adjacency(inter: Interactions, mask: np.ndarray | None = None) -> Adjacency:
-    """The purchase graph's adjacency (message passing) over the purchases, or those where `mask` is set."""
-    c, a = inter.customer_index, inter.article_index
-    if mask is not None:
-        c, a = c[mask], a[mask]
-    edge_index = torch.from_numpy(np.stack([c, a]).astype(np.int64))
-    return Adjacency.from_edge_index(edge_index, inter.n_customers, inter.n_articles)
+def build_adjacency(inter: Interactions, mask: np.ndarray | None = None,
+                    counts: sp.csr_matrix | None = None) -> Adjacency:
+    """The purchase graph's adjacency (message passing) over the purchases, or those where `mask` is set; `counts`,
+    their customer x article matrix (`purchase_matrix`) where already built."""
+    if counts is None:
+        counts = purchase_matrix(inter, where=mask)
+    return Adjacency.from_counts(torch.from_numpy(counts.indptr), torch.from_numpy(counts.indices),
+                                 torch.from_numpy(counts.data), inter.n_customers, inter.n_articles)
 
 
 def node_inputs(recipe: str, with_time: bool, customer_x: torch.Tensor, article_x: torch.Tensor,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,26 +21,12 @@ from hmgnn.config import Config, SampleConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
 from hmgnn.graph import BUYS, TIME_ORIGIN, load_graph
+from hmgnn.interactions import Windows
 
 STEP = "sample"
 # One random stream per purpose, so changing one option (say popularity_negatives) never changes other draws.
 _DOWNSAMPLE, _VALIDATION_UNIFORM, _VALIDATION_POPULARITY, _TEST_UNIFORM, _TEST_POPULARITY = range(5)
 _MAX_REDRAWS = 100
-
-
-@dataclass(frozen=True)
-class Windows:
-    """Inclusive date ranges: history_start..history_end < val_start..val_end (= cutoff) < test_start..test_end."""
-
-    history_start: dt.date
-    history_end: dt.date
-    val_start: dt.date
-    val_end: dt.date
-    test_start: dt.date
-    test_end: dt.date
-
-    def as_dict(self) -> dict[str, str]:
-        return {k: v.isoformat() for k, v in asdict(self).items()}
 
 
 def time_windows(first: dt.date, last: dt.date, sample: SampleConfig) -> Windows:

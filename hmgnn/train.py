@@ -29,11 +29,11 @@ from hmgnn import __version__, artifacts, distributed, portable
 from hmgnn.device import resolve_device
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
-from hmgnn.errors import ConfigError, InputError
+from hmgnn.errors import InputError
 from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, node_inputs
 from hmgnn.graph import load_graph_features
-from hmgnn.metrics import average_precision_curve, hits_matrix, map_at_k_curve
-from hmgnn.models.base import Interactions, csr_rows, top_k
+from hmgnn.interactions import Interactions, WindowTruth, article_sales
+from hmgnn.models.base import csr_rows, top_k
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.gnn_recommender import embeddings_as_of
 from hmgnn.ranking.candidates import GNNScores
@@ -103,31 +103,6 @@ def _to(inputs: dict[str, torch.Tensor | None], device: torch.device) -> dict[st
     return {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
 
 
-@dataclass
-class WindowTruth:
-    """The customers who bought in a window and their purchases (for MAP@12 as Kaggle scored it)."""
-
-    customers: np.ndarray
-    bought_customers: np.ndarray
-    bought_articles: np.ndarray
-
-    @classmethod
-    def of(cls, inter: Interactions, limit: int = 0, seed: int = 0, among: np.ndarray | None = None) -> WindowTruth:
-        """`among`: a boolean per customer; only those customers are kept (before the `limit` sample)."""
-        customers = np.unique(inter.customer_index)
-        if among is not None:
-            customers = customers[among[customers]]
-        if limit and len(customers) > limit:
-            # a seeded sample keeps each epoch's validation cheap at full scale
-            customers = np.sort(np.random.default_rng(seed).choice(customers, limit, replace=False))
-        keep = np.isin(inter.customer_index, customers)
-        return cls(customers, inter.customer_index[keep], inter.article_index[keep])
-
-    def map_at_k(self, top: np.ndarray, k: int = 12) -> float:
-        hits, n_relevant = hits_matrix(top, self.customers, self.bought_customers, self.bought_articles)
-        return float(map_at_k_curve(hits[:, :k], n_relevant)[-1])
-
-
 class Trainer:
     """One training run: epochs of full-batch message passing, validation MAP@12, checkpoints, resume."""
 
@@ -173,7 +148,7 @@ class Trainer:
                      f"under train.min_targets = {tc.min_targets:,}; the GNN's targets are the last "
                      f"{self.target_days} days' {int(target.sum()):,}")
             self._fixed = self._epoch_graph(~target, target, as_of)
-        counts = np.bincount(hist.article_index, minlength=hist.n_articles).astype(np.float64)
+        counts = article_sales(hist)
         self.popularity = torch.from_numpy(counts ** 0.75 + 1e-3)
         if not self.validates:
             return

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from hmgnn.models.base import Interactions
+from hmgnn.interactions import Interactions, LabelWindow
 from hmgnn.models.gnn import HeteroSAGERecommender, dot_scores
 from hmgnn.models.base import top_k
 from hmgnn.ranking import candidates
 from hmgnn.ranking.candidates import GNNScores, candidate_pairs, top_columns
 from hmgnn.ranking.features import ArticleMeta, Snapshot
-from hmgnn.ranking.fit import LabelWindow, window_rows
+from hmgnn.ranking.fit import window_rows
 from hmgnn.ranking.pairs import rank_within
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from hmgnn.errors import ConfigError
-from hmgnn.models import LAZY_MODELS, MODELS, Interactions, Recommender, create_model, model_names
+from hmgnn.interactions import Interactions
+from hmgnn.models import LAZY_MODELS, MODELS, Recommender, create_model, model_names
 from hmgnn.models.base import AGE_BANDS
 
 

@@ -18,7 +18,8 @@ from hmgnn.config import load_config
 from hmgnn.graph import load_graph_features
 from hmgnn.portable import unpack_rows
 from hmgnn.models import create_model
-from hmgnn.models.base import Interactions, lookup
+from hmgnn.interactions import Interactions, WindowTruth
+from hmgnn.models.base import lookup
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.gnn_recommender import GNNRetrievalRecommender
 
@@ -274,7 +275,7 @@ def test_validation_map_can_leave_out_the_bought_articles():
     c_emb, a_emb = torch.zeros(4, 8), torch.zeros(10, 8)
     for c in range(4):
         c_emb[c, c], a_emb[c, c], a_emb[c + 4, c] = 1.0, 2.0, 1.0
-    truth = train.WindowTruth(np.arange(4), np.arange(4), np.arange(4) + 4)
+    truth = WindowTruth(np.arange(4), np.arange(4), np.arange(4) + 4)
     bought = sp.csr_matrix((np.ones(4), (np.arange(4), np.arange(4))), shape=(4, 10))
     assert train.validation_map(model, c_emb, a_emb, truth) == pytest.approx(0.5)
     assert train.validation_map(model, c_emb, a_emb, truth, bought=bought) == pytest.approx(1.0)

@@ -8,7 +8,8 @@ from typing import Any
 
 from hmgnn.errors import ConfigError
 from hmgnn.models import baselines  # noqa: F401  (registers the baselines)
-from hmgnn.models.base import MODELS, Interactions, Recommender, register
+from hmgnn.interactions import Interactions
+from hmgnn.models.base import MODELS, Recommender, register
 
 # Registered on first use: importing them pulls in heavy dependencies (torch_geometric).
 LAZY_MODELS = {"gnn": "hmgnn.models.gnn_recommender", "gnn-retrieval": "hmgnn.models.gnn_recommender",

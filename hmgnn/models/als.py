@@ -10,10 +10,10 @@ import os
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from hmgnn.errors import ConfigError
-from hmgnn.models.base import Interactions, Recommender, register
+from hmgnn.interactions import Interactions, purchase_matrix
+from hmgnn.models.base import Recommender, register
 
 
 @register("als")
@@ -52,10 +52,7 @@ class ALSRecommender(Recommender):
                 from implicit.cpu.als import AlternatingLeastSquares
         except ImportError:
             raise ConfigError("model 'als' needs implicit: pip install 'hmgnn[peers]' (or pip install implicit)") from None
-        weights = 1.0 + self.alpha * np.ones(len(interactions), np.float32)
-        user_items = sp.csr_matrix((weights, (interactions.customer_index, interactions.article_index)),
-                                   shape=(interactions.n_customers, interactions.n_articles), dtype=np.float32)
-        user_items.sum_duplicates()
+        user_items = purchase_matrix(interactions, np.full(len(interactions), 1.0 + self.alpha, np.float32))
         with threadpool_limits(1, "blas"), warnings.catch_warnings():
             # implicit parallelises over rows itself; a threaded BLAS underneath only oversubscribes the cores
             # (its constructor warns about that BLAS setting, which the limit above takes care of)

@@ -8,13 +8,14 @@ import inspect
 import os
 from concurrent.futures import ThreadPoolExecutor
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 import torch
+
+from hmgnn.interactions import Interactions, article_sales, window_popularity
 
 ArrayLike = Any  # an int, a sequence of ints or a numpy/torch integer array
 R = TypeVar("R", bound="Recommender")
@@ -25,120 +26,6 @@ AGE_BANDS: tuple[tuple[int, int, str], ...] = (
     (0, 25, "under 25"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-54"), (55, 200, "55+"))
 GLOBAL_BAND = len(AGE_BANDS)
 BESTSELLER_DAYS = 7
-
-
-@dataclass(frozen=True, eq=False)
-class Interactions:
-    """The purchases a model may see, as parallel arrays, with the sizes of the id maps in tables/.
-
-    Args:
-        customer_index: int [n_rows] rows of customers.parquet.
-        article_index: int [n_rows] rows of articles.parquet.
-        t_dat: datetime64[D] [n_rows] purchase days.
-        n_customers: number of customers (every index is < this; customers without rows are cold).
-        n_articles: number of articles.
-        customer_age: optional int [n_customers], -1 where unknown; picks the cold-start age band.
-        price: optional float [n_rows] price paid (the ranker's price features).
-    """
-
-    customer_index: np.ndarray
-    article_index: np.ndarray
-    t_dat: np.ndarray
-    n_customers: int
-    n_articles: int
-    customer_age: np.ndarray | None = None
-    price: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        n = len(self.customer_index)
-        if len(self.article_index) != n or len(self.t_dat) != n:
-            raise ValueError("customer_index, article_index and t_dat must have the same length")
-        if n and (self.customer_index.min() < 0 or self.customer_index.max() >= self.n_customers):
-            raise ValueError(f"customer_index must lie in [0, {self.n_customers})")
-        if n and (self.article_index.min() < 0 or self.article_index.max() >= self.n_articles):
-            raise ValueError(f"article_index must lie in [0, {self.n_articles})")
-        if self.customer_age is not None and len(self.customer_age) != self.n_customers:
-            raise ValueError(f"customer_age needs one entry per customer ({self.n_customers})")
-        if self.price is not None and len(self.price) != n:
-            raise ValueError("price needs one entry per purchase")
-
-    @classmethod
-    def from_frame(cls, frame: pl.DataFrame, n_customers: int | None = None, n_articles: int | None = None,
-                   customer_age: np.ndarray | None = None) -> Interactions:
-        """From a frame with customer_index, article_index and t_dat (the tables/ and split/ schema)."""
-        cust = frame["customer_index"].to_numpy().astype(np.int32, copy=False)
-        art = frame["article_index"].to_numpy().astype(np.int32, copy=False)
-        days = frame["t_dat"].cast(pl.Date).to_numpy().astype("datetime64[D]")
-        price = frame["price"].to_numpy().astype(np.float32) if "price" in frame.columns else None
-        return cls(cust, art, days,
-                   n_customers if n_customers is not None else int(cust.max(initial=-1)) + 1,
-                   n_articles if n_articles is not None else int(art.max(initial=-1)) + 1,
-                   customer_age, price)
-
-    def __len__(self) -> int:
-        return len(self.customer_index)
-
-    @classmethod
-    def concat(cls, parts: list[Interactions]) -> Interactions:
-        """The purchases of `parts` (same id maps) one after another."""
-        first = parts[0]
-        prices = [p.price for p in parts]
-        return cls(np.concatenate([p.customer_index for p in parts]), np.concatenate([p.article_index for p in parts]),
-                   np.concatenate([p.t_dat for p in parts]), first.n_customers, first.n_articles, first.customer_age,
-                   None if any(x is None for x in prices) else np.concatenate(prices))
-
-    @property
-    def last_day(self) -> dt.date | None:
-        return self.t_dat.max().astype(dt.date) if len(self) else None
-
-    def until(self, as_of: dt.date) -> Interactions:
-        """Only the purchases on or before `as_of`."""
-        keep = self.t_dat <= np.datetime64(as_of, "D")
-        if keep.all():
-            return self
-        return self.subset(keep)
-
-    def subset(self, keep: np.ndarray) -> Interactions:
-        """The purchases where the boolean mask `keep` is set."""
-        return Interactions(self.customer_index[keep], self.article_index[keep], self.t_dat[keep],
-                            self.n_customers, self.n_articles, self.customer_age,
-                            None if self.price is None else self.price[keep])
-
-    def days_before(self, as_of: dt.date) -> np.ndarray:
-        """Days between each purchase and `as_of` (0 on `as_of`)."""
-        if self.t_dat.dtype == np.dtype("datetime64[D]"):  # integer days: datetime arithmetic checks each value for NaT
-            return np.datetime64(as_of, "D").astype(np.int64) - self.t_dat.view(np.int64)
-        return (np.datetime64(as_of, "D") - self.t_dat).astype(np.int64)
-
-    def user_items(self) -> sp.csr_matrix:
-        """[n_customers, n_articles] purchase counts, sorted indices (for filtering and lookups)."""
-        m = sp.csr_matrix((np.ones(len(self), np.float32), (self.customer_index, self.article_index)),
-                          shape=(self.n_customers, self.n_articles))
-        m.sum_duplicates()
-        return m
-
-
-def window_popularity(inter: Interactions, as_of: dt.date, days: int, rows: np.ndarray | None = None) -> np.ndarray:
-    """Purchases of each article in the `days` days up to `as_of`, plus an all-time tie-break in [0, 1).
-
-    The tie-break keeps the ranking total (and useful beyond the window's few articles on small data).
-    """
-    art = inter.article_index if rows is None else inter.article_index[rows]
-    recent = inter.days_before(as_of) < days
-    if rows is not None:
-        recent = recent[rows]
-    window = np.bincount(art[recent], minlength=inter.n_articles).astype(np.float64)
-    all_time = np.bincount(art, minlength=inter.n_articles).astype(np.float64)
-    return window + all_time / (all_time.max(initial=0) + 1)
-
-
-def decayed_sales(inter: Interactions, as_of: dt.date, days: int) -> np.ndarray:
-    """Each article's purchases in the `days` days up to `as_of`, each weighted 1 / (days ago + 1): what is selling
-    now (the `trending` baseline's trend and the ranker's trend feature)."""
-    ago = inter.days_before(as_of)
-    recent = ago < days
-    return np.bincount(inter.article_index[recent], weights=1.0 / (ago[recent] + 1),
-                       minlength=inter.n_articles).astype(np.float64)  # int64 when empty
 
 
 def run_starts(values: np.ndarray) -> np.ndarray:
@@ -173,11 +60,10 @@ class ColdStartFallback:
         ages = inter.customer_age if inter.customer_age is not None else np.full(inter.n_customers, -1)
         self.band = age_band(ages).astype(np.int8)
         overall = window_popularity(inter, as_of, BESTSELLER_DAYS)
-        recent = inter.days_before(as_of) < BESTSELLER_DAYS
         buyer_band = self.band[inter.customer_index]
         vectors = []
         for b in range(len(AGE_BANDS)):
-            counts = np.bincount(inter.article_index[recent & (buyer_band == b)], minlength=inter.n_articles)
+            counts = article_sales(inter, as_of, BESTSELLER_DAYS, where=buyer_band == b)
             # the band's own bestsellers first; the overall ranking breaks ties and fills the rest
             vectors.append(counts + overall / (overall.max(initial=0) + 1))
         vectors.append(overall)

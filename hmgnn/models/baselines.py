@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from hmgnn.models.base import Interactions, SharedScoreRecommender, decayed_sales, register, window_popularity
+from hmgnn.interactions import Interactions, article_sales, decayed_sales, purchase_matrix, window_popularity
+from hmgnn.models.base import SharedScoreRecommender, register
 
 
 @register("popular")
@@ -95,11 +95,9 @@ class TrendingRecommender(SharedScoreRecommender):
         trend = decayed_sales(interactions, as_of, self.days)
         trend /= max(trend.max(initial=0), 1e-12)
         # far below any trend: orders the articles nobody bought lately by all-time sales
-        all_time = np.bincount(interactions.article_index, minlength=interactions.n_articles)
+        all_time = article_sales(interactions)
         self.shared = trend + 1e-9 * all_time / (all_time.max(initial=0) + 1)
         self.boosts = None
         if self.repeat_weight > 0:
             weight = self.repeat_weight * 0.5 ** (ago / self.half_life_days)
-            self.boosts = sp.csr_matrix((weight, (interactions.customer_index, interactions.article_index)),
-                                        shape=(interactions.n_customers, interactions.n_articles))
-            self.boosts.sum_duplicates()
+            self.boosts = purchase_matrix(interactions, weight)

@@ -21,7 +21,8 @@ from hmgnn import artifacts, portable
 from hmgnn.device import resolve_device
 from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
-from hmgnn.models.base import Interactions, Recommender, lookup, position_in_run, positions_in, register
+from hmgnn.interactions import Interactions
+from hmgnn.models.base import Recommender, lookup, position_in_run, positions_in, register
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.models.sparse import Adjacency
 from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, non_candidate_score,

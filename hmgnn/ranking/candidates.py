@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 from scipy.stats import rankdata
 
+from hmgnn.interactions import article_sales
 from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, in_parallel, position_in_run, stored_at, top_k
 from hmgnn.models.gnn import HeteroSAGERecommender
 from hmgnn.ranking.features import Snapshot
@@ -299,11 +300,10 @@ def _band_orders(snapshot: Snapshot) -> tuple[np.ndarray | None, list[np.ndarray
     if inter.customer_age is None:
         return None, []
     bands = age_band(inter.customer_age)
-    recent = inter.days_before(snapshot.as_of) < 7
-    buyer_band = bands[inter.customer_index[recent]]
+    buyer_band = bands[inter.customer_index]
     orders = []
     for b in range(len(AGE_BANDS)):
-        counts = np.bincount(inter.article_index[recent][buyer_band == b], minlength=snapshot.n_articles)
+        counts = article_sales(inter, snapshot.as_of, 7, where=buyer_band == b)
         sold = np.flatnonzero(counts)
         orders.append(sold[np.lexsort((sold, -counts[sold]))])
     return bands, orders

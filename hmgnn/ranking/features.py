@@ -15,7 +15,8 @@ import polars as pl
 import scipy.sparse as sp
 
 from hmgnn import artifacts
-from hmgnn.models.base import Interactions, decayed_sales, lookup, stored_at, values_at, window_popularity
+from hmgnn.interactions import Interactions, article_sales, decayed_sales, window_popularity
+from hmgnn.models.base import lookup, stored_at, values_at
 
 SALES_WINDOWS = (1, 7, 28)
 REPURCHASE_HALF_LIFE = 14.0
@@ -94,8 +95,8 @@ class Snapshot:
         self.n_customers, self.n_articles = nc, na
 
         # articles: sales over windows, trend, age on sale, price, the ages of their buyers
-        self.sales = {d: np.bincount(a[days < d], minlength=na).astype(np.float64) for d in SALES_WINDOWS}
-        self.sales_all = np.bincount(a, minlength=na).astype(np.float64)
+        self.sales = {d: article_sales(inter, as_of, d) for d in SALES_WINDOWS}
+        self.sales_all = article_sales(inter)
         recent = days < 28
         self.trend = decayed_sales(inter, as_of, 28)
         self.first_sold = np.full(na, -1.0)

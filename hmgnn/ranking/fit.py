@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Callable
 
 import numpy as np
@@ -19,36 +19,13 @@ from sklearn.metrics import roc_auc_score
 
 from hmgnn.config import RankerConfig
 from hmgnn.console import info, progress
-from hmgnn.models.base import Interactions, run_starts
+from hmgnn.interactions import Interactions, LabelWindow
+from hmgnn.models.base import run_starts
 from hmgnn.ranking.candidates import (SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs,
                                       non_candidate_score, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix, feature_names
 from hmgnn.ranking.ranker import Ranker
-
-
-@dataclass
-class LabelWindow:
-    """Features as of `as_of`; labels: the purchases after it, up to and including `end`."""
-
-    as_of: dt.date
-    end: dt.date
-    customers: int = 0
-    """Customers with a purchase in the window and one before it (the ranker's groups)."""
-
-
-def _inside(purchases: Interactions, as_of: dt.date, end: dt.date) -> np.ndarray:
-    """Mask of the purchases in (as_of, end]."""
-    t = purchases.t_dat
-    return (t > np.datetime64(as_of, "D")) & (t <= np.datetime64(end, "D"))
-
-
-def _labelled(purchases: Interactions, as_of: dt.date, end: dt.date) -> np.ndarray:
-    """Customers who bought in (as_of, end] and before it."""
-    before = np.zeros(purchases.n_customers, bool)
-    before[purchases.customer_index[purchases.t_dat <= np.datetime64(as_of, "D")]] = True
-    buyers = np.unique(purchases.customer_index[_inside(purchases, as_of, end)])
-    return buyers[before[buyers]]
 
 
 def label_windows(purchases: Interactions, history_end: dt.date, val_end: dt.date, rc: RankerConfig,
@@ -57,14 +34,19 @@ def label_windows(purchases: Interactions, history_end: dt.date, val_end: dt.dat
     (`ranker.windows`, or `min_customers` up to `max_windows`), each keeping `min_history_days` of history."""
     days = (val_end - history_end).days
     first = purchases.t_dat.min().astype(dt.date)
-    windows = [LabelWindow(history_end, val_end, len(_labelled(purchases, history_end, val_end)))]
+    windows = [_counted(LabelWindow(history_end, val_end), purchases)]
     while True:
         enough = (len(windows) >= rc.windows if rc.windows else
                   len(windows) >= rc.max_windows or sum(w.customers for w in windows) >= rc.min_customers)
         as_of = windows[-1].as_of - dt.timedelta(days=days)
         if enough or (as_of - first).days < min_history_days:
             return windows
-        windows.append(LabelWindow(as_of, windows[-1].as_of, len(_labelled(purchases, as_of, windows[-1].as_of))))
+        windows.append(_counted(LabelWindow(as_of, windows[-1].as_of), purchases))
+
+
+def _counted(window: LabelWindow, purchases: Interactions) -> LabelWindow:
+    window.customers = len(window.labelled(purchases))
+    return window
 
 
 def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
@@ -72,12 +54,12 @@ def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta,
                 gnn_recent_days: int = 0) -> tuple[CandidatePairs, np.ndarray, Snapshot, dict[str, Any]]:
     """Candidates, features and labels of one window's labelled customers; and the candidates' recall."""
     snapshot = Snapshot(purchases, window.as_of, meta)
-    customers = _labelled(purchases, window.as_of, window.end)
+    customers = window.labelled(purchases)
     if len(customers) > max_customers:
         customers = np.sort(np.random.default_rng(seed).choice(customers, max_customers, replace=False))
     walk = RandomWalk(snapshot) if sizes.get("walk", 0) > 0 else None
     pairs = candidate_pairs(snapshot, customers, sizes, gnn=gnn, walk=walk, gnn_recent_days=gnn_recent_days)
-    inside = _inside(purchases, window.as_of, window.end) & np.isin(purchases.customer_index, customers)
+    inside = window.inside(purchases) & np.isin(purchases.customer_index, customers)
     n = purchases.n_articles
     truth = np.unique(purchases.customer_index[inside].astype(np.int64) * n + purchases.article_index[inside])
     labels = np.isin(pairs.customer * n + pairs.article, truth).astype(np.float32)
