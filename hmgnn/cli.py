@@ -126,7 +126,7 @@ def sample(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
     """
     overrides = list(set_ or []) + ([f"sample.customers={customers}"] if customers is not None else [])
     cfg = _config(config, workdir, overrides)
-    from hmgnn import split as step
+    from hmgnn import sample as step
 
     _wrote("sample", step.run(cfg, inp=graph, out=out, force=force))
 

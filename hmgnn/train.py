@@ -34,7 +34,8 @@ from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_
 from hmgnn.graph import load_graph_features
 from hmgnn.interactions import Interactions, WindowTruth, article_sales
 from hmgnn.models.base import csr_rows, top_k
-from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.models.gnn import HeteroSAGE
+from hmgnn.models.sparse import Adjacency
 from hmgnn.models.gnn_recommender import embeddings_as_of
 from hmgnn.ranking.candidates import GNNScores
 from hmgnn.ranking.features import ArticleMeta
@@ -88,10 +89,10 @@ def load_training_data(graph_dir: Path, split_dir: Path, tables_dir: Path) -> Tr
                         ArticleMeta.read(tables_dir))
 
 
-def build_model(tc: TrainConfig, data: TrainingData) -> HeteroSAGERecommender:
+def build_model(tc: TrainConfig, data: TrainingData) -> HeteroSAGE:
     extra_c = len(CUSTOMER_TIME_FEATURES) if tc.time_features else 0
     extra_a = len(ARTICLE_TIME_FEATURES) if tc.time_features else 0
-    return HeteroSAGERecommender(
+    return HeteroSAGE(
         num_customers=data.customer_x.shape[0], num_articles=data.article_x.shape[0],
         customer_channels=data.customer_x.shape[1], article_channels=data.article_x.shape[1],
         customer_extra_channels=extra_c, article_extra_channels=extra_a, hidden_channels=tc.hidden,
@@ -101,6 +102,18 @@ def build_model(tc: TrainConfig, data: TrainingData) -> HeteroSAGERecommender:
 
 def _to(inputs: dict[str, torch.Tensor | None], device: torch.device) -> dict[str, torch.Tensor | None]:
     return {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
+
+
+@dataclass
+class EpochGraph:
+    """What an epoch trains on: the message-passing graph (adjacency and node inputs, the keyword arguments of
+    `HeteroSAGE.embeddings`) and the supervision purchases it predicts, with their recency weights."""
+
+    adj: Adjacency
+    inputs: dict[str, torch.Tensor | None]
+    customers: torch.Tensor
+    articles: torch.Tensor
+    weights: torch.Tensor | None
 
 
 class Trainer:
@@ -120,6 +133,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_epochs = 0
         self.timed_out = False
+        self.deadline: float | None = None
         self.last_steps = 0
         self.log: list[dict[str, Any]] = []
         self.dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
@@ -128,7 +142,7 @@ class Trainer:
         self.train_history = data.history.until(self.train_end)
         self._prepare()
         # fixed for the run (the same targets each epoch, or the same share of history), so kept past `release`
-        n = self._fixed["c"].numel() if tc.supervision == "recent" else int(len(self.train_history) * tc.disjoint_ratio)
+        n = self._fixed.customers.numel() if tc.supervision == "recent" else int(len(self.train_history) * tc.disjoint_ratio)
         self._steps = max(1, math.ceil(n / self.batch_size(n)))
 
     # ---- data for every epoch ---------------------------------------------------------------------------
@@ -165,7 +179,7 @@ class Trainer:
             raise InputError("no customer of the validation window bought in the history window, so there is "
                              "nothing to validate the GNN on; move sample.cutoff later or widen sample.val_days")
 
-    def _epoch_graph(self, mp_mask: np.ndarray, target_mask: np.ndarray, as_of: dt.date) -> dict[str, Any]:
+    def _epoch_graph(self, mp_mask: np.ndarray, target_mask: np.ndarray, as_of: dt.date) -> EpochGraph:
         hist = self.train_history
         adj = build_adjacency(hist, mp_mask).to(self.device)
         inputs = _to(node_inputs(self.tc.recipe, self.tc.time_features, self.data.customer_x,
@@ -177,9 +191,9 @@ class Trainer:
             w = torch.from_numpy(np.exp2(-age / self.tc.recency_half_life).astype(np.float32))
         else:
             w = None
-        return {"adj": adj, "inputs": inputs, "c": c, "a": a, "w": w}
+        return EpochGraph(adj, inputs, c, a, w)
 
-    def _graph_for_epoch(self) -> dict[str, Any]:
+    def _graph_for_epoch(self) -> EpochGraph:
         if self.tc.supervision == "recent":
             return self._fixed
         # disjoint: a fresh random split of history each epoch, drawn from the run's generator (resumable)
@@ -200,15 +214,15 @@ class Trainer:
         tc, model = self.tc, self.model
         g = self._graph_for_epoch()
         model.train()
-        order = torch.randperm(g["c"].numel(), generator=self.generator)
+        order = torch.randperm(g.customers.numel(), generator=self.generator)
         batch = self.batch_size(order.numel())
         total, steps = 0.0, 0
         for start in range(0, order.numel(), batch):
             idx = order[start:start + batch]
-            c, a = g["c"][idx].to(self.device), g["a"][idx].to(self.device)
-            w = g["w"][idx].to(self.device) if g["w"] is not None else None
+            c, a = g.customers[idx].to(self.device), g.articles[idx].to(self.device)
+            w = g.weights[idx].to(self.device) if g.weights is not None else None
             self.optimizer.zero_grad(set_to_none=True)
-            c_emb, a_emb = model.embeddings(g["adj"], **g["inputs"])
+            c_emb, a_emb = model.embeddings(g.adj, **g.inputs)
             # under torchrun each rank scores its block of the batch (one process: all of it); see distributed.py
             n, mine, batch_a, batch_w = c.numel(), self.dist.shard(c.numel()), a, w
             c, a, w = c[mine], a[mine], (w[mine] if w is not None else None)
@@ -282,6 +296,33 @@ class Trainer:
         self._fixed = self.val_adj = self.val_inputs = self.train_history = None
         self.optimizer = self.best_state = None
 
+    # ---- early stopping and the time budget ---------------------------------------------------------------------
+    def end_epoch(self, loss: float, val_map: float, seconds: float) -> None:
+        """Counts the epoch that ran and logs it; keeps the model's state where its validation MAP@12 is the best so
+        far, and otherwise counts one more epoch without improvement (`train.patience`)."""
+        self.epoch += 1
+        if val_map > self.best_map:
+            self.best_map, self.best_epoch, self.bad_epochs = val_map, self.epoch, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad_epochs += 1
+        self.log.append({"epoch": self.epoch, "loss": loss, "val_map@12": val_map, "seconds": round(seconds, 3),
+                         "steps": self.last_steps})
+
+    def restore_best(self) -> None:
+        """The model takes the state of its best validation epoch."""
+        self.model.load_state_dict(self.best_state)
+
+    def start_clock(self) -> None:
+        """Starts `train.max_minutes`, which counts the logged epochs of an interrupted run too: a resumed run whose
+        budget is spent stops (the ranks agreeing), a fresh one trains at least one step."""
+        if self.tc.max_minutes:
+            self.deadline = time.perf_counter() + self.tc.max_minutes * 60 - sum(r["seconds"] for r in self.log)
+            self.timed_out = self.epoch > 0 and self.dist.sum(float(self.out_of_time())) > 0
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() >= self.deadline
+
     def finished(self) -> bool:
         return self.epoch >= self.tc.epochs or self.bad_epochs >= self.tc.patience or self.timed_out
 
@@ -296,7 +337,7 @@ def target_span(days: np.ndarray, target_days: int, min_targets: int) -> int:
 
 
 @torch.no_grad()
-def validation_map(model: HeteroSAGERecommender, c_emb: torch.Tensor, a_emb: torch.Tensor,
+def validation_map(model: HeteroSAGE, c_emb: torch.Tensor, a_emb: torch.Tensor,
                    truth: WindowTruth, k: int = 12, chunk: int = 1024, bought: sp.csr_matrix | None = None) -> float:
     """MAP@k of the GNN's top-k of every article; with `bought` (customers x articles), the stored pairs are left
     out of each customer's ranking."""
@@ -385,12 +426,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
          f"{len(trainer.val_truth.customers)} validation customers")
     trainer.dist.check_in_sync(trainer)  # torchrun: every rank starts from the same (resumed) state
 
-    out_of_time = None
-    if tc.max_minutes:  # the budget counts the epochs of an interrupted run too
-        deadline = time.perf_counter() + tc.max_minutes * 60 - sum(r["seconds"] for r in trainer.log)
-        out_of_time = lambda: time.perf_counter() >= deadline  # noqa: E731
-        # a resumed run whose budget is spent stops (the ranks agreeing); a fresh one trains at least one step
-        trainer.timed_out = trainer.epoch > 0 and trainer.dist.sum(float(out_of_time())) > 0
+    trainer.start_clock()
+    out_of_time = trainer.out_of_time if tc.max_minutes else None
     steps = trainer.steps_per_epoch()
     with progress() as bar:  # per optimisation step; the total (and time left) assumes no early stop
         task = bar.add_task("epoch 1", total=tc.epochs * steps, completed=trainer.epoch * steps)
@@ -398,14 +435,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             t0 = time.perf_counter()
             loss = trainer.train_epoch(on_step=lambda: bar.advance(task), out_of_time=out_of_time)
             val_map = trainer.dist.validate(trainer)  # torchrun: rank 0's, broadcast
-            trainer.epoch += 1
-            if val_map > trainer.best_map:
-                trainer.best_map, trainer.best_epoch, trainer.bad_epochs = val_map, trainer.epoch, 0
-                trainer.best_state = copy.deepcopy(trainer.model.state_dict())
-            else:
-                trainer.bad_epochs += 1
-            trainer.log.append({"epoch": trainer.epoch, "loss": loss, "val_map@12": val_map,
-                                "seconds": round(time.perf_counter() - t0, 3), "steps": trainer.last_steps})
+            trainer.end_epoch(loss, val_map, time.perf_counter() - t0)
             if trainer.dist.is_main:
                 _save_state(state_path, trainer.state(key))
             line = f"epoch {trainer.epoch} loss {loss:.4f} val MAP@12 {val_map:.4f} (best {trainer.best_map:.4f})"
@@ -416,7 +446,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             if not console.is_terminal and trainer.dist.is_main:
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
-    trainer.model.load_state_dict(trainer.best_state)
+    trainer.restore_best()
     # the GNN alone (`gnn-retrieval`) leaves out each customer's bought articles where that ranks the validation
     # window better (data where nobody buys the same article twice); the two-stage gnn has its own bought source.
     # best_map is the best state's validation MAP with every article ranked
@@ -495,7 +525,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
 
 
 def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactions, device: torch.device,
-           epochs: int, out_of_time=None) -> tuple[HeteroSAGERecommender | None, dict[str, Any]]:
+           epochs: int, out_of_time=None) -> tuple[HeteroSAGE | None, dict[str, Any]]:
     """A fresh GNN (same seed) trained for `epochs` on every purchase up to the end of validation; None (and why)
     where the time budget does not allow all of them, since a partly trained GNN is worse than the first one."""
     started = time.perf_counter()

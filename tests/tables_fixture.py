@@ -145,11 +145,11 @@ FAST_TRAIN = ["train.epochs=3", "train.patience=3", "train.hidden=16", "train.ba
 
 def make_split_workdir(workdir: Path) -> Path:
     """A workdir with tables/, graph/ and split/ (400 customers, 150 articles, 6,000 purchases), ready to train."""
-    from hmgnn import graph, split
+    from hmgnn import graph, sample
     from hmgnn.config import load_config
 
     make_tables(workdir / "tables", n_customers=400, n_articles=150, n_rows=6000, seed=3)
     cfg = load_config(None, FAST_TRAIN, workdir=workdir)
     graph.run(cfg)
-    split.run(cfg)
+    sample.run(cfg)
     return workdir

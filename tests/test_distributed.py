@@ -45,7 +45,7 @@ from hmgnn import train
 from hmgnn.config import TrainConfig, load_config
 from hmgnn.distributed import Distributed
 from hmgnn.errors import ConfigError
-from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.models.gnn import HeteroSAGE
 
 from tables_fixture import FAST_TRAIN
 
@@ -219,7 +219,7 @@ def test_rank_gradients_add_up_to_the_batch_gradient(workdir, loss, batch):
 @pytest.mark.parametrize("kind", ["bpr", "bce", "softmax"])
 def test_shares_add_up_to_the_batch_loss(kind, weighted):
     torch.manual_seed(0)
-    model = HeteroSAGERecommender(num_customers=9, num_articles=7, hidden_channels=4)
+    model = HeteroSAGE(num_customers=9, num_articles=7, hidden_channels=4)
     c_emb = torch.randn(9, 4, requires_grad=True)
     a_emb = torch.randn(7, 4, requires_grad=True)
     n, k = 10, 3
@@ -260,7 +260,7 @@ def test_shards_cover_a_batch_once():
 
 def test_softmax_negative_index_defaults_to_the_batch():
     torch.manual_seed(0)
-    model = HeteroSAGERecommender(num_customers=5, num_articles=6, hidden_channels=3)
+    model = HeteroSAGE(num_customers=5, num_articles=6, hidden_channels=3)
     c_emb, a_emb = torch.randn(5, 3), torch.randn(6, 3)
     c, a = torch.randint(5, (8,)), torch.randint(6, (8,))
     torch.manual_seed(1)

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from torch_geometric.nn import HeteroConv, SAGEConv, to_hetero
 
-from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.errors import InputError
+from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.sparse import Adjacency, SparseMean
 
 BUYS = ("customer", "buys", "article")
@@ -22,12 +23,12 @@ def random_graph(num_customers=13, num_articles=9, num_edges=50, seed=0):
     return torch.stack([customer, article])
 
 
-def dense_mean(edge_index, num_customers, num_articles, weight=None, repeats="sum"):
-    """Reference row-normalised dense adjacency (customers x articles, articles x customers)."""
+def dense_mean(edge_index, num_customers, num_articles):
+    """Reference row-normalised dense adjacency (customers x articles, articles x customers); a repeated purchase
+    counts again."""
     dense = torch.zeros(num_customers, num_articles, dtype=torch.float64)
-    weight = torch.ones(edge_index.size(1), dtype=torch.float64) if weight is None else weight.double()
-    for (c, a), w in zip(edge_index.t().tolist(), weight.tolist()):
-        dense[c, a] = dense[c, a] + w if repeats == "sum" else max(dense[c, a].item(), w)
+    for c, a in edge_index.t().tolist():
+        dense[c, a] += 1.0
     norm = lambda m: m / m.sum(1, keepdim=True).clamp_min(1e-300)  # noqa: E731
     return norm(dense), norm(dense.t())
 
@@ -35,7 +36,7 @@ def dense_mean(edge_index, num_customers, num_articles, weight=None, repeats="su
 def make_model(**kwargs):
     args = dict(num_customers=13, num_articles=9, customer_channels=5, article_channels=3, hidden_channels=8)
     args.update(kwargs)
-    return HeteroSAGERecommender(**args)
+    return HeteroSAGE(**args)
 
 
 def features(model, seed=1):
@@ -52,13 +53,10 @@ def features(model, seed=1):
 
 # ---- Adjacency and the aggregation -------------------------------------------------------------
 
-@pytest.mark.parametrize("repeats", ["sum", "once"])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_adjacency_matches_dense_mean(repeats, weighted):
+def test_adjacency_matches_dense_mean():
     edge_index = random_graph()
-    weight = torch.rand(edge_index.size(1)) if weighted else None
-    adj = Adjacency.from_edge_index(edge_index, 13, 9, edge_weight=weight, repeats=repeats, dtype=torch.float64)
-    customer_dense, article_dense = dense_mean(edge_index, 13, 9, weight, repeats)
+    adj = Adjacency.from_edge_index(edge_index, 13, 9, dtype=torch.float64)
+    customer_dense, article_dense = dense_mean(edge_index, 13, 9)
     torch.testing.assert_close(adj.customer_adj.to_dense(), customer_dense)
     torch.testing.assert_close(adj.article_adj.to_dense(), article_dense)
     torch.testing.assert_close(adj.customer_adj_t.to_dense(), customer_dense.t())
@@ -86,16 +84,16 @@ def test_adjacency_from_purchase_counts_equals_the_one_from_every_purchase():
 
 def test_adjacency_rejects_bad_input():
     edge_index = random_graph()
-    with pytest.raises(ValueError, match="repeats"):
-        Adjacency.from_edge_index(edge_index, 13, 9, repeats="mean")
     with pytest.raises(ValueError, match="article index out of range"):
         Adjacency.from_edge_index(edge_index, 13, 4)
-    with pytest.raises(ValueError, match="non-negative"):
-        Adjacency.from_edge_index(edge_index, 13, 9, edge_weight=-torch.ones(edge_index.size(1)))
+    with pytest.raises(ValueError, match="customer index out of range"):
+        Adjacency.from_edge_index(edge_index, 5, 9)
+    with pytest.raises(ValueError, match=r"shape \[2, E\]"):
+        Adjacency.from_edge_index(edge_index[0], 13, 9)
 
 
 def test_sparse_mean_gradcheck():
-    adj = Adjacency.from_edge_index(random_graph(6, 5, 15), 6, 5, edge_weight=torch.rand(15), dtype=torch.float64)
+    adj = Adjacency.from_edge_index(random_graph(6, 5, 15), 6, 5, dtype=torch.float64)
     x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: SparseMean.apply(adj.customer_adj, adj.customer_adj_t, x), (x,))
     y = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
@@ -111,7 +109,7 @@ def test_adjacency_to_and_repr():
 
 # ---- Equivalence with PyG ----------------------------------------------------------------------
 
-def _pyg_reference(model: HeteroSAGERecommender) -> HeteroConv | torch.nn.ModuleList:
+def _pyg_reference(model: HeteroSAGE) -> HeteroConv | torch.nn.ModuleList:
     """HeteroConv(SAGEConv) layers carrying the model's conv weights."""
     layers = torch.nn.ModuleList()
     for layer in model.convs:
@@ -124,13 +122,12 @@ def _pyg_reference(model: HeteroSAGERecommender) -> HeteroConv | torch.nn.Module
 
 
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
-@pytest.mark.parametrize("normalize", [False, True])
-def test_matches_pyg_heteroconv_outputs_and_gradients(num_layers, normalize):
+def test_matches_pyg_heteroconv_outputs_and_gradients(num_layers):
     torch.manual_seed(0)
     edge_index = random_graph()
-    model = make_model(num_layers=num_layers, normalize=normalize)
+    model = make_model(num_layers=num_layers)
     feats = features(model)
-    adj = Adjacency.from_edge_index(edge_index, 13, 9)  # repeats="sum" == PyG mean over duplicate edges
+    adj = Adjacency.from_edge_index(edge_index, 13, 9)  # a repeat counts again == PyG mean over duplicate edges
     reference = _pyg_reference(model)
 
     customer_emb, article_emb = model.embeddings(adj, **feats)
@@ -141,8 +138,6 @@ def test_matches_pyg_heteroconv_outputs_and_gradients(num_layers, normalize):
          "article": model._inputs("article", feats["article_x"], None)}
     edges = {BUYS: edge_index, REV_BUYS: edge_index.flip(0)}
     for i, conv in enumerate(reference):
-        for sage in conv.convs.values():
-            sage.normalize = normalize
         x = conv(x, edges)
         if i < num_layers - 1:
             x = {k: v.relu() for k, v in x.items()}
@@ -195,7 +190,7 @@ MODEL_VARIANTS = [
     dict(decoder="mlp"),
     dict(id_embeddings=False),
     dict(customer_extra_channels=2, article_extra_channels=1, dropout=0.2),
-    dict(customer_channels=0, article_channels=0, num_layers=3, normalize=True),
+    dict(customer_channels=0, article_channels=0, num_layers=3),
     dict(combine="mean", dropout=0.2),
 ]
 
@@ -218,13 +213,6 @@ def test_shapes_and_score_helpers(kwargs):
     subset = model.score_all(customer_emb, article_emb, customer_index, torch.tensor([1, 8]), chunk_size=4)
     torch.testing.assert_close(subset, full[customer_index][:, [1, 8]])
     torch.testing.assert_close(model(adj, customer_index, article_index, **features(model)), scores)
-
-
-def test_normalize_bounds_dot_scores():
-    model = make_model(normalize=True).eval()
-    adj = Adjacency.from_edge_index(random_graph(), 13, 9)
-    scores = model.score_all(*model.embeddings(adj, **features(model)))
-    assert scores.abs().max() <= 1 + 1e-5
 
 
 def test_missing_or_wrong_inputs_raise():
@@ -255,7 +243,7 @@ def test_mean_combine_averages_the_input_and_every_layer(num_layers):
     customer_emb, article_emb = model.embeddings(adj, **feats)
     torch.testing.assert_close(customer_emb, model._inputs("customer", feats.get("customer_x"), None) / (num_layers + 1))
     torch.testing.assert_close(article_emb, model._inputs("article", feats.get("article_x"), None) / (num_layers + 1))
-    last = HeteroSAGERecommender(**{**model.model_args, "combine": "last"})
+    last = HeteroSAGE(**{**model.model_args, "combine": "last"})
     last.load_state_dict(model.state_dict())
     assert torch.count_nonzero(last.eval().embeddings(adj, **feats)[0]) == 0
     with pytest.raises(ValueError, match="combine must be one of"):
@@ -265,11 +253,15 @@ def test_mean_combine_averages_the_input_and_every_layer(num_layers):
 def test_repr_and_model_args_rebuild():
     model = make_model(decoder="mlp", customer_extra_channels=2)
     assert repr(model) == (
-        "HeteroSAGERecommender(customers=13, articles=9, inputs=(customer=5+2, article=3+0), hidden=8, "
-        "layers=2, id_embeddings=True, dropout=0.0, normalize=False, decoder='mlp', combine='last')")
+        "HeteroSAGE(customers=13, articles=9, inputs=(customer=5+2, article=3+0), hidden=8, "
+        "layers=2, id_embeddings=True, dropout=0.0, decoder='mlp', combine='last')")
     args = model.model_args
     assert all(isinstance(v, (int, float, bool, str)) for v in args.values())
-    rebuilt = HeteroSAGERecommender(**args)
+    rebuilt = HeteroSAGE.from_args(args)
+    # a checkpoint written before `normalize` was dropped still loads where it was off, and says why where on
+    assert HeteroSAGE.from_args({**args, "normalize": False}).model_args == args
+    with pytest.raises(InputError, match="normalize"):
+        HeteroSAGE.from_args({**args, "normalize": True})
     rebuilt.load_state_dict(model.state_dict())
     adj = Adjacency.from_edge_index(random_graph(), 13, 9)
     feats = features(model)
@@ -309,16 +301,16 @@ def test_loss_values():
     pos, neg = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 0.0, 1.0])
     expected = torch.nn.functional.binary_cross_entropy_with_logits(
         torch.cat([pos, neg]), torch.tensor([1.0, 1, 0, 0, 0]))
-    torch.testing.assert_close(HeteroSAGERecommender.bce_loss(pos, neg), expected)
-    torch.testing.assert_close(HeteroSAGERecommender.bce_loss(pos, neg, torch.ones(2)), expected)
-    weighted = HeteroSAGERecommender.bce_loss(pos, neg, torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(HeteroSAGE.bce_loss(pos, neg), expected)
+    torch.testing.assert_close(HeteroSAGE.bce_loss(pos, neg, torch.ones(2)), expected)
+    weighted = HeteroSAGE.bce_loss(pos, neg, torch.tensor([0.0, 1.0]))
     terms = torch.nn.functional.binary_cross_entropy_with_logits(
         torch.tensor([-1.0, 0.5, 0.0, 1.0]), torch.tensor([1.0, 0, 0, 0]), reduction="sum") / 4
     torch.testing.assert_close(weighted, terms)
 
-    bpr = HeteroSAGERecommender.bpr_loss(pos, neg[:2])
+    bpr = HeteroSAGE.bpr_loss(pos, neg[:2])
     torch.testing.assert_close(bpr, -torch.nn.functional.logsigmoid(pos - neg[:2]).mean())
-    many = HeteroSAGERecommender.bpr_loss(pos, torch.stack([neg[:2], neg[1:]], dim=1))
+    many = HeteroSAGE.bpr_loss(pos, torch.stack([neg[:2], neg[1:]], dim=1))
     assert many.shape == () and many > 0
 
 

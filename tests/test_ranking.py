@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hmgnn.interactions import Interactions, LabelWindow
-from hmgnn.models.gnn import HeteroSAGERecommender, dot_scores
+from hmgnn.models.gnn import HeteroSAGE, dot_scores
 from hmgnn.models.base import top_k
 from hmgnn.ranking import candidates
 from hmgnn.ranking.candidates import GNNScores, candidate_pairs, top_columns
@@ -38,7 +38,7 @@ def test_gnn_moments_and_pair_scores_match_the_dense_rows(decoder):
     # the dot decoder's mean and spread come from the embeddings (no pass over the articles): they must equal the
     # dense rows' mean and sample standard deviation, and pairs scored alone must equal the dense rows' entries
     torch.manual_seed(0)
-    model = HeteroSAGERecommender(num_customers=40, num_articles=300, hidden_channels=8, decoder=decoder).eval()
+    model = HeteroSAGE(num_customers=40, num_articles=300, hidden_channels=8, decoder=decoder).eval()
     customer_emb, article_emb = torch.randn(40, 8) + 0.5, torch.randn(300, 8) * 0.3 + 1.0
     gnn = GNNScores(model, customer_emb, article_emb, torch.device("cpu"))
     customers = np.array([3, 0, 39, 17])
@@ -75,7 +75,7 @@ def test_gnn_candidates_come_from_the_recently_sold_articles_only():
     t_dat = np.r_[np.full(10, day), np.full(10, day + 35)]
     purchases = Interactions(customers, articles, t_dat, n_customers, n_articles)
     snapshot = Snapshot(purchases, dt.date(2020, 10, 6), ArticleMeta(np.arange(n_articles, dtype=np.int32), {}))
-    model = HeteroSAGERecommender(num_customers=n_customers, num_articles=n_articles, hidden_channels=8).eval()
+    model = HeteroSAGE(num_customers=n_customers, num_articles=n_articles, hidden_channels=8).eval()
     gnn = GNNScores(model, torch.randn(n_customers, 8), torch.randn(n_articles, 8), torch.device("cpu"))
     who = np.arange(n_customers)
     every = candidate_pairs(snapshot, who, {"gnn": 5}, gnn=gnn)
@@ -96,7 +96,7 @@ def test_gnn_candidates_come_from_the_recently_sold_articles_only():
 def test_gnn_scores_of_a_small_batch_are_each_customers_own_bit_for_bit():
     # serve ranks its waiting requests together and promises each the one-customer answer
     torch.manual_seed(0)
-    model = HeteroSAGERecommender(num_customers=100, num_articles=3000, hidden_channels=64).eval()
+    model = HeteroSAGE(num_customers=100, num_articles=3000, hidden_channels=64).eval()
     gnn = GNNScores(model, torch.randn(100, 64), torch.randn(3000, 64), torch.device("cpu"))
     batch = np.array([7, 3, 99, 42, 0, 7, 58, 13, 21, 34, 55, 89, 1])  # more than one block, a repeat
     dense, (mean, std) = gnn.dense(batch), gnn.moments(batch)
@@ -130,7 +130,7 @@ def test_gnn_top_n_is_the_top_n_of_the_dense_rows(monkeypatch, chunk):
     # without an article list, in a small batch (serve's blocks) and across chunk edges
     monkeypatch.setattr(candidates, "TOP_CHUNK", chunk)
     torch.manual_seed(0)
-    model = HeteroSAGERecommender(num_customers=300, num_articles=500, hidden_channels=16).eval()
+    model = HeteroSAGE(num_customers=300, num_articles=500, hidden_channels=16).eval()
     gnn = GNNScores(model, torch.randint(-2, 3, (300, 16)).float(), torch.randint(-2, 3, (500, 16)).float(),
                     torch.device("cpu"))
     listed = np.arange(0, 500, 3)
@@ -147,7 +147,7 @@ def test_gnn_top_n_is_the_top_n_of_the_dense_rows(monkeypatch, chunk):
 
 def test_kept_top_n_is_read_back_for_kept_customers_only():
     torch.manual_seed(0)
-    model = HeteroSAGERecommender(num_customers=300, num_articles=500, hidden_channels=16).eval()
+    model = HeteroSAGE(num_customers=300, num_articles=500, hidden_channels=16).eval()
     gnn = GNNScores(model, torch.randn(300, 16), torch.randn(500, 16), torch.device("cpu"))
     listed = np.arange(0, 500, 3)
     who = np.arange(0, 300, 2)
@@ -176,7 +176,7 @@ def test_mlp_decoder_scores_each_chunk_of_customers_once(monkeypatch):
     purchases = Interactions((np.arange(20) % n_customers).astype(np.int32), np.arange(20, dtype=np.int32),
                              np.full(20, day), n_customers, n_articles)
     snapshot = Snapshot(purchases, dt.date(2020, 9, 2), ArticleMeta(np.arange(n_articles, dtype=np.int32), {}))
-    model = HeteroSAGERecommender(num_customers=n_customers, num_articles=n_articles, hidden_channels=8,
+    model = HeteroSAGE(num_customers=n_customers, num_articles=n_articles, hidden_channels=8,
                                   decoder="mlp").eval()
     gnn = GNNScores(model, torch.randn(n_customers, 8), torch.randn(n_articles, 8), torch.device("cpu"))
     who = np.arange(n_customers)
@@ -235,7 +235,7 @@ def test_the_non_candidates_mix_follows_the_signal_that_ranks_validation_pairs(g
     for c in range(4):
         a_emb[10 + c, c], a_emb[20 + c, c] = 3.0, -3.0
         a_emb[30 + c, c] = a_emb[34 + c, c] = 40.0  # two far better articles: 10 + c's percentile is only high
-    model = HeteroSAGERecommender(num_customers=n_c, num_articles=n_a, hidden_channels=8).eval()
+    model = HeteroSAGE(num_customers=n_c, num_articles=n_a, hidden_channels=8).eval()
     bought, passed = (np.arange(10, 14), np.arange(20, 24)) if gnn_knows else (np.arange(20, 24), np.arange(10, 14))
     pairs = pl.DataFrame({"customer_index": np.r_[np.arange(4), np.arange(4)],
                           "article_index": np.r_[bought, passed], "label": np.r_[np.ones(4), np.zeros(4)]})

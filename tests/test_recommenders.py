@@ -35,12 +35,12 @@ class DotProduct(Recommender):
 def untrained_gnn(ranker: bool = True, decoder: str = "dot"):
     """The GNN recommender over a freshly initialised model and a ranker fit on random rows: the interface, not
     the quality, is under test."""
-    from hmgnn.models.gnn import HeteroSAGERecommender
+    from hmgnn.models.gnn import HeteroSAGE
     from hmgnn.models.gnn_recommender import GNNRecommender
     from hmgnn.ranking.features import ArticleMeta
 
     torch.manual_seed(0)
-    model = HeteroSAGERecommender(N_CUSTOMERS, N_ARTICLES, customer_channels=2, article_channels=3,
+    model = HeteroSAGE(N_CUSTOMERS, N_ARTICLES, customer_channels=2, article_channels=3,
                                   customer_extra_channels=4, article_extra_channels=5, hidden_channels=8,
                                   decoder=decoder)
     meta = ArticleMeta(np.arange(N_ARTICLES, dtype=np.int32) // 2, {"product_type_no": np.arange(N_ARTICLES) % 3})

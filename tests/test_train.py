@@ -20,7 +20,7 @@ from hmgnn.portable import unpack_rows
 from hmgnn.models import create_model
 from hmgnn.interactions import Interactions, WindowTruth
 from hmgnn.models.base import lookup
-from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.gnn_recommender import GNNRetrievalRecommender
 
 from tables_fixture import FAST_TRAIN as FAST
@@ -271,7 +271,7 @@ def test_validation_without_any_known_buyer_is_a_clear_error(workdir):
 def test_validation_map_can_leave_out_the_bought_articles():
     # customer c's best article is c (bought before), then c + 4 (bought in the window): MAP@12 1/2 with the bought
     # article ranked, 1 without it
-    model = HeteroSAGERecommender(num_customers=4, num_articles=10, hidden_channels=8).eval()
+    model = HeteroSAGE(num_customers=4, num_articles=10, hidden_channels=8).eval()
     c_emb, a_emb = torch.zeros(4, 8), torch.zeros(10, 8)
     for c in range(4):
         c_emb[c, c], a_emb[c, c], a_emb[c + 4, c] = 1.0, 2.0, 1.0

@@ -1,4 +1,5 @@
-"""Heterogeneous GraphSAGE recommender for the bipartite customer-article purchase graph.
+"""`HeteroSAGE`: the heterogeneous GraphSAGE network (an ``nn.Module``) over the bipartite customer-article purchase
+graph, with its decoders and losses. The recommender that serves it is `hmgnn.models.gnn_recommender`.
 
 Full-batch message passing over the prebuilt CSR adjacencies of :class:`hmgnn.models.sparse.Adjacency`.
 """
@@ -13,9 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Embedding, Linear, ModuleDict, ModuleList
 
+from hmgnn.errors import InputError
 from hmgnn.models.sparse import Adjacency
 
-__all__ = ["HeteroSAGERecommender"]
+__all__ = ["HeteroSAGE"]
 
 NODE_TYPES = ("customer", "article")
 DECODERS = ("dot", "mlp")
@@ -67,7 +69,7 @@ class _SAGE(torch.nn.Module):
         return self.lin_l(neighbour_mean) + self.lin_r(x)
 
 
-class HeteroSAGERecommender(torch.nn.Module):
+class HeteroSAGE(torch.nn.Module):
     r"""GraphSAGE on the customer-article purchase graph, with a dot-product (or small MLP) decoder.
 
     Each node starts from a projection of its features plus, optionally, a learnable ID embedding, so
@@ -76,8 +78,10 @@ class HeteroSAGERecommender(torch.nn.Module):
     .. math::
         \mathbf{h}^{(0)}_i = \mathbf{W}_{t(i)} \mathbf{x}_i + \mathbf{e}_i .
 
-    Every layer then applies PyG's :class:`~torch_geometric.nn.conv.SAGEConv` (mean aggregation) per
-    edge type, customers reading from the articles they bought and articles from their buyers:
+    Every layer then applies the update of PyG's :class:`~torch_geometric.nn.conv.SAGEConv` (mean aggregation)
+    per edge type, as products with the row-normalised CSR adjacencies (same outputs and gradients as
+    ``SAGEConv`` on the ``edge_index``, faster), customers reading from the articles they bought and articles
+    from their buyers:
 
     .. math::
         \mathbf{h}^{(l+1)}_i = \mathbf{W}_1 \, \mathrm{mean}_{j \in \mathcal{N}(i)} \mathbf{h}^{(l)}_j
@@ -85,8 +89,7 @@ class HeteroSAGERecommender(torch.nn.Module):
 
     with ReLU and dropout between layers. The score of a pair is the dot product of the final states
     (or an MLP on ``[c, a, c * a]``). Extra dense per-node inputs (e.g. customer recency, article
-    popularity trend) are concatenated to the features; per-edge recency weights go into the
-    :class:`~hmgnn.models.sparse.Adjacency`.
+    popularity trend) are concatenated to the features.
 
     Args:
         num_customers (int): Number of customer nodes.
@@ -104,8 +107,6 @@ class HeteroSAGERecommender(torch.nn.Module):
         id_embeddings (bool, optional): Learn a per-node ID embedding; off for the feature-only
             ``reference`` recipe. (default: :obj:`True`)
         dropout (float, optional): Dropout between layers. (default: :obj:`0.0`)
-        normalize (bool, optional): :math:`\ell_2`-normalise each layer's output, as SAGEConv's
-            ``normalize``. (default: :obj:`False`)
         decoder (str, optional): ``"dot"`` or ``"mlp"``. (default: :obj:`"dot"`)
         combine (str, optional): The final embedding: ``"last"`` layer's output, or the ``"mean"`` of the input
             projection and every layer's output (as LightGCN combines its layers), which keeps each node's own
@@ -124,7 +125,6 @@ class HeteroSAGERecommender(torch.nn.Module):
         num_layers: int = 2,
         id_embeddings: bool = True,
         dropout: float = 0.0,
-        normalize: bool = False,
         decoder: str = "dot",
         combine: str = "last",
     ) -> None:
@@ -146,7 +146,7 @@ class HeteroSAGERecommender(torch.nn.Module):
                                   or article_channels + article_extra_channels == 0):
             problems.append("without id_embeddings both node types need input features")
         if problems:
-            raise ValueError("HeteroSAGERecommender: " + "; ".join(problems))
+            raise ValueError("HeteroSAGE: " + "; ".join(problems))
 
         self.num_customers = num_customers
         self.num_articles = num_articles
@@ -158,7 +158,6 @@ class HeteroSAGERecommender(torch.nn.Module):
         self.num_layers = num_layers
         self.id_embeddings = id_embeddings
         self.dropout = dropout
-        self.normalize = normalize
         self.decoder = decoder
         self.combine = combine
 
@@ -177,11 +176,21 @@ class HeteroSAGERecommender(torch.nn.Module):
 
     @property
     def model_args(self) -> dict[str, Any]:
-        """The constructor arguments (plain values): ``HeteroSAGERecommender(**m.model_args)`` rebuilds it."""
+        """The constructor arguments (plain values): ``HeteroSAGE.from_args(m.model_args)`` rebuilds it."""
         names = ("num_customers", "num_articles", "customer_channels", "article_channels",
                  "customer_extra_channels", "article_extra_channels", "hidden_channels", "num_layers",
-                 "id_embeddings", "dropout", "normalize", "decoder", "combine")
+                 "id_embeddings", "dropout", "decoder", "combine")
         return {name: getattr(self, name) for name in names}
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> HeteroSAGE:
+        """The model a checkpoint's ``model_args`` describe. Checkpoints of hmgnn 0.1.0 before its last changes also
+        hold ``normalize`` (per-layer l2 normalisation, never used by a recipe): off, it is the same model."""
+        args = dict(args)
+        if args.pop("normalize", False):
+            raise InputError("this checkpoint's GNN normalises each layer (normalize = true), which this version "
+                             "of hmgnn no longer builds; train it again with `hmgnn train --force`")
+        return cls(**args)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
@@ -242,9 +251,6 @@ class HeteroSAGERecommender(torch.nn.Module):
             # Both directions read the previous layer's states (as HeteroConv does).
             customer_next = layer["customer"](adj.customer_mean(article_h), customer_h)
             article_next = layer["article"](adj.article_mean(customer_h), article_h)
-            if self.normalize:
-                customer_next = F.normalize(customer_next, p=2.0, dim=-1)
-                article_next = F.normalize(article_next, p=2.0, dim=-1)
             if i < self.num_layers - 1:
                 customer_next = F.dropout(customer_next.relu(), self.dropout, self.training)
                 article_next = F.dropout(article_next.relu(), self.dropout, self.training)
@@ -356,7 +362,7 @@ class HeteroSAGERecommender(torch.nn.Module):
         return (f"{self.__class__.__name__}(customers={self.num_customers}, articles={self.num_articles}, "
                 f"inputs=(customer={inputs[0]}, article={inputs[1]}), hidden={self.hidden_channels}, "
                 f"layers={self.num_layers}, id_embeddings={self.id_embeddings}, dropout={self.dropout}, "
-                f"normalize={self.normalize}, decoder={self.decoder!r}, combine={self.combine!r})")
+                f"decoder={self.decoder!r}, combine={self.combine!r})")
 
 
 def _weighted_mean(loss: Tensor, weight: Tensor | None) -> Tensor:

@@ -23,8 +23,7 @@ from hmgnn.errors import InputError
 from hmgnn.features import build_adjacency, node_inputs
 from hmgnn.interactions import Interactions
 from hmgnn.models.base import Recommender, lookup, position_in_run, positions_in, register
-from hmgnn.models.gnn import HeteroSAGERecommender
-from hmgnn.models.sparse import Adjacency
+from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, non_candidate_score,
                                       gnn_pool, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
@@ -45,16 +44,12 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def embeddings_as_of(model: HeteroSAGERecommender, recipe: str, time_features: bool, customer_x: torch.Tensor,
+def embeddings_as_of(model: HeteroSAGE, recipe: str, time_features: bool, customer_x: torch.Tensor,
                      article_x: torch.Tensor, inter: Interactions, as_of: dt.date, device: torch.device,
                      counts: sp.csr_matrix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Customer and article embeddings from one message pass over the purchases up to `as_of` (all of `inter`);
-    `counts`, their customer x article purchase counts (`Interactions.user_items`) where already built."""
-    if counts is None:
-        adj = build_adjacency(inter).to(device)
-    else:
-        adj = Adjacency.from_counts(torch.from_numpy(counts.indptr), torch.from_numpy(counts.indices),
-                                    torch.from_numpy(counts.data), inter.n_customers, inter.n_articles).to(device)
+    `counts`, their customer x article purchase counts (`purchase_matrix`) where already built."""
+    adj = build_adjacency(inter, counts=counts).to(device)
     inputs = node_inputs(recipe, time_features, customer_x, article_x, inter, as_of)
     inputs = {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
     return model.embeddings(adj, **inputs)
@@ -82,7 +77,7 @@ class GNNRecommender(Recommender):
         super().__init__(cold_start=cold_start, batch_size=batch_size)
         self.checkpoint = checkpoint
         self.device = torch.device(device)
-        self.model = HeteroSAGERecommender(**checkpoint["model_args"])
+        self.model = HeteroSAGE.from_args(checkpoint["model_args"])
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.eval().to(self.device)
         self.customer_x, self.article_x = customer_x, article_x

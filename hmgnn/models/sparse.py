@@ -13,8 +13,6 @@ from torch import Tensor
 
 __all__ = ["Adjacency", "SparseMean", "sparse_mean"]
 
-REPEATS = ("sum", "once")
-
 class SparseMean(torch.autograd.Function):
     """``adj @ x`` with a sparse CSR ``adj`` whose transpose ``adj_t`` is precomputed for the backward pass.
 
@@ -81,30 +79,17 @@ class Adjacency:
         self.article_adj_t = _csr(customer_crow, customer_col, article_values_t, (nc, na))
 
     @classmethod
-    def from_edge_index(
-        cls,
-        edge_index: Tensor,
-        num_customers: int,
-        num_articles: int,
-        edge_weight: Tensor | None = None,
-        repeats: str = "sum",
-        dtype: torch.dtype = torch.float32,
-    ) -> Adjacency:
-        r"""Builds both directions from ``('customer', 'buys', 'article')`` edges.
+    def from_edge_index(cls, edge_index: Tensor, num_customers: int, num_articles: int,
+                        dtype: torch.dtype = torch.float32) -> Adjacency:
+        r"""Builds both directions from ``('customer', 'buys', 'article')`` edges; a pair bought several times
+        weighs by its count (equal to PyG's mean over an edge_index with duplicates).
 
         Args:
             edge_index (torch.Tensor): ``[2, E]`` customer indices in row 0, article indices in row 1.
             num_customers (int): Number of customer nodes.
             num_articles (int): Number of article nodes.
-            edge_weight (torch.Tensor, optional): ``[E]`` non-negative weight per purchase, e.g. a
-                recency decay; the aggregation becomes a weighted mean. (default: :obj:`None`, all 1)
-            repeats (str, optional): How repeated purchases of a pair count: ``"sum"`` adds their
-                weights (equal to PyG's mean over an edge_index with duplicates), ``"once"`` keeps one
-                edge per pair with its largest weight. (default: :obj:`"sum"`)
             dtype (torch.dtype, optional): Value dtype. (default: :obj:`torch.float32`)
         """
-        if repeats not in REPEATS:
-            raise ValueError(f"repeats must be one of {REPEATS}, got {repeats!r}")
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
         customer, article = edge_index.long()
@@ -112,29 +97,17 @@ class Adjacency:
             raise ValueError(f"customer index out of range [0, {num_customers}) in edge_index")
         if article.numel() and (article.min() < 0 or article.max() >= num_articles):
             raise ValueError(f"article index out of range [0, {num_articles}) in edge_index")
-        if edge_weight is None:
-            weight = torch.ones(customer.numel(), dtype=dtype, device=customer.device)
-        else:
-            if edge_weight.shape != customer.shape:
-                raise ValueError(f"edge_weight must have shape [{customer.numel()}], got {list(edge_weight.shape)}")
-            if edge_weight.numel() and edge_weight.min() < 0:
-                raise ValueError("edge_weight must be non-negative")
-            weight = edge_weight.to(dtype)
-
-        # One sorted key per (customer, article) pair gives CSR order and merges repeats in one pass.
-        pair, inverse = torch.unique(customer * num_articles + article, return_inverse=True)
-        reduce = "sum" if repeats == "sum" else "amax"
-        weight = torch.zeros(pair.numel(), dtype=dtype, device=pair.device).scatter_reduce_(
-            0, inverse, weight, reduce=reduce, include_self=False)
+        # One sorted key per (customer, article) pair gives CSR order and counts repeats in one pass.
+        pair, counts = torch.unique(customer * num_articles + article, return_counts=True)
         customer, article = pair // num_articles, pair % num_articles
-        return cls._from_pairs(customer, article, weight, num_customers, num_articles)
+        return cls._from_pairs(customer, article, counts.to(dtype), num_customers, num_articles)
 
     @classmethod
     def from_counts(cls, crow: Tensor, col: Tensor, values: Tensor, num_customers: int,
                     num_articles: int) -> Adjacency:
         r"""Builds both directions from a canonical customers x articles CSR matrix of pair weights (sorted
         columns, one entry per pair), e.g. the purchase counts a fit already holds: equal to
-        :meth:`from_edge_index` over those purchases (with ``repeats="sum"``), without sorting every purchase.
+        :meth:`from_edge_index` over those purchases, without sorting every purchase.
 
         Args:
             crow (torch.Tensor): ``[num_customers + 1]`` row pointers.

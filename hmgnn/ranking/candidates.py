@@ -17,7 +17,7 @@ from scipy.stats import rankdata
 
 from hmgnn.interactions import article_sales
 from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, in_parallel, position_in_run, stored_at, top_k
-from hmgnn.models.gnn import HeteroSAGERecommender
+from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.ranking.features import Snapshot
 
 SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
@@ -80,7 +80,7 @@ class GNNScores:
         device: where the scores are computed.
     """
 
-    def __init__(self, model: HeteroSAGERecommender, customer_emb: torch.Tensor, article_emb: torch.Tensor,
+    def __init__(self, model: HeteroSAGE, customer_emb: torch.Tensor, article_emb: torch.Tensor,
                  device: torch.device) -> None:
         self.model, self.customer_emb, self.article_emb, self.device = model, customer_emb, article_emb, device
         self._mean = self._cov = None

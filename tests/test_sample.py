@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from tables_fixture import make_tables
 
-from hmgnn import graph, split
+from hmgnn import graph, sample
 from hmgnn.artifacts import (CUSTOMERS_KEPT_PARQUET, HISTORY_PARQUET, MANIFEST, TEST_PAIRS_PARQUET,
                              TEST_PARQUET, VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET)
 from hmgnn.cli import main
@@ -34,8 +34,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-def _sample(workdir: Path, out: Path, **sample: object) -> Path:
-    return split.run(Config(workdir=str(workdir), sample=SampleConfig(**sample)), out=out)
+def _sample(workdir: Path, out: Path, **options: object) -> Path:
+    return sample.run(Config(workdir=str(workdir), sample=SampleConfig(**options)), out=out)
 
 
 def _read(folder: Path) -> dict[str, pl.DataFrame]:
@@ -57,19 +57,19 @@ def default_split(workdir: Path) -> Path:
     ("2020-09-20", 7, 1, ("2020-07-01", "2020-09-19", "2020-09-20", "2020-09-20", "2020-09-21", "2020-09-22")),
 ])
 def test_time_windows(cutoff: str, test_days: int, val_days: int, expected: tuple[str, ...]) -> None:
-    windows = split.time_windows(FIRST, LAST, SampleConfig(cutoff=cutoff, test_days=test_days, val_days=val_days))
+    windows = sample.time_windows(FIRST, LAST, SampleConfig(cutoff=cutoff, test_days=test_days, val_days=val_days))
     assert tuple(windows.as_dict().values()) == expected
 
 
-@pytest.mark.parametrize("sample, message", [
+@pytest.mark.parametrize("options, message", [
     (SampleConfig(cutoff="2020-09-22"), r"sample\.cutoff = 2020-09-22 is outside .* 2020-07-01 to 2020-09-22"),
     (SampleConfig(cutoff="2020-06-30"), r"sample\.cutoff = 2020-06-30 is outside .* 2020-07-01 to 2020-09-22"),
     (SampleConfig(cutoff="2020-07-05"), r"sample\.cutoff .* leaves no history.* 2020-07-01 to 2020-09-22"),
     (SampleConfig(test_days=40, val_days=50), r"sample\.test_days = 40 .* leaves no history.* 2020-07-01 to"),
 ])
-def test_windows_outside_the_data_are_config_errors(sample: SampleConfig, message: str) -> None:
+def test_windows_outside_the_data_are_config_errors(options: SampleConfig, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        split.time_windows(FIRST, LAST, sample)
+        sample.time_windows(FIRST, LAST, options)
 
 
 def test_windows_hold_exactly_their_dates(default_split: Path, workdir: Path) -> None:
@@ -148,13 +148,13 @@ def test_deterministic_for_a_seed(workdir: Path, tmp_path: Path) -> None:
     assert len(files) == 6
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    other = split.run(Config(workdir=str(workdir), seed=7, sample=SampleConfig(customers=50)), out=tmp_path / "c")
+    other = sample.run(Config(workdir=str(workdir), seed=7, sample=SampleConfig(customers=50)), out=tmp_path / "c")
     assert not _read(other)["kept"].equals(_read(first)["kept"])
 
 
 def test_missing_graph_names_the_command(tmp_path: Path) -> None:
     with pytest.raises(MissingArtifactError, match="hmgnn build-graph"):
-        split.run(Config(workdir=str(tmp_path)))
+        sample.run(Config(workdir=str(tmp_path)))
 
 
 def _cli(args: list[str]) -> int:
