@@ -42,14 +42,14 @@ def peak_rss_gib() -> float:
 def run_one(args: argparse.Namespace) -> None:
     from torch_geometric.nn import HeteroConv, SAGEConv
 
-    from hmgnn.models.gnn import HeteroSAGERecommender
+    from hmgnn.models.gnn import HeteroSAGE
     from hmgnn.models.sparse import Adjacency
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     edge_index = random_graph(args.customers, args.articles, args.edges)
-    model = HeteroSAGERecommender(args.customers, args.articles, customer_channels=args.customer_features,
+    model = HeteroSAGE(args.customers, args.articles, customer_channels=args.customer_features,
                                   article_channels=args.article_features, hidden_channels=args.dim,
                                   num_layers=args.layers).to(device)
     feats = {"customer_x": torch.randn(args.customers, args.customer_features, device=device),
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--articles", type=int, help="with --scale custom")
     parser.add_argument("--edges", type=int, help="with --scale custom")
     parser.add_argument("--impl", choices=["csr", "pyg", "both"], default="both",
-                        help="csr: HeteroSAGERecommender; pyg: SAGEConv on edge_index (default: both)")
+                        help="csr: HeteroSAGE; pyg: SAGEConv on edge_index (default: both)")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--customer-features", type=int, default=4)
