@@ -50,8 +50,8 @@ def run_one(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     edge_index = random_graph(args.customers, args.articles, args.edges)
     model = HeteroSAGE(args.customers, args.articles, customer_channels=args.customer_features,
-                                  article_channels=args.article_features, hidden_channels=args.dim,
-                                  num_layers=args.layers).to(device)
+                       article_channels=args.article_features, hidden_channels=args.dim,
+                       num_layers=args.layers).to(device)
     feats = {"customer_x": torch.randn(args.customers, args.customer_features, device=device),
              "article_x": torch.randn(args.articles, args.article_features, device=device)}
 

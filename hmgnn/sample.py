@@ -21,7 +21,7 @@ from hmgnn.config import Config, SampleConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
 from hmgnn.graph import BUYS, TIME_ORIGIN, load_graph
-from hmgnn.interactions import Windows
+from hmgnn.interactions import Interactions, Windows, article_sales
 
 STEP = "sample"
 # One random stream per purpose, so changing one option (say popularity_negatives) never changes other draws.
@@ -180,8 +180,7 @@ def window_pairs(window: pl.DataFrame, before: pl.DataFrame, n_articles: int, ne
     parts.append(_pairs(*_negatives(negative_customer, positive_keys, n_articles,
                                     lambda n: rng.integers(0, n_articles, n)), 0, "uniform"))
     if popularity:
-        counts = np.bincount(before["article_index"].to_numpy(), minlength=n_articles)
-        cdf = np.cumsum(counts, dtype=np.float64)
+        cdf = np.cumsum(article_sales(Interactions.from_frame(before, n_articles=n_articles)))
         pop_rng = _rng(seed, popularity_stream)
         # inverse-CDF draws: articles nobody bought before the window are never drawn
         parts.append(_pairs(*_negatives(negative_customer, positive_keys, n_articles,

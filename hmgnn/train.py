@@ -30,7 +30,7 @@ from hmgnn.device import resolve_device
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import InputError
-from hmgnn.features import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, node_inputs
+from hmgnn.node_inputs import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, node_inputs
 from hmgnn.graph import load_graph_features
 from hmgnn.interactions import Interactions, WindowTruth, article_sales
 from hmgnn.models.base import csr_rows, top_k

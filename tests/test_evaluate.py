@@ -178,4 +178,7 @@ def test_cli_prints_the_metrics_table(workdir):
                                       "--set", "evaluate.models=['popular','repurchase']"])
     assert result.exit_code == 0, result.output
     assert "map@12" in result.stdout and "repurchase" in result.stdout
-    assert (workdir / "evaluate" / "metrics.json").is_file()
+    metrics = json.loads((workdir / "evaluate" / "metrics.json").read_text())["models"]
+    assert set(metrics) == {"popular", "repurchase"}
+    assert all(0 <= m["map@12"] <= m["hit@12"] <= 1 for m in metrics.values())
+    assert f"{metrics['repurchase']['map@12']:.4f}" in result.stdout  # the table shows what was written

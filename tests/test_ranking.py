@@ -177,7 +177,7 @@ def test_mlp_decoder_scores_each_chunk_of_customers_once(monkeypatch):
                              np.full(20, day), n_customers, n_articles)
     snapshot = Snapshot(purchases, dt.date(2020, 9, 2), ArticleMeta(np.arange(n_articles, dtype=np.int32), {}))
     model = HeteroSAGE(num_customers=n_customers, num_articles=n_articles, hidden_channels=8,
-                                  decoder="mlp").eval()
+                       decoder="mlp").eval()
     gnn = GNNScores(model, torch.randn(n_customers, 8), torch.randn(n_articles, 8), torch.device("cpu"))
     who = np.arange(n_customers)
     dense = gnn.dense(who)

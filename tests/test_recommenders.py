@@ -41,8 +41,8 @@ def untrained_gnn(ranker: bool = True, decoder: str = "dot"):
 
     torch.manual_seed(0)
     model = HeteroSAGE(N_CUSTOMERS, N_ARTICLES, customer_channels=2, article_channels=3,
-                                  customer_extra_channels=4, article_extra_channels=5, hidden_channels=8,
-                                  decoder=decoder)
+                       customer_extra_channels=4, article_extra_channels=5, hidden_channels=8,
+                       decoder=decoder)
     meta = ArticleMeta(np.arange(N_ARTICLES, dtype=np.int32) // 2, {"product_type_no": np.arange(N_ARTICLES) % 3})
     sizes = {"gnn": 6, "bought": 5, "variant": 3, "popular": 4, "trending": 4, "walk": 5}
     checkpoint = {"recipe": "gnn", "model_args": model.model_args, "state_dict": model.state_dict(),

@@ -176,7 +176,10 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "sample wrote" in capsys.readouterr().err
     manifest = json.loads((work / "split" / MANIFEST).read_text())
     assert manifest["rows"]["customers_kept"] == 30 and manifest["step_config"]["sample"]["customers"] == 30
-    assert (work / "graph" / "graph.pt").is_file() and (work / "graph" / "feature_names.json").is_file()
+    names = json.loads((work / "graph" / "feature_names.json").read_text())
+    x = graph.load_graph_features(work / "graph")
+    assert [len(names["customer"]), len(names["article"])] == [x[0].shape[1], x[1].shape[1]]
+    assert "age" in names["customer"] and any(n.startswith("desc_svd_") for n in names["article"])
 
     # up to date: both steps skip
     assert _cli(["build-graph", "-w", str(work), "--set", "graph.text_dim=4"]) == 0

@@ -173,7 +173,11 @@ def test_refit_trains_the_recommending_gnn_on_every_purchase(workdir, tmp_path):
                                    ["train.decoder=mlp"], ["train.time_features=false"]])
 def test_variants_train(workdir, tmp_path, extra):
     out = train.run(_cfg(workdir, *extra), out=tmp_path / "m")
-    assert (out / "model.pt").exists()
+    checkpoint = artifacts.load_torch(out / "model.pt", "model")
+    key, value = extra[0].split("=")
+    assert str(checkpoint["train_config"][key.split(".")[1]]).lower() == value  # the variant is what was trained
+    log = pl.read_csv(out / artifacts.TRAIN_LOG)
+    assert log.height >= 1 and log["loss"].is_finite().all()
 
 
 def test_reference_recipe_goes_to_its_own_folder(workdir):

@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 from hmgnn import artifacts, portable
 from hmgnn.device import resolve_device
 from hmgnn.errors import InputError
-from hmgnn.features import build_adjacency, node_inputs
+from hmgnn.node_inputs import build_adjacency, node_inputs
 from hmgnn.interactions import Interactions
 from hmgnn.models.base import Recommender, lookup, position_in_run, positions_in, register
 from hmgnn.models.gnn import HeteroSAGE

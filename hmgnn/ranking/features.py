@@ -119,7 +119,7 @@ class Snapshot:
         self.customer_age = np.where(ages >= 0, ages, np.nan)
         known = ~np.isnan(self.customer_age[c])
         age_sum = np.bincount(a[known], weights=self.customer_age[c[known]], minlength=na)
-        age_n = np.bincount(a[known], minlength=na)
+        age_n = article_sales(inter, where=known)
         self.buyers_age = np.where(age_n > 0, age_sum / np.maximum(age_n, 1), np.nan)
 
         # customers: activity and usual price
