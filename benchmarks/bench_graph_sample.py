@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tables_fixture import make_tables  # noqa: E402
 
-from hmgnn import graph, split  # noqa: E402
+from hmgnn import graph, sample  # noqa: E402
 from hmgnn.config import Config, SampleConfig  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main() -> None:
                 start="2018-09-20", end="2020-09-22")
     print(f"tables generated   {time.perf_counter() - start:6.1f} s  ({work / 'tables'})")
     cfg = Config(workdir=str(work), sample=SampleConfig(popularity_negatives=True))
-    for name, step in (("build-graph", graph), ("sample", split)):
+    for name, step in (("build-graph", graph), ("sample", sample)):
         start = time.perf_counter()
         step.run(cfg, force=True)
         print(f"{name:<18} {time.perf_counter() - start:6.1f} s")

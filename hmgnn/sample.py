@@ -1,5 +1,8 @@
 """`hmgnn sample`: the graph's purchases split by time into history / validation / test, without leakage.
 
+The purchases are read from tables/transactions.parquet, the rows build-graph made the graph's edges of (one
+edge per row, checked by the lineage of graph/), so the graph itself is never loaded and turned back into a table.
+
 Also the optional seeded customer downsampling and the fixed negatives every model is scored on.
 """
 
@@ -12,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from torch_geometric.data import HeteroData
 
-from hmgnn.artifacts import (CUSTOMERS_KEPT_PARQUET, GRAPH, GRAPH_PT, HISTORY_PARQUET, SPLIT, TEST_PAIRS_PARQUET,
-                             TEST_PARQUET, VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET, StepOutput, check_lineage,
-                             require, skip_if_current, step_dir)
+from hmgnn.artifacts import (ARTICLES_PARQUET, CUSTOMERS_KEPT_PARQUET, CUSTOMERS_PARQUET, GRAPH, GRAPH_PT,
+                             HISTORY_PARQUET, SPLIT, TABLES, TEST_PAIRS_PARQUET, TEST_PARQUET, TRANSACTIONS_PARQUET,
+                             VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET, IdMaps, StepOutput, check_lineage, require,
+                             skip_if_current, step_dir)
 from hmgnn.config import Config, SampleConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
-from hmgnn.graph import BUYS, TIME_ORIGIN, load_graph
+from hmgnn.graph import TRANSACTION_COLUMNS
 from hmgnn.interactions import Interactions, Windows, article_sales
 
 STEP = "sample"
@@ -56,21 +59,24 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     started = time.perf_counter()
     graph_dir = Path(inp) if inp is not None else step_dir(cfg.workdir, GRAPH)
     out = Path(out) if out is not None else step_dir(cfg.workdir, SPLIT)
+    tables_dir = graph_dir.parent / TABLES
     require(graph_dir, [GRAPH_PT], GRAPH)
-    check_lineage([graph_dir])
+    require(tables_dir, [TRANSACTIONS_PARQUET, CUSTOMERS_PARQUET, ARTICLES_PARQUET], TABLES)
+    check_lineage([tables_dir, graph_dir])  # graph/ was built from these tables: its edges are their purchases
     step_config = cfg.section("sample")
-    if skip_if_current(out, STEP, step_config, [graph_dir], force):
+    inputs = [tables_dir / TRANSACTIONS_PARQUET, graph_dir]
+    if skip_if_current(out, STEP, step_config, inputs, force):
         return out
     sample = cfg.sample
 
     with progress(transient=True) as bar:
-        task = bar.add_task("loading the graph", total=4)
-        graph = load_graph(graph_dir / GRAPH_PT)
-        n_customers, n_articles = graph["customer"].num_nodes, graph["article"].num_nodes
-        purchases = purchases_of(graph)
-        del graph
+        task = bar.add_task("reading the purchases", total=4)
+        ids = IdMaps.read(tables_dir)
+        n_customers, n_articles = ids.n_customers, ids.n_articles
+        purchases = (pl.read_parquet(tables_dir / TRANSACTIONS_PARQUET, columns=list(TRANSACTION_COLUMNS))
+                     .cast(TRANSACTION_COLUMNS))
         if purchases.height == 0:
-            raise InputError(f"{graph_dir / GRAPH_PT} has no purchases; check the transactions and run "
+            raise InputError(f"{tables_dir / TRANSACTIONS_PARQUET} has no purchases; check the transactions and run "
                              "`hmgnn ingest` and `hmgnn build-graph` again")
         first, last = purchases["t_dat"].min(), purchases["t_dat"].max()
         windows = time_windows(first, last, sample)
@@ -108,7 +114,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
                                   sample.popularity_negatives, cfg.seed, _TEST_UNIFORM, _TEST_POPULARITY)
         bar.update(task, advance=1)
 
-    with StepOutput(out, STEP, cfg.to_dict(), step_config, inputs=[graph_dir], started=started) as so:
+    with StepOutput(out, STEP, cfg.to_dict(), step_config, inputs=inputs, started=started) as so:
         history.write_parquet(so.dir / HISTORY_PARQUET)
         validation.write_parquet(so.dir / VALIDATION_PARQUET)
         test.write_parquet(so.dir / TEST_PARQUET)
@@ -128,21 +134,6 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         info(f"sample: {name:<10} {start} .. {end}: {frame.height:,} purchases by "
              f"{frame['customer_index'].n_unique():,} customers")
     return out
-
-
-def purchases_of(graph: HeteroData) -> pl.DataFrame:
-    """The graph's purchase edges as the transactions table (customer_index, article_index, t_dat, price,
-    sales_channel_id), in the tables' order."""
-    buys = graph[BUYS]
-    origin = (TIME_ORIGIN - dt.date(1970, 1, 1)).days
-    return pl.DataFrame({
-        "customer_index": buys.edge_index[0].numpy().astype(np.int32),
-        "article_index": buys.edge_index[1].numpy().astype(np.int32),
-        "t_dat": pl.Series(buys.time.numpy() + np.int32(origin)).cast(pl.Date),
-        "price": buys.price.numpy(),
-        "sales_channel_id": buys.sales_channel.numpy(),
-    }).with_columns(  # build-graph wrote 0 for "no sales channel in the input"
-        pl.when(pl.col("sales_channel_id") > 0).then(pl.col("sales_channel_id")).alias("sales_channel_id"))
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
