@@ -1,6 +1,6 @@
 """Purchases and what every step counts from them: the `Interactions` a model sees, article sales over a window,
 the customer x article purchase matrix, and the windows (the split's dates, the buyers of a scored window, the
-ranker's label windows). Each of these is defined here once; the steps and models import them."""
+ranker's label windows), and the pattern of the (customer, article) pairs bought. Each of these is defined here once; the steps and models import them."""
 
 from __future__ import annotations
 
@@ -142,6 +142,57 @@ def purchase_matrix(inter: Interactions, weights: np.ndarray | None = None,
     m = sp.csr_matrix((values, (c, a)), shape=(inter.n_customers, inter.n_articles))
     m.sum_duplicates()
     return m
+
+
+def _sorted_pair_days(c: np.ndarray, a: np.ndarray, day: np.ndarray, na: int,
+                      span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each purchase's (customer * na + article) key and its day, sorted by key then day: one sort, and within a
+    pair its days in a fixed order, so that sums over a pair are the same on every run."""
+    if (int(c.max(initial=0)) + 1) * na * span < 2**63:
+        key = pl.Series((c.astype(np.int64) * na + a) * span + day).sort().to_numpy()
+        return key // span, (key % span).astype(np.float64)
+    order = np.lexsort((day, a, c))
+    return c[order].astype(np.int64) * na + a[order], day[order].astype(np.float64)
+
+
+class PurchasePairs:
+    """The (customer, article) pairs bought, one entry each in the customer x article matrix's CSR order, with the
+    days before `as_of` of each pair's purchases grouped by pair: the pattern that per-pair summaries (times
+    bought, the last and first purchase, decayed counts) share, each a CSR matrix over the same index arrays.
+
+    Args:
+        inter: the purchases (none after `as_of`).
+        as_of: the day the days are counted back from.
+    """
+
+    def __init__(self, inter: Interactions, as_of: dt.date) -> None:
+        nc, na = inter.n_customers, inter.n_articles
+        day = inter.days_before(as_of)
+        self.shape = (nc, na)
+        self.span = int(day.max(initial=0)) + 1
+        pair, self.days = _sorted_pair_days(inter.customer_index, inter.article_index, day, na, self.span)
+        """float64 days before `as_of` of every purchase, grouped by pair (pairs in CSR order), ascending within."""
+        self.starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, np.int64)
+        pair = pair[self.starts]
+        index = np.int32 if len(pair) < 2**31 else np.int64
+        self.indices = (pair % na).astype(index)
+        self.indptr = np.zeros(nc + 1, index)
+        np.cumsum(np.bincount(pair // na, minlength=nc), out=self.indptr[1:])
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def counts(self) -> np.ndarray:
+        """Purchases per pair."""
+        return np.diff(np.r_[self.starts, len(self.days)])
+
+    def reduce(self, f: np.ufunc, values: np.ndarray) -> np.ndarray:
+        """`f` (np.minimum, np.add, ...) over each pair's entries of `values` (one per purchase, in `days` order)."""
+        return f.reduceat(values, self.starts) if len(self.starts) else np.zeros(0)
+
+    def matrix(self, values: np.ndarray, dtype: type = np.float32) -> sp.csr_matrix:
+        """The customer x article matrix of one value per pair, sharing this pattern's index arrays."""
+        return sp.csr_matrix((values.astype(dtype), self.indices, self.indptr), shape=self.shape, copy=False)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import polars as pl
-import scipy.sparse as sp
+import numpy as np
 
-from hmgnn.interactions import Interactions, article_sales, decayed_sales, purchase_matrix, window_popularity
+from hmgnn.interactions import (Interactions, PurchasePairs, article_sales, decayed_sales, purchase_matrix,
+                                window_popularity)
 from hmgnn.models.base import SharedScoreRecommender, register
 
 
@@ -57,15 +57,10 @@ class RepurchaseRecommender(PopularRecommender):
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
         super()._fit(interactions, as_of)
         self.shared = self.shared / (self.shared.max(initial=0) + 1)  # in [0, 1): below any own purchase
-        pairs = (pl.DataFrame({"c": interactions.customer_index, "a": interactions.article_index,
-                               "d": interactions.days_before(as_of)})
-                 .group_by("c", "a").agg(pl.col("d").min().alias("last"), pl.len().alias("n")))
-        last, n = pairs["last"].to_numpy(), pairs["n"].to_numpy()
+        bought = PurchasePairs(interactions, as_of)
+        last, n = bought.reduce(np.minimum, bought.days), bought.counts()
         gap, count = int(last.max(initial=0)) + 1, int(n.max(initial=0)) + 1
-        boost = 1.0 + (gap - last) * count + n
-        self.boosts = sp.csr_matrix((boost, (pairs["c"].to_numpy(), pairs["a"].to_numpy())),
-                                    shape=(interactions.n_customers, interactions.n_articles))
-        self.boosts.sort_indices()
+        self.boosts = bought.matrix(1.0 + (gap - last) * count + n, np.float64)
 
 
 @register("trending")

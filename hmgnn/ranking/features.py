@@ -15,7 +15,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from hmgnn import artifacts
-from hmgnn.interactions import Interactions, article_sales, decayed_sales, window_popularity
+from hmgnn.interactions import Interactions, PurchasePairs, article_sales, decayed_sales, window_popularity
 from hmgnn.models.base import lookup, stored_at, values_at
 
 SALES_WINDOWS = (1, 7, 28)
@@ -62,17 +62,6 @@ def _per_code(times: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
                       shape=(times.shape[0], int(codes.max(initial=-1)) + 1))
     m.sum_duplicates()  # sorts each row's codes, then adds up the equal ones
     return m
-
-
-def _sorted_pair_days(c: np.ndarray, a: np.ndarray, day: np.ndarray, na: int,
-                      span: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each purchase's (customer * na + article) key and its day, sorted by key then day: one sort, and within a
-    pair its days in a fixed order, so that sums over a pair are the same on every run."""
-    if (int(c.max(initial=0)) + 1) * na * span < 2**63:
-        key = pl.Series((c.astype(np.int64) * na + a) * span + day).sort().to_numpy()
-        return key // span, (key % span).astype(np.float64)
-    order = np.lexsort((day, a, c))
-    return c[order].astype(np.int64) * na + a[order], day[order].astype(np.float64)
 
 
 class Snapshot:
@@ -137,29 +126,15 @@ class Snapshot:
         # pairs, one entry per (customer, article) bought: times bought, days since the last and the first purchase
         # (stored + 1 so that "today" is not an empty cell), and two decayed counts. The five matrices share one
         # sparsity pattern (the same index arrays), float32 values: at full scale each is a few hundred MB
-        span = int(day.max(initial=0)) + 1
-        pair, d = _sorted_pair_days(c, a, day, na, span)
-        starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, np.int64)
-        pair = pair[starts]
-        index = np.int32 if len(pair) < 2**31 else np.int64
-        indices = (pair % na).astype(index)
-        indptr = np.zeros(nc + 1, index)
-        np.cumsum(np.bincount(pair // na, minlength=nc), out=indptr[1:])
-        del pair
-
-        def pairs(values: np.ndarray) -> sp.csr_matrix:
-            return sp.csr_matrix((values.astype(np.float32), indices, indptr), shape=(nc, na), copy=False)
-
-        def per_pair(f: np.ufunc, values: np.ndarray) -> np.ndarray:
-            return f.reduceat(values, starts) if len(starts) else np.zeros(0)
-
+        bought = PurchasePairs(inter, as_of)
+        span, d = bought.span, bought.days
         ln2 = float(np.log(2))
-        self.times_bought = pairs(np.diff(np.r_[starts, len(d)]))
-        self.last_bought = pairs(per_pair(np.minimum, d) + 1.0)
-        self.first_bought = pairs(per_pair(np.maximum, d) + 1.0)
-        self.repurchase = pairs(per_pair(np.add, np.exp(-d * (ln2 / REPURCHASE_HALF_LIFE))))
-        self.repurchase_long = pairs(per_pair(np.add, np.exp(-d * (ln2 / LONG_HALF_LIFE))))
-        del d, starts
+        self.times_bought = bought.matrix(bought.counts())
+        self.last_bought = bought.matrix(bought.reduce(np.minimum, d) + 1.0)
+        self.first_bought = bought.matrix(bought.reduce(np.maximum, d) + 1.0)
+        self.repurchase = bought.matrix(bought.reduce(np.add, np.exp(-d * (ln2 / REPURCHASE_HALF_LIFE))))
+        self.repurchase_long = bought.matrix(bought.reduce(np.add, np.exp(-d * (ln2 / LONG_HALF_LIFE))))
+        del bought, d
         self.distinct = np.diff(self.times_bought.indptr).astype(np.float64)
         # how habitual buying is: shopping days per customer, and the share of an article's buyers (and of a
         # customer's articles) bought more than once
