@@ -45,7 +45,7 @@ HETERO_DATA_CLASSES = (HeteroData, BaseStorage, NodeStorage, EdgeStorage)
 """The classes a graph.pt holds besides tensors: what its loader allows, and nothing more."""
 
 TRANSACTION_COLUMNS = {"customer_index": pl.Int32, "article_index": pl.Int32, "t_dat": pl.Date,
-                        "price": pl.Float32, "sales_channel_id": pl.Int8}
+                       "price": pl.Float32, "sales_channel_id": pl.Int8}
 """The purchase columns and types the graph's edges are made of (and `hmgnn sample` splits)."""
 _CUSTOMER_COLUMNS = {"customer_index": pl.Int32, "FN": pl.Int8, "Active": pl.Int8, "club_member_status": pl.String,
                      "fashion_news_frequency": pl.String, "age": pl.Int16, "known": pl.Boolean}

@@ -1,6 +1,7 @@
 """Purchases and what every step counts from them: the `Interactions` a model sees, article sales over a window,
-the customer x article purchase matrix, and the windows (the split's dates, the buyers of a scored window, the
-ranker's label windows), and the pattern of the (customer, article) pairs bought. Each of these is defined here once; the steps and models import them."""
+the customer x article purchase matrix, the pattern of the (customer, article) pairs bought, and the windows (the
+split's dates, the buyers of a scored window, the ranker's label windows). Each of these is defined here once; the
+steps and models import them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from hmgnn.metrics import hits_matrix, map_at_k_curve
 
 @dataclass(frozen=True, eq=False)
 class Interactions:
@@ -157,21 +159,21 @@ def _sorted_pair_days(c: np.ndarray, a: np.ndarray, day: np.ndarray, na: int,
 
 class PurchasePairs:
     """The (customer, article) pairs bought, one entry each in the customer x article matrix's CSR order, with the
-    days before `as_of` of each pair's purchases grouped by pair: the pattern that per-pair summaries (times
+    days before the as-of day of each pair's purchases grouped by pair: the pattern that per-pair summaries (times
     bought, the last and first purchase, decayed counts) share, each a CSR matrix over the same index arrays.
 
     Args:
-        inter: the purchases (none after `as_of`).
-        as_of: the day the days are counted back from.
+        inter: the purchases (none after the as-of day).
+        day: int [n_rows] each purchase's days before the as-of day (`inter.days_before(as_of)`).
     """
 
-    def __init__(self, inter: Interactions, as_of: dt.date) -> None:
+    def __init__(self, inter: Interactions, day: np.ndarray) -> None:
         nc, na = inter.n_customers, inter.n_articles
-        day = inter.days_before(as_of)
         self.shape = (nc, na)
         self.span = int(day.max(initial=0)) + 1
         pair, self.days = _sorted_pair_days(inter.customer_index, inter.article_index, day, na, self.span)
-        """float64 days before `as_of` of every purchase, grouped by pair (pairs in CSR order), ascending within."""
+        """float64 days before the as-of day of every purchase, grouped by pair (pairs in CSR order), ascending
+        within a pair."""
         self.starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, np.int64)
         pair = pair[self.starts]
         index = np.int32 if len(pair) < 2**31 else np.int64
@@ -238,13 +240,9 @@ class WindowTruth:
 
     def hits(self, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(hits bool [customers, K], distinct articles bought per customer) of `top`, one row per customer."""
-        from hmgnn.metrics import hits_matrix
-
         return hits_matrix(top, self.customers, self.bought_customers, self.bought_articles)
 
     def map_at_k(self, top: np.ndarray, k: int = 12) -> float:
-        from hmgnn.metrics import map_at_k_curve
-
         hits, n_relevant = self.hits(top)
         return float(map_at_k_curve(hits[:, :k], n_relevant)[-1])
 

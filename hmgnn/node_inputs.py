@@ -38,7 +38,7 @@ def time_features(inter: Interactions, as_of: dt.date) -> tuple[torch.Tensor, to
     customer = _standardise([np.log1p(purchases), np.log1p(np.minimum(last, NEVER)), np.log1p(recent_c),
                              (purchases > 0).astype(np.float32)])
 
-    sales7, sales28 = article_sales(inter, as_of, 7), article_sales(inter, as_of, 28)
+    sales7, sales28 = article_sales(inter, where=days < 7), article_sales(inter, where=days < 28)
     sales = article_sales(inter)
     first = np.zeros(na, np.int64)
     np.maximum.at(first, a, days) if len(a) else None
@@ -69,6 +69,11 @@ def node_inputs(recipe: str, with_time: bool, customer_x: torch.Tensor, article_
         visible = inter if mask is None else inter.subset(mask)
         inputs["customer_extra"], inputs["article_extra"] = time_features(visible, as_of)
     return inputs
+
+
+def inputs_on(inputs: dict[str, torch.Tensor | None], device: torch.device) -> dict[str, torch.Tensor | None]:
+    """`node_inputs`' tensors moved to `device` (the absent ones stay None)."""
+    return {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
 
 
 def _row_normalise(x: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from hmgnn.config import Config, SampleConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
 from hmgnn.graph import TRANSACTION_COLUMNS
-from hmgnn.interactions import Interactions, Windows, article_sales
+from hmgnn.interactions import Windows
 
 STEP = "sample"
 # One random stream per purpose, so changing one option (say popularity_negatives) never changes other draws.
@@ -171,7 +171,7 @@ def window_pairs(window: pl.DataFrame, before: pl.DataFrame, n_articles: int, ne
     parts.append(_pairs(*_negatives(negative_customer, positive_keys, n_articles,
                                     lambda n: rng.integers(0, n_articles, n)), 0, "uniform"))
     if popularity:
-        cdf = np.cumsum(article_sales(Interactions.from_frame(before, n_articles=n_articles)))
+        cdf = np.cumsum(np.bincount(before["article_index"].to_numpy(), minlength=n_articles), dtype=np.float64)
         pop_rng = _rng(seed, popularity_stream)
         # inverse-CDF draws: articles nobody bought before the window are never drawn
         parts.append(_pairs(*_negatives(negative_customer, positive_keys, n_articles,

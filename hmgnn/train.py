@@ -30,7 +30,7 @@ from hmgnn.device import resolve_device
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import InputError
-from hmgnn.node_inputs import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, node_inputs
+from hmgnn.node_inputs import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, inputs_on, node_inputs
 from hmgnn.graph import load_graph_features
 from hmgnn.interactions import Interactions, WindowTruth, article_sales
 from hmgnn.models.base import csr_rows, top_k
@@ -100,10 +100,6 @@ def build_model(tc: TrainConfig, data: TrainingData) -> HeteroSAGE:
         combine=tc.combine)
 
 
-def _to(inputs: dict[str, torch.Tensor | None], device: torch.device) -> dict[str, torch.Tensor | None]:
-    return {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
-
-
 @dataclass
 class EpochGraph:
     """What an epoch trains on: the message-passing graph (adjacency and node inputs, the keyword arguments of
@@ -169,7 +165,7 @@ class Trainer:
         hist = self.data.history
         # validation: message passing over all of history, scored on the validation window's buyers
         self.val_adj = build_adjacency(hist).to(self.device)
-        self.val_inputs = _to(node_inputs(tc.recipe, tc.time_features, self.data.customer_x, self.data.article_x,
+        self.val_inputs = inputs_on(node_inputs(tc.recipe, tc.time_features, self.data.customer_x, self.data.article_x,
                                           hist, self.data.history_end), self.device)
         # only customers with a history: the others get the cold-start fallback, never the GNN or the ranker, so
         # their GNN scores (an untrained ID embedding, no neighbours) would only add noise to early stopping
@@ -182,7 +178,7 @@ class Trainer:
     def _epoch_graph(self, mp_mask: np.ndarray, target_mask: np.ndarray, as_of: dt.date) -> EpochGraph:
         hist = self.train_history
         adj = build_adjacency(hist, mp_mask).to(self.device)
-        inputs = _to(node_inputs(self.tc.recipe, self.tc.time_features, self.data.customer_x,
+        inputs = inputs_on(node_inputs(self.tc.recipe, self.tc.time_features, self.data.customer_x,
                                  self.data.article_x, hist, as_of, mp_mask), self.device)
         c = torch.from_numpy(hist.customer_index[target_mask].astype(np.int64))
         a = torch.from_numpy(hist.article_index[target_mask].astype(np.int64))

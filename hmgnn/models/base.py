@@ -60,10 +60,11 @@ class ColdStartFallback:
         ages = inter.customer_age if inter.customer_age is not None else np.full(inter.n_customers, -1)
         self.band = age_band(ages).astype(np.int8)
         overall = window_popularity(inter, as_of, BESTSELLER_DAYS)
+        recent = inter.days_before(as_of) < BESTSELLER_DAYS
         buyer_band = self.band[inter.customer_index]
         vectors = []
         for b in range(len(AGE_BANDS)):
-            counts = article_sales(inter, as_of, BESTSELLER_DAYS, where=buyer_band == b)
+            counts = article_sales(inter, where=recent & (buyer_band == b))
             # the band's own bestsellers first; the overall ranking breaks ties and fills the rest
             vectors.append(counts + overall / (overall.max(initial=0) + 1))
         vectors.append(overall)

@@ -57,7 +57,7 @@ class RepurchaseRecommender(PopularRecommender):
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
         super()._fit(interactions, as_of)
         self.shared = self.shared / (self.shared.max(initial=0) + 1)  # in [0, 1): below any own purchase
-        bought = PurchasePairs(interactions, as_of)
+        bought = PurchasePairs(interactions, interactions.days_before(as_of))
         last, n = bought.reduce(np.minimum, bought.days), bought.counts()
         gap, count = int(last.max(initial=0)) + 1, int(n.max(initial=0)) + 1
         self.boosts = bought.matrix(1.0 + (gap - last) * count + n, np.float64)

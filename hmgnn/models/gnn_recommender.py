@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 from hmgnn import artifacts, portable
 from hmgnn.device import resolve_device
 from hmgnn.errors import InputError
-from hmgnn.node_inputs import build_adjacency, node_inputs
+from hmgnn.node_inputs import build_adjacency, inputs_on, node_inputs
 from hmgnn.interactions import Interactions
 from hmgnn.models.base import Recommender, lookup, position_in_run, positions_in, register
 from hmgnn.models.gnn import HeteroSAGE
@@ -50,8 +50,7 @@ def embeddings_as_of(model: HeteroSAGE, recipe: str, time_features: bool, custom
     """Customer and article embeddings from one message pass over the purchases up to `as_of` (all of `inter`);
     `counts`, their customer x article purchase counts (`purchase_matrix`) where already built."""
     adj = build_adjacency(inter, counts=counts).to(device)
-    inputs = node_inputs(recipe, time_features, customer_x, article_x, inter, as_of)
-    inputs = {k: (v.to(device) if v is not None else None) for k, v in inputs.items()}
+    inputs = inputs_on(node_inputs(recipe, time_features, customer_x, article_x, inter, as_of), device)
     return model.embeddings(adj, **inputs)
 
 

@@ -13,6 +13,7 @@ from torch import Tensor
 
 __all__ = ["Adjacency", "SparseMean", "sparse_mean"]
 
+
 class SparseMean(torch.autograd.Function):
     """``adj @ x`` with a sparse CSR ``adj`` whose transpose ``adj_t`` is precomputed for the backward pass.
 

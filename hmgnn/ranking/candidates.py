@@ -300,10 +300,11 @@ def _band_orders(snapshot: Snapshot) -> tuple[np.ndarray | None, list[np.ndarray
     if inter.customer_age is None:
         return None, []
     bands = age_band(inter.customer_age)
+    recent = inter.days_before(snapshot.as_of) < 7
     buyer_band = bands[inter.customer_index]
     orders = []
     for b in range(len(AGE_BANDS)):
-        counts = article_sales(inter, snapshot.as_of, 7, where=buyer_band == b)
+        counts = article_sales(inter, where=recent & (buyer_band == b))
         sold = np.flatnonzero(counts)
         orders.append(sold[np.lexsort((sold, -counts[sold]))])
     return bands, orders

@@ -84,7 +84,7 @@ class Snapshot:
         self.n_customers, self.n_articles = nc, na
 
         # articles: sales over windows, trend, age on sale, price, the ages of their buyers
-        self.sales = {d: article_sales(inter, as_of, d) for d in SALES_WINDOWS}
+        self.sales = {d: article_sales(inter, where=day < d) for d in SALES_WINDOWS}
         self.sales_all = article_sales(inter)
         recent = days < 28
         self.trend = decayed_sales(inter, as_of, 28)
@@ -126,7 +126,7 @@ class Snapshot:
         # pairs, one entry per (customer, article) bought: times bought, days since the last and the first purchase
         # (stored + 1 so that "today" is not an empty cell), and two decayed counts. The five matrices share one
         # sparsity pattern (the same index arrays), float32 values: at full scale each is a few hundred MB
-        bought = PurchasePairs(inter, as_of)
+        bought = PurchasePairs(inter, day)
         span, d = bought.span, bought.days
         ln2 = float(np.log(2))
         self.times_bought = bought.matrix(bought.counts())
