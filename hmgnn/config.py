@@ -207,6 +207,9 @@ class TrainConfig:
     """Share of history edges held out as targets each epoch with `disjoint` supervision."""
     recency_half_life: float = 14.0
     """Half-life (days) of the weight of a target purchase: recent purchases count more; 0 weighs all alike."""
+    edge_half_life: float = 0.0
+    """The temporal variant: half-life (days before the as-of day) of a purchase's weight in message passing, so
+    that a node averages its recent neighbours more than old ones; 0 weighs every purchase alike."""
     refit: str = "auto"
     """After early stopping, train a second GNN from scratch for the best epoch count on every purchase up to
     the end of validation, and recommend with it (the first one, trained before the ranker's label windows,
@@ -231,6 +234,7 @@ class TrainConfig:
                         patience=self.patience, batch_size=self.batch_size, min_steps=self.min_steps,
                         target_days=self.target_days, num_negatives=self.num_negatives)
         _check_at_least_zero("train", max_minutes=self.max_minutes, recency_half_life=self.recency_half_life,
+                             edge_half_life=self.edge_half_life,
                              weight_decay=self.weight_decay, val_customers=self.val_customers,
                              min_targets=self.min_targets)
         if not 0 < self.disjoint_ratio < 1:
@@ -285,11 +289,18 @@ class RankerConfig:
     max_customers: int = 50_000
     """Customers per label window kept for training (a seeded sample beyond it), which bounds the ranker's rows."""
     trees: int = 300
-    """Boosting rounds."""
+    """The most boosting rounds; with `holdout` > 0, early stopping on the held-out customers chooses how many."""
     learning_rate: float = 0.05
     """Shrinkage of each tree."""
-    leaves: int = 31
-    """Leaves per tree."""
+    leaves: int = 0
+    """Leaves per tree; 0: follows the labelled customers (4 on a few hundred, up to 31 from about 800), so a small
+    shop's ranker does not fit its few customers' noise."""
+    holdout: float = 0.2
+    """Share of each label window's labelled customers held out of a first fit: early stopping on them chooses the
+    trees, and the trained rankers and the baselines are compared on them (the model `recommend.model = auto`
+    answers with); the final fit uses every customer. 0: no holdout, `trees` rounds."""
+    patience: int = 30
+    """Rounds without a better MAP@12 on the held-out customers before the trees stop."""
 
     def __post_init__(self) -> None:
         if self.objective not in RANKER_OBJECTIVES:
@@ -299,9 +310,11 @@ class RankerConfig:
             "walk_candidates", "gnn_recent_days", "windows")})
         _check_positive("ranker", min_customers=self.min_customers, max_windows=self.max_windows,
                         max_customers=self.max_customers, trees=self.trees, learning_rate=self.learning_rate,
-                        leaves=self.leaves)
-        if self.leaves < 2:
-            raise ConfigError(f"ranker.leaves must be >= 2, got {self.leaves}")
+                        patience=self.patience)
+        if self.leaves == 1 or self.leaves < 0:
+            raise ConfigError(f"ranker.leaves must be >= 2 (or 0: chosen from the data), got {self.leaves}")
+        if not 0 <= self.holdout < 1:
+            raise ConfigError(f"ranker.holdout must be in [0, 1), got {self.holdout}")
 
     def sizes(self) -> dict[str, int]:
         """Candidates per source, by source name."""

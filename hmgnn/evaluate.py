@@ -17,8 +17,8 @@ import polars as pl
 from hmgnn import artifacts as A
 from hmgnn.config import Config, EvaluateConfig
 from hmgnn.console import info, progress
-from hmgnn.metrics import (average_precision_curve, binary_metrics, bootstrap_interval, map_at_k_curve,
-                           ranking_metrics, recall_at_k_curve, to_probability)
+from hmgnn.metrics import (average_precision_curve, binary_metrics, bootstrap_interval, bootstrap_ratio,
+                           map_at_k_curve, ranking_metrics, recall_at_k_curve, to_probability)
 from hmgnn.interactions import Interactions, WindowTruth, article_sales
 from hmgnn.models import Recommender, create_model, model_class
 
@@ -27,7 +27,10 @@ MAP_PLOT = "map_at_k.png"
 RECALL_PLOT = "recall_at_k.png"
 POPULARITY_PLOT = "popularity.png"
 # Trained models and the folder of their model.pt: evaluate adds each one that exists.
-TRAINED = {"gnn": A.MODEL, "gnn-retrieval": A.MODEL, "reference": A.REFERENCE}
+TRAINED = {"gnn": A.MODEL, "ranker-only": A.MODEL, "gnn-retrieval": A.MODEL, "reference": A.REFERENCE}
+AUTO_ROW = "auto"
+"""The row of what `recommend.model = auto` answers with (the model `hmgnn train` chose): the same ranking as that
+model's row, named for what a user gets by default."""
 
 SCORE_MAPPING = {
     "rank": "rank-normalised over the pairs ((rank - 0.5) / n, ties averaged): the 0.5 threshold is the median score",
@@ -128,6 +131,7 @@ def evaluate_model(model: Recommender, data: ScoredWindow, cfg: EvaluateConfig) 
         "metrics": metrics | binary,
         "curves": {"map": map_at_k_curve(hits, n_relevant).tolist(), "recall": recall.tolist()},
         "top_k": recommended[:, :cfg.k],
+        "ap": ap,  # per scored customer, for paired comparisons between models
         "details": {"repr": repr(model), "fit_s": round(t1 - t0, 3), "recommend_s": round(t2 - t1, 3),
                     "cold_start_customers": int(cold.sum()),
                     "score_mapping": model.score_kind, **segments},
@@ -139,6 +143,9 @@ def model_list(cfg: Config) -> list[str]:
     names = list(dict.fromkeys(cfg.evaluate.models))
     for name, folder in TRAINED.items():
         if name not in names and (A.step_dir(cfg.workdir, folder) / A.MODEL_PT).is_file():
+            manifest = A.read_manifest(A.step_dir(cfg.workdir, folder)) or {}
+            if name == "ranker-only" and "ranker_only" not in (manifest.get("ranker") or {}):
+                continue  # a model trained before the ranker-only fit
             names.append(name)
     for name in names:
         model_class(name)  # unknown names fail before any data is read
@@ -172,12 +179,17 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
             info(f"  {name}: map@{cfg.evaluate.k} {r['metrics'][f'map@{cfg.evaluate.k}']:.5f} "
                  f"(fit {r['details']['fit_s']:.1f}s, rank {r['details']['recommend_s']:.1f}s)")
             bar.advance(task)
+    chosen = auto_model(cfg, names)
+    if chosen is not None:
+        results[AUTO_ROW] = results[chosen] | {"details": results[chosen]["details"] | {"answers_with": chosen}}
+    headline = _headline(results, cfg.evaluate.k)
 
     with A.StepOutput(out, "evaluate", cfg.to_dict(), step_config, inputs, started=started) as so:
         metrics = {
             "split": data.split,
             "k": cfg.evaluate.k,
             "models": {n: _finite(r["metrics"]) for n, r in results.items()},
+            "headline": headline,
             "details": {n: r["details"] for n, r in results.items()},
             "curves": {n: r["curves"] for n, r in results.items()},
         }
@@ -185,9 +197,83 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         popularity = article_sales(data.seen)
         _plots(so.dir, results, popularity, data, cfg.evaluate.k)
         A.atomic_write_text(so.dir / A.REPORT_MD, _report(metrics, data, results, _settings(cfg, names)))
+    for line in _headline_lines(headline, cfg.evaluate.k):
+        info(line)
         so.rows = {"scored_customers": len(data.customers), "models": len(names),
                    "pairs": data.pairs.height if data.pairs is not None else 0}
     return out
+
+
+def auto_model(cfg: Config, names: list[str]) -> str | None:
+    """The model `recommend.model = auto` answers with, where it is among the evaluated models (None otherwise)."""
+    from hmgnn.models import auto_choice
+
+    folder = A.step_dir(cfg.workdir, A.MODEL)
+    if not (folder / A.MODEL_PT).is_file():
+        return None
+    chosen = auto_choice(folder)
+    return chosen if chosen in names else None
+
+
+BASELINES = ("popular", "popular-new", "repurchase", "trending")
+"""The one-line models the trained ones are measured against (the best of them by MAP@k is `best_baseline`)."""
+
+
+def _headline(results: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
+    """Which model won, its ratio to the best baseline, and the GNN's contribution (`gnn` / `ranker-only`), each
+    ratio with a paired 95% bootstrap interval over the scored customers."""
+    key = f"map@{k}"
+    maps = {n: r["metrics"][key] for n, r in results.items()}
+    out: dict[str, Any] = {"winner": max((n for n in maps if n != AUTO_ROW), key=lambda n: maps[n], default=None)}
+    baselines = [n for n in BASELINES if n in maps]
+    if baselines:
+        out["best_baseline"] = max(baselines, key=lambda n: maps[n])
+
+    def ratio(a: str, b: str) -> dict[str, Any]:
+        low, high = bootstrap_ratio(results[a]["ap"], results[b]["ap"])
+        return {"ratio": maps[a] / max(maps[b], 1e-12), "ci95": [low, high],
+                "above_in_customers": int((results[a]["ap"] > results[b]["ap"]).sum()),
+                "below_in_customers": int((results[a]["ap"] < results[b]["ap"]).sum())}
+
+    for model in ("gnn", AUTO_ROW, "gnn-retrieval"):
+        if model in results and baselines:
+            out[f"{model}_vs_best_baseline"] = ratio(model, out["best_baseline"])
+    if "gnn" in results and "ranker-only" in results:
+        out["gnn_vs_ranker_only"] = ratio("gnn", "ranker-only")
+    if "gnn" in results and "als" in results:
+        out["gnn_vs_als"] = ratio("gnn", "als")
+    for peer in ("rp3beta", "ease", "als"):
+        if "gnn-retrieval" in results and peer in results:
+            out[f"gnn-retrieval_vs_{peer}"] = ratio("gnn-retrieval", peer)
+    if AUTO_ROW in results:
+        out["auto_answers_with"] = results[AUTO_ROW]["details"]["answers_with"]
+    return out
+
+
+def _headline_lines(h: dict[str, Any], k: int) -> list[str]:
+    """The headline in sentences: the report's first paragraph and evaluate's last lines."""
+    if not h.get("winner"):
+        return []
+
+    def said(key: str, a: str, b: str) -> str:
+        r = h[key]
+        return f"{a} / {b} {r['ratio']:.3f}x (95% interval {r['ci95'][0]:.3f}..{r['ci95'][1]:.3f})"
+
+    lines = [f"Winner on MAP@{k}: {h['winner']}."]
+    if "gnn_vs_ranker_only" in h:
+        lines.append("The GNN's contribution: " + said("gnn_vs_ranker_only", "gnn", "ranker-only") +
+                     " — the same ranker without the GNN's candidates and features.")
+    if "gnn_vs_best_baseline" in h:
+        lines.append("Against the best baseline: " + said("gnn_vs_best_baseline", "gnn", h["best_baseline"]) + ".")
+    if "auto_answers_with" in h:
+        lines.append(f"What a user gets by default (`recommend.model = auto`): {h['auto_answers_with']}"
+                     + (f", {h['auto_vs_best_baseline']['ratio']:.3f}x the best baseline."
+                        if "auto_vs_best_baseline" in h else "."))
+    peers = [said(key, "gnn-retrieval", key.split("_vs_")[1]) for key in h if key.startswith("gnn-retrieval_vs_")
+             and key != "gnn-retrieval_vs_best_baseline"]
+    if peers:
+        lines.append("The GNN alone: " + "; ".join(peers) + ".")
+    return lines
 
 
 def _finite(values: dict[str, float]) -> dict[str, float | None]:
@@ -204,6 +290,8 @@ def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndar
     for key, file, label in (("map", MAP_PLOT, "MAP@K"), ("recall", RECALL_PLOT, "Recall@K")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for name, r in results.items():
+            if name == AUTO_ROW:
+                continue  # the same curve as the model it answers with
             curve = r["curves"][key]
             ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
         ax.axvline(k, color="grey", lw=0.8, ls=":")
@@ -219,7 +307,7 @@ def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndar
     # how mainstream each model's top-k is, against what customers actually bought
     fig, ax = plt.subplots(figsize=(7, 4.5))
     q = np.linspace(0, 1, 201)
-    series = {name: r["top_k"][r["top_k"] >= 0] for name, r in results.items()}
+    series = {name: r["top_k"][r["top_k"] >= 0] for name, r in results.items() if name != AUTO_ROW}
     series["bought (truth)"] = data.truth.bought_articles
     for name, articles in series.items():
         if len(articles):
@@ -263,6 +351,7 @@ def _report(metrics: dict[str, Any], data: ScoredWindow, results: dict[str, dict
     lines = [
         f"# Evaluation: the {data.name} window",
         "",
+        *([" ".join(_headline_lines(metrics["headline"], k)), ""] if metrics.get("headline", {}).get("winner") else []),
         f"Models are fit on every purchase up to {s['as_of']} and scored on {s['scored_start']} .. {s['scored_end']}: "
         f"{s['scored_customers']:,} customers with at least one purchase in the window, every one of the "
         f"{data.seen.n_articles:,} articles ranked (no sampling).",

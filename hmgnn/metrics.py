@@ -131,3 +131,21 @@ def bootstrap_interval(values: np.ndarray, level: float = 0.95, rounds: int = 10
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
+
+def bootstrap_ratio(values: np.ndarray, baseline: np.ndarray, level: float = 0.95, rounds: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(values) / mean(baseline) over the same customers (paired: each round
+    resamples customers, both models' values of a customer together), as two models on one window compare."""
+    values, baseline = np.asarray(values, np.float64), np.asarray(baseline, np.float64)
+    if len(values) != len(baseline):
+        raise ValueError(f"paired values must have one length, got {len(values)} and {len(baseline)}")
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(rounds)
+    for r in range(rounds):
+        pick = rng.integers(0, len(values), len(values))
+        ratios[r] = values[pick].mean() / max(baseline[pick].mean(), 1e-12)
+    tail = (1 - level) / 2
+    return float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))
+

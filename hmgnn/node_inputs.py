@@ -47,11 +47,17 @@ def time_features(inter: Interactions, as_of: dt.date) -> tuple[torch.Tensor, to
     return customer, article
 
 
-def build_adjacency(inter: Interactions, mask: np.ndarray | None = None,
-                    counts: sp.csr_matrix | None = None) -> Adjacency:
+def build_adjacency(inter: Interactions, mask: np.ndarray | None = None, counts: sp.csr_matrix | None = None,
+                    as_of: dt.date | None = None, half_life: float = 0.0) -> Adjacency:
     """The purchase graph's adjacency (message passing) over the purchases, or those where `mask` is set; `counts`,
-    their customer x article matrix (`purchase_matrix`) where already built."""
-    if counts is None:
+    their customer x article matrix (`purchase_matrix`) where already built. With `half_life` > 0 (days), a pair
+    weighs the sum of 0.5 ** (days before `as_of` / half_life) over its purchases instead of their count."""
+    if half_life > 0:
+        if as_of is None:
+            raise ValueError("a half-life needs the as-of day its purchases' ages count from")
+        weights = np.exp2(-inter.days_before(as_of) / half_life).astype(np.float32)
+        counts = purchase_matrix(inter, weights, where=mask)
+    elif counts is None:
         counts = purchase_matrix(inter, where=mask)
     return Adjacency.from_counts(torch.from_numpy(counts.indptr), torch.from_numpy(counts.indices),
                                  torch.from_numpy(counts.data), inter.n_customers, inter.n_articles)

@@ -164,7 +164,7 @@ class Trainer:
             return
         hist = self.data.history
         # validation: message passing over all of history, scored on the validation window's buyers
-        self.val_adj = build_adjacency(hist).to(self.device)
+        self.val_adj = build_adjacency(hist, as_of=self.data.history_end, half_life=tc.edge_half_life).to(self.device)
         self.val_inputs = inputs_on(node_inputs(tc.recipe, tc.time_features, self.data.customer_x, self.data.article_x,
                                           hist, self.data.history_end), self.device)
         # only customers with a history: the others get the cold-start fallback, never the GNN or the ranker, so
@@ -177,7 +177,7 @@ class Trainer:
 
     def _epoch_graph(self, mp_mask: np.ndarray, target_mask: np.ndarray, as_of: dt.date) -> EpochGraph:
         hist = self.train_history
-        adj = build_adjacency(hist, mp_mask).to(self.device)
+        adj = build_adjacency(hist, mp_mask, as_of=as_of, half_life=self.tc.edge_half_life).to(self.device)
         inputs = inputs_on(node_inputs(self.tc.recipe, self.tc.time_features, self.data.customer_x,
                                  self.data.article_x, hist, as_of, mp_mask), self.device)
         c = torch.from_numpy(hist.customer_index[target_mask].astype(np.int64))
@@ -458,17 +458,18 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             final = trainer.model
     if not trainer.dist.is_main:
         return out  # torchrun: rank 0 alone fits the ranker and writes `out`; the others wait for it at a barrier
-    ranker, ranker_report, rest_mix = None, None, 0.5
+    ranker, ranker_only, ranker_report, rest_mix = None, None, None, 0.5
     if windows is not None:
         model = trainer.model.eval()
 
         def gnn_as_of(seen: Interactions, as_of: dt.date) -> GNNScores:
             c_emb, a_emb = embeddings_as_of(model, tc.recipe, tc.time_features, data.customer_x, data.article_x,
-                                            seen, as_of, device)
+                                            seen, as_of, device, edge_half_life=tc.edge_half_life)
             return GNNScores(model, c_emb, a_emb, device)
 
         try:
-            ranker, ranker_report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of, cfg.seed)
+            ranker, ranker_only, ranker_report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of,
+                                                            cfg.seed)
         except ValueError as exc:
             raise InputError(f"{split_dir}: the ranker cannot be fit ({exc}); move sample.cutoff or lengthen "
                              "sample.val_days") from None
@@ -477,6 +478,11 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             pairs = pl.read_parquet(pairs_path).filter(pl.col("kind").is_in(artifacts.BINARY_KINDS))
             rest_mix, ranker_report["rest_mix"] = choose_rest_mix(purchases, windows[0], data.meta, cfg.ranker,
                                                                   gnn_as_of, pairs, cfg.seed)
+
+    validation = (ranker_report or {}).get("validation") or {}
+    auto = validation.get("auto", "gnn")
+    if validation.get("customers"):
+        _say_validation(validation)
 
     with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs,
                               started=started) as so:
@@ -489,6 +495,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "feature_names": data.feature_names, "time_features": tc.time_features,
             "graph_fingerprint": artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
             "ranker": ranker.to_dict() if ranker else None,  # ranks each customer's candidates
+            "ranker_only": ranker_only.to_dict() if ranker_only else None,  # the same fit without the GNN
+            "auto": auto,  # the model that ranked the held-out label customers best: `recommend.model = auto`
             "candidate_sizes": cfg.ranker.sizes(),
             "gnn_recent_days": cfg.ranker.gnn_recent_days,
             "retrieval_drops_bought": retrieval_drops_bought,
@@ -512,6 +520,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
         so.extra["validation"] = {"gnn_map@12": trainer.best_map}
         so.extra["refit"] = refit
+        so.extra["auto"] = auto  # read by `hmgnn.models.resolve_model_name` without loading model.pt
         if ranker_report:
             so.extra["ranker"] = {k: v for k, v in ranker_report.items() if k != "importance"}
     shutil.rmtree(state_path.parent, ignore_errors=True)
@@ -578,11 +587,13 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
     if ranker_report:
         windows = ranker_report["windows"]
         recall = ", ".join(f"{w['as_of']}: {w['recall']['all']:.3f}" for w in windows)
-        lines.append(f"- A LightGBM {cfg.ranker.objective} ranker ({cfg.ranker.trees} trees) over the candidates of "
+        lines.append(f"- A LightGBM {cfg.ranker.objective} ranker ({ranker_report.get('trees', cfg.ranker.trees)} "
+                     f"trees of {ranker_report.get('leaves', cfg.ranker.leaves)} leaves) over the candidates of "
                      f"each customer, fit on {ranker_report['rows']:,} rows of {ranker_report['groups']:,} customers "
                      f"in {len(windows)} label window(s); candidate recall per window (as of): {recall}.")
         top = list(ranker_report["importance"])[:8]
         lines.append(f"- The ranker's most used features: {', '.join(top)}.")
+        lines += _validation_lines(ranker_report.get("validation") or {})
     lines += ["", "## How to use it", "",
               "This folder is self-contained: copied anywhere, without the workdir, it loads and gives the answers "
               "the workdir gives (it holds the node features, purchases and id maps that recommending reads).", "",
@@ -598,6 +609,40 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
     lines += [f"| total | {sum(sizes.values()):,} | (and this card, `manifest.json`: the full config, the inputs' and "
               "these files' fingerprints) |", ""]
     return "\n".join(lines)
+
+
+def _validation_lines(v: dict[str, Any]) -> list[str]:
+    """The model card's words on the held-out label customers: the GNN's contribution, the best baseline, `auto`."""
+    if not v.get("customers"):
+        return [f"- No held-out comparison: {v.get('skipped', 'ranker.holdout = 0')}."]
+    maps = v["map@12"]
+    lines = [f"- On {v['customers']:,} held-out label customers (MAP@12): gnn {maps['gnn']:.4f}, "
+             + ", ".join(f"{n} {m:.4f}" for n, m in maps.items() if n != "gnn") + "."]
+    if "gnn_vs_ranker_only" in v:
+        low, high = v["gnn_vs_ranker_only_ci95"]
+        lines.append(f"- The GNN's contribution: gnn / ranker-only (the same ranker without the GNN's candidates and "
+                     f"features) {v['gnn_vs_ranker_only']:.3f}x (95% interval {low:.3f}..{high:.3f}).")
+    if v["auto"] != "gnn":
+        lines.append(f"- **Warning: the gnn ranked the held-out customers worse than `{v['best_baseline']}` "
+                     f"({v['gnn_vs_best_baseline']:.3f}x)**, so `recommend.model = auto` answers with "
+                     f"`{v['auto']}`; `--model gnn` still asks for the gnn.")
+    else:
+        lines.append(f"- `recommend.model = auto` answers with the gnn: {v['gnn_vs_best_baseline']:.3f}x the best "
+                     f"baseline, `{v['best_baseline']}`, on the held-out customers.")
+    return lines
+
+
+def _say_validation(v: dict[str, Any]) -> None:
+    """train's lines on the held-out label customers (and a warning where a baseline beat the gnn there)."""
+    maps = v["map@12"]
+    line = (f"train: held-out label customers ({v['customers']:,}): gnn MAP@12 {maps['gnn']:.4f}, "
+            f"{v['best_baseline']} {maps[v['best_baseline']]:.4f} ({v['gnn_vs_best_baseline']:.3f}x)")
+    if "gnn_vs_ranker_only" in v:
+        line += f"; the GNN's contribution {v['gnn_vs_ranker_only']:.3f}x ranker-only"
+    info(line)
+    if v["auto"] != "gnn":
+        info(f"[yellow]warning[/yellow]: the gnn ranks the held-out customers below `{v['best_baseline']}`; "
+             f"`recommend.model = auto` answers with `{v['auto']}` (`--model gnn` still asks for the gnn)")
 
 
 def _targets(tc: TrainConfig, trainer: Trainer) -> str:

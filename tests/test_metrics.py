@@ -123,3 +123,18 @@ def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_customers():
     assert bootstrap_interval(small) == bootstrap_interval(small)  # seeded
     assert np.isnan(bootstrap_interval(np.array([]))[0])
 
+
+
+def test_bootstrap_ratio_is_paired_and_brackets_the_ratio():
+    from hmgnn.metrics import bootstrap_ratio
+
+    rng = np.random.default_rng(0)
+    a = rng.random(500)
+    assert bootstrap_ratio(a, a) == (1.0, 1.0)  # the same customers resampled together: no spread at all
+    low, high = bootstrap_ratio(a * 1.1, a)
+    assert low == pytest.approx(1.1) and high == pytest.approx(1.1)
+    b = rng.random(500)
+    low, high = bootstrap_ratio(a, b)
+    assert low < a.mean() / b.mean() < high
+    with pytest.raises(ValueError, match="one length"):
+        bootstrap_ratio(a, b[:10])

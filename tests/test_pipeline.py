@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from hmgnn.cli import main
 
@@ -50,7 +51,14 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     assert {Path(i["path"]).name for i in tables["inputs"]} == {"transactions_train.csv", "customers.csv", "articles.csv"}
 
     metrics = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"popular", "repurchase", "trending", "gnn", "gnn-retrieval"}
+    assert set(metrics["models"]) == {"popular", "repurchase", "trending", "gnn", "gnn-retrieval", "ranker-only", "auto"}
+    # the auto row is the model train chose, and the headline's GNN contribution is gnn over ranker-only
+    head, models = metrics["headline"], metrics["models"]
+    assert models["auto"] == models[head["auto_answers_with"]]
+    assert head["gnn_vs_ranker_only"]["ratio"] == pytest.approx(models["gnn"]["map@12"] / models["ranker-only"]["map@12"])
+    low, high = head["gnn_vs_ranker_only"]["ci95"]
+    assert low <= head["gnn_vs_ranker_only"]["ratio"] <= high
+    assert (tmp_path / "evaluate" / "report.md").read_text().splitlines()[2].startswith("Winner on MAP@12: ")
     assert metrics["split"]["test_customers"] > 0
     for values in metrics["models"].values():
         assert 0.0 <= values["map@12"] <= 1.0 and 0.0 <= values["auc"] <= 1.0

@@ -26,8 +26,9 @@ def test_labels_hold_for_customer_indices_whose_pair_keys_pass_int32():
                              np.array([day, day + 9, day, day + 9, day + 10]), n_customers, n_articles)
     meta = ArticleMeta(np.arange(n_articles, dtype=np.int32), {})
     window = LabelWindow(dt.date(2020, 9, 7), dt.date(2020, 9, 14))
-    pairs, labels, _, stats = window_rows(purchases, window, meta, {"bought": 5}, None, max_customers=10, seed=0)
-    assert pairs.customer.dtype == np.int64
+    pairs, labels, _, customers, stats = window_rows(purchases, window, meta, {"bought": 5}, None, max_customers=10,
+                                                     seed=0)
+    assert pairs.customer.dtype == np.int64 and customers.tolist() == [5, 29_999]
     assert sorted(zip(pairs.customer.tolist(), pairs.article.tolist(), labels.tolist())) == [
         (5, 3, 1.0), (29_999, 99_999, 1.0)]
     assert stats["purchases"] == 3 and stats["recall"]["all"] == 2 / 3  # article 7 was never bought before

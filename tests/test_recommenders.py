@@ -5,12 +5,14 @@ import datetime as dt
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from hmgnn.errors import ConfigError
 from hmgnn.interactions import Interactions
 from hmgnn.models import LAZY_MODELS, MODELS, Recommender, create_model, model_names
 from hmgnn.models.base import AGE_BANDS
+from hmgnn.models.itemgraph import EASE, EASERecommender, RP3Beta
 
 
 class DotProduct(Recommender):
@@ -75,6 +77,9 @@ FACTORIES["gnn"] = untrained_gnn
 FACTORIES["gnn-retrieval"] = lambda: untrained_gnn(ranker=False)
 FACTORIES["gnn-mlp"] = lambda: untrained_gnn(decoder="mlp")
 FACTORIES["als"] = als
+FACTORIES["rp3beta"] = lambda: create_model("rp3beta")
+FACTORIES["ease"] = lambda: create_model("ease")
+FACTORIES["ease-cut"] = lambda: EASERecommender(max_articles=7)  # most articles outside its matrix
 ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=FACTORIES.keys())
 
 N_CUSTOMERS, N_ARTICLES, N_COLD = 40, 30, 5
@@ -107,7 +112,7 @@ WARM = np.arange(N_CUSTOMERS - N_COLD)
 
 
 def test_registry_names_every_baseline():
-    assert {"popular", "popular-new", "repurchase", "trending", "gnn"} <= set(model_names())
+    assert {"popular", "popular-new", "repurchase", "trending", "gnn", "rp3beta", "ease"} <= set(model_names())
     with pytest.raises(ConfigError, match="popular"):
         create_model("popularr")
 
@@ -379,6 +384,135 @@ def test_checkerboard_popular_new():
     model = create_model("popular-new").fit(Interactions(c, a, np.full(len(c), np.datetime64(AS_OF, "D")), n, n))
     ids, _ = model.recommend(np.arange(n), k=4)
     assert all(set(row) == set(range((c0 + 1) % 2, n, 2)) for c0, row in enumerate(ids.tolist()))
+
+
+def _rp3(bought: np.ndarray, beta: float) -> np.ndarray:
+    """RP3beta by hand on a dense 0/1 purchase matrix: customer -> article -> buyer -> article, over degree^beta."""
+    c_deg, a_deg = bought.sum(1, keepdims=True), bought.sum(0)
+    step_ca = bought / np.maximum(c_deg, 1)
+    step_ac = bought.T / np.maximum(a_deg, 1)[:, None]
+    return step_ca @ step_ac @ step_ca / np.maximum(a_deg, 1) ** beta
+
+
+def on_one_day(pairs: list[tuple[int, int]], n_customers: int, n_articles: int) -> Interactions:
+    """(customer, article) purchases, all on AS_OF: the held-out week holds every purchase, so no setting can be
+    chosen and a model keeps its defaults."""
+    c, a = (np.array(x) for x in zip(*pairs))
+    return Interactions(c, a, np.full(len(c), np.datetime64(AS_OF, "D")), n_customers, n_articles)
+
+
+def test_rp3beta_ranks_the_article_most_walks_reach_first():
+    # customer 0 bought article 0; its buyers 1-3 also bought 1, buyer 4 also bought 2: from 0, walks reach 0 most
+    # (0.6), then 1 (0.3), then 2 (0.1); 3 is out of reach; customer 5 (articles 3, 4) never meets them
+    pairs = [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1), (4, 0), (4, 2), (5, 3), (5, 4)]
+    model = create_model("rp3beta").fit(on_one_day(pairs, 6, 6), AS_OF)
+    assert (model.choice.value, model.choice.drop_bought, model.choice.window) == (0.5, False, None)
+    assert "defaults" in repr(model)
+    assert model.recommend(0, k=6)[0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert model.recommend(0, k=3, filter_already_bought=True)[0].tolist() == [1, 2, 3]
+    dense = np.zeros((6, 6))
+    for c, a in pairs:
+        dense[c, a] = 1
+    for beta in (0.0, 0.5, 1.0):
+        want = _rp3(dense, beta)
+        got = RP3Beta(sp.csr_matrix(dense), beta).dense(np.arange(6)).numpy()
+        assert np.allclose(got, want / (want.std(1, keepdims=True) + 1e-12), atol=1e-5)
+
+
+def test_random_walk_is_rp3beta_bit_for_bit():
+    # the ranker's walk feature as it was written before RP3Beta took its math: it must not move by one bit
+    from hmgnn.ranking.candidates import RandomWalk
+    from hmgnn.ranking.features import ArticleMeta, Snapshot
+
+    def walk_as_before(times_bought: sp.csr_matrix, beta: float, customers: np.ndarray):
+        bought = times_bought.astype(np.float32)
+        bought.data[:] = 1.0
+        c_deg = np.asarray(bought.sum(1)).ravel()
+        a_deg = np.asarray(bought.sum(0)).ravel()
+        customer_step = (sp.diags(1 / np.maximum(c_deg, 1)).astype(np.float32) @ bought).tocsr()
+        article_step = (sp.diags(1 / np.maximum(a_deg, 1)).astype(np.float32) @ bought.T).tocsr()
+        last_step = (customer_step @ sp.diags((1 / np.maximum(a_deg, 1) ** beta).astype(np.float32))).tocsr()
+        buyers = customer_step[customers] @ article_step
+        scores = torch.from_numpy((buyers @ last_step).toarray())
+        return scores / (scores.std(1, correction=0, keepdim=True) + 1e-12)
+
+    for seed in range(3):
+        inter = random_interactions(seed)
+        snapshot = Snapshot(inter, AS_OF, ArticleMeta(np.arange(N_ARTICLES, dtype=np.int32), {}))
+        customers = np.random.default_rng(seed).permutation(N_CUSTOMERS)[:17]
+        for beta in (0.0, 0.5, 0.77):
+            want = walk_as_before(snapshot.times_bought, beta, customers)
+            got = (RandomWalk(snapshot, beta) if beta != 0.5 else RandomWalk(snapshot)).dense(customers)
+            assert got.dtype == want.dtype and torch.equal(got, want)
+
+
+def test_ease_ranks_the_articles_co_bought_with_the_customers_purchases_first():
+    # a checkerboard: customers 0-7 bought every article of their parity; customer 8 bought article 0 only: EASE
+    # gives it the other even articles (co-bought with 0), then article 0 itself and the odd ones (score 0)
+    n = 8
+    c, a = np.nonzero((np.arange(n)[:, None] + np.arange(n)[None, :]) % 2 == 0)
+    model = create_model("ease").fit(on_one_day([*zip(c, a), (8, 0)], n + 1, n), AS_OF)
+    assert (model.choice.value, model.choice.drop_bought) == (200.0, False)
+    ids, scores = model.recommend(8, k=n)
+    assert ids.tolist() == [2, 4, 6, 0, 1, 3, 5, 7] and (scores[:3] > 0).all() and (scores[3:] == 0).all()
+
+
+@pytest.mark.parametrize("buyers", [N_CUSTOMERS, 6], ids=["through-articles", "through-customers"])
+def test_ease_weights_are_the_closed_form(buyers):
+    # with 6 buyers and 30 articles the inverse goes through the 6 x 6 matrix (Woodbury); the answer is the same
+    inter = random_interactions()
+    inter = inter.subset(inter.customer_index < buyers)
+    bought = inter.user_items()
+    x = (bought.toarray() > 0).astype(np.float64)
+    p = np.linalg.inv(x.T @ x + 50 * np.eye(N_ARTICLES))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0)
+    ease = EASE(bought, 50.0, N_ARTICLES)
+    assert (2 * buyers < len(ease.kept)) == (buyers == 6)  # the path the test names
+    x, b = x[:, ease.kept], b[np.ix_(ease.kept, ease.kept)]  # (an article nobody bought is outside B)
+    assert np.allclose(ease.weights.numpy(), b, atol=1e-6)
+    assert np.allclose(ease.dense(np.arange(N_CUSTOMERS)).numpy()[:, ease.kept], x @ b, atol=1e-5)
+
+
+def test_ease_ranks_the_articles_outside_its_matrix_last_by_sales():
+    inter = random_interactions()
+    model = EASERecommender(max_articles=5).fit(inter, AS_OF)
+    sales = np.bincount(inter.article_index, minlength=N_ARTICLES)
+    kept = model.scorer.kept
+    assert len(kept) == 5 and sales[kept].min() >= np.delete(sales, kept).max()
+    assert "the 5 most bought of 30 articles" in repr(model)
+    ids, _ = model.recommend(WARM, k=N_ARTICLES)
+    rest = [a for a in range(N_ARTICLES) if a not in kept]
+    by_sales = sorted(rest, key=lambda a: (-sales[a], a))
+    for row in ids:
+        if model.filters_bought:
+            row = row[row >= 0]
+        assert set(row[:len(row) - len(rest)]) <= set(kept)
+        assert row[len(row) - len(rest):].tolist() == by_sales
+
+
+@pytest.mark.parametrize("name, grid", [("rp3beta", (0.0, 0.25, 0.5, 0.75, 1.0)), ("ease", (50.0, 200.0, 1000.0))])
+def test_the_setting_comes_from_the_grid_chosen_on_the_last_week(name, grid):
+    model = create_model(name).fit(random_interactions(), AS_OF)
+    assert model.choice.value in grid and model.choice.window == (AS_OF - dt.timedelta(days=6), AS_OF)
+    assert model.choice.customers > 0 and 0 <= model.choice.map_at_12 <= 1
+    assert model.filters_bought == model.choice.drop_bought and "chosen on" in repr(model)
+    # nothing bought in the week before as_of: nothing to choose on, the defaults stay
+    later = create_model(name).fit(random_interactions(), AS_OF + dt.timedelta(days=30))
+    assert later.choice.window is None and (later.choice.value, later.filters_bought) == (later.default, False)
+
+
+def test_a_walk_where_nobody_re_buys_chooses_to_drop_bought_articles():
+    # pairs of customers (2g, 2g+1) share article 3g; each also bought one of its own (3g+1, 3g+2) two weeks ago,
+    # and in the last week buys its partner's: from each customer the walk reaches its own articles first, which
+    # never come back, so dropping them ranks the partner's article first
+    rows = []
+    for g in range(10):
+        for c, own, partner in ((2 * g, 3 * g + 1, 3 * g + 2), (2 * g + 1, 3 * g + 2, 3 * g + 1)):
+            rows += [(c, 3 * g, 14), (c, own, 14), (c, partner, 2)]
+    c, a, d = (np.array(x) for x in zip(*rows))
+    model = create_model("rp3beta").fit(Interactions(c, a, np.datetime64(AS_OF, "D") - d, 20, 30), AS_OF)
+    assert model.choice.drop_bought and model.choice.map_at_12 == 1.0 and model.choice.customers == 20
 
 
 class Fixed(Recommender):

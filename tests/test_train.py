@@ -330,3 +330,101 @@ def test_device_auto_is_cuda_only_where_there_is_one_and_cuda_needs_one(monkeypa
         resolve_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda")
+
+
+def test_ranker_capacity_follows_the_labelled_customers():
+    from hmgnn.ranking.fit import capacity
+
+    sizes = [capacity(n) for n in (1, 90, 200, 400, 800, 20_000, 10**7)]
+    assert sizes[0] == sizes[1] == 4 and sizes[-2] == sizes[-1] == 31
+    assert sizes == sorted(sizes)  # never fewer leaves for more customers
+
+
+def test_early_stopping_keeps_the_best_round_of_the_held_out_customers():
+    from hmgnn.ranking.ranker import Ranker
+
+    # the label is the first feature's sign: a few trees learn it, and more only fit the noise of the others
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 5)).astype(np.float32)
+    y = (x[:, 0] + 0.1 * rng.normal(size=4000) > 0.8).astype(np.float32)
+    groups = np.full(400, 10)
+    held = (x[3000:], y[3000:], groups[:100])
+    stopped = Ranker.fit(x[:3000], y[:3000], groups[:300], list("abcde"), trees=300, leaves=4, valid=held, patience=10)
+    full = Ranker.fit(x[:3000], y[:3000], groups[:300], list("abcde"), trees=300, leaves=4)
+    assert 1 <= stopped.trees < 300 and full.trees == 300
+    assert list(stopped.importance())[0] == "a"
+
+
+def test_auto_keeps_the_gnn_unless_a_baseline_ranks_the_held_out_customers_better():
+    from hmgnn.ranking.fit import auto_choice
+
+    maps = {"gnn": 0.20, "ranker-only": 0.30, "popular": 0.10, "popular-new": 0.05, "repurchase": 0.15, "trending": 0.12}
+    assert auto_choice(maps) == "gnn"  # ranker-only is no choice for auto: only the gnn or a baseline
+    assert auto_choice(maps | {"gnn": 0.15}) == "gnn"  # a tie keeps the gnn
+    assert auto_choice(maps | {"gnn": 0.14}) == "repurchase"
+    assert auto_choice(maps | {"gnn": 0.0, "trending": 0.15}) == "repurchase"  # ties among baselines: listed first
+
+
+def test_held_out_customers_compare_the_models_and_choose_auto(workdir, tmp_path):
+    from hmgnn.models import resolve_model_name
+
+    out = train.run(_cfg(workdir, "ranker.holdout=0.3", "ranker.trees=40", "ranker.patience=5"), out=tmp_path / "model")
+    manifest = json.loads((out / "manifest.json").read_text())
+    v = manifest["ranker"]["validation"]
+    maps = v["map@12"]
+    assert set(maps) == {"gnn", "ranker-only", "popular", "popular-new", "repurchase", "trending"}
+    held = sum(w["held_out_customers"] for w in manifest["ranker"]["windows"])
+    assert v["customers"] == held > 0
+    best = max(("popular", "popular-new", "repurchase", "trending"), key=lambda n: maps[n])
+    assert v["best_baseline"] == best and manifest["auto"] == v["auto"] == ("gnn" if maps["gnn"] >= maps[best] else best)
+    assert v["gnn_vs_ranker_only"] == pytest.approx(maps["gnn"] / maps["ranker-only"], abs=1e-3)
+    assert v["gnn_vs_ranker_only_ci95"][0] <= v["gnn_vs_ranker_only"] <= v["gnn_vs_ranker_only_ci95"][1]
+    from hmgnn.ranking.fit import capacity
+
+    assert manifest["ranker"]["trees"] <= 40 and manifest["ranker"]["leaves"] == capacity(manifest["ranker"]["groups"])
+    card = (out / "README.md").read_text()
+    assert "held-out label customers" in card and "The GNN's contribution: gnn / ranker-only" in card
+    assert resolve_model_name("auto", out) == v["auto"]  # the model folder answers with train's choice
+
+
+def test_auto_answers_with_the_baseline_that_won_and_says_so(trained_workdir, tmp_path, capsys):
+    import shutil
+
+    from hmgnn.cli import main
+
+    wd = tmp_path / "wd"
+    shutil.copytree(trained_workdir, wd, symlinks=True)
+    manifest_path = wd / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps(manifest | {"auto": "repurchase"}))  # as train writes where repurchase won
+    customer = pl.read_parquet(wd / "tables" / "customers.parquet")["customer_id"][0]
+    capsys.readouterr()
+    for model in ("auto", "repurchase"):
+        main(["recommend", "-w", str(wd), "--set", "graph.text_dim=4", "--customer-id", customer, "--json",
+              "--model", model])
+    out, err = capsys.readouterr()
+    answers = [json.loads(part) for part in out.replace("}\n{", "}\x00{").split("\x00")]
+    assert answers[0]["model"] == "repurchase" and answers[0]["recommendations"] == answers[1]["recommendations"]
+    assert "answering with repurchase" in " ".join(err.split())
+
+
+def test_temporal_variant_weighs_recent_purchases_more_in_message_passing():
+    from hmgnn.node_inputs import build_adjacency
+
+    day = np.datetime64("2020-09-29", "D")
+    # customer 0 bought article 0 today and 14 days ago, article 1 28 days ago
+    inter = Interactions(np.array([0, 0, 0], np.int32), np.array([0, 0, 1], np.int32),
+                         np.array([day, day - 14, day - 28]), 1, 2)
+    articles = torch.eye(2)
+    plain = build_adjacency(inter).customer_mean(articles)
+    assert torch.allclose(plain, torch.tensor([[2 / 3, 1 / 3]]))  # by purchase count
+    decayed = build_adjacency(inter, as_of=dt.date(2020, 9, 29), half_life=14.0).customer_mean(articles)
+    assert torch.allclose(decayed, torch.tensor([[1.5 / 1.75, 0.25 / 1.75]]))  # 1 + 1/2 against 1/4
+    with pytest.raises(ValueError, match="as-of day"):
+        build_adjacency(inter, half_life=14.0)
+
+
+def test_temporal_variant_trains_and_recommends_with_its_decay(workdir, tmp_path):
+    out = train.run(_cfg(workdir, "train.edge_half_life=30"), out=tmp_path / "model")
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert ckpt["train_config"]["edge_half_life"] == 30.0

@@ -13,11 +13,11 @@ from hmgnn.models.base import MODELS, Recommender, register
 
 # Registered on first use: importing them pulls in heavy dependencies (torch_geometric).
 LAZY_MODELS = {"gnn": "hmgnn.models.gnn_recommender", "gnn-retrieval": "hmgnn.models.gnn_recommender",
-               "reference": "hmgnn.models.gnn_recommender",
-               "als": "hmgnn.models.als"}
+               "reference": "hmgnn.models.gnn_recommender", "ranker-only": "hmgnn.models.gnn_recommender",
+               "als": "hmgnn.models.als", "rp3beta": "hmgnn.models.itemgraph", "ease": "hmgnn.models.itemgraph"}
 
 __all__ = ["MODELS", "Interactions", "Recommender", "register", "create_model", "model_names", "model_class",
-           "resolve_model_name", "AUTO", "AUTO_FALLBACK"]
+           "resolve_model_name", "auto_choice", "AUTO", "AUTO_FALLBACK"]
 
 AUTO = "auto"
 """The default model name of `recommend` and `serve`: the trained `gnn` where one exists, else AUTO_FALLBACK."""
@@ -30,9 +30,10 @@ def model_names() -> list[str]:
 
 
 def resolve_model_name(name: str, workdir: Any) -> str:
-    """`auto` -> `gnn` where <workdir>/model holds a trained checkpoint, else the `trending` baseline; any other
-    name as it is. So `recommend` and `serve` answer with the same model by default. A model folder given as the
-    workdir: `auto` is the model it holds (`gnn`, or `reference` for that recipe's folder)."""
+    """`auto` -> the model `hmgnn train` chose where <workdir>/model holds a trained checkpoint (the `gnn`, or the
+    baseline that ranked its held-out label customers better: `auto_choice`), else the `trending` baseline; any
+    other name as it is. So `recommend` and `serve` answer with the same model by default. A model folder given as
+    the workdir: `auto` is its own choice (`reference` for that recipe's folder)."""
     from pathlib import Path
 
     from hmgnn import artifacts
@@ -42,8 +43,23 @@ def resolve_model_name(name: str, workdir: Any) -> str:
     if artifacts.is_model_folder(workdir):
         from hmgnn.portable import recipe
 
-        return "reference" if recipe(Path(workdir)) == "reference" else "gnn"
-    return "gnn" if (Path(workdir) / artifacts.MODEL / artifacts.MODEL_PT).is_file() else AUTO_FALLBACK
+        return "reference" if recipe(Path(workdir)) == "reference" else auto_choice(Path(workdir))
+    folder = Path(workdir) / artifacts.MODEL
+    return auto_choice(folder) if (folder / artifacts.MODEL_PT).is_file() else AUTO_FALLBACK
+
+
+AUTO_CHOICES = ("gnn", "popular", "popular-new", "repurchase", "trending")
+"""What `hmgnn train` may choose for `auto`: the gnn, or a baseline that ranked the held-out customers better."""
+
+
+def auto_choice(model_folder: Any) -> str:
+    """The model `hmgnn train` chose for `auto` (its manifest's `auto`; `gnn` for a folder from before the choice)."""
+    from pathlib import Path
+
+    from hmgnn import artifacts
+
+    chosen = (artifacts.read_manifest(Path(model_folder)) or {}).get("auto", "gnn")
+    return chosen if chosen in AUTO_CHOICES else "gnn"
 
 
 def model_class(name: str) -> type[Recommender]:

@@ -27,7 +27,7 @@ from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, non_candidate_score,
                                       gnn_pool, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
-from hmgnn.ranking.pairs import feature_matrix
+from hmgnn.ranking.pairs import feature_matrix, feature_names
 from hmgnn.ranking.ranker import Ranker
 
 
@@ -46,10 +46,12 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
 @torch.no_grad()
 def embeddings_as_of(model: HeteroSAGE, recipe: str, time_features: bool, customer_x: torch.Tensor,
                      article_x: torch.Tensor, inter: Interactions, as_of: dt.date, device: torch.device,
-                     counts: sp.csr_matrix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     counts: sp.csr_matrix | None = None,
+                     edge_half_life: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Customer and article embeddings from one message pass over the purchases up to `as_of` (all of `inter`);
-    `counts`, their customer x article purchase counts (`purchase_matrix`) where already built."""
-    adj = build_adjacency(inter, counts=counts).to(device)
+    `counts`, their customer x article purchase counts (`purchase_matrix`) where already built; `edge_half_life`,
+    the temporal variant's decay of a purchase's weight (`train.edge_half_life`)."""
+    adj = build_adjacency(inter, counts=counts, as_of=as_of, half_life=edge_half_life).to(device)
     inputs = inputs_on(node_inputs(recipe, time_features, customer_x, article_x, inter, as_of), device)
     return model.embeddings(adj, **inputs)
 
@@ -69,6 +71,8 @@ class GNNRecommender(Recommender):
     folder = artifacts.MODEL
     fixed_catalogue = True
     """Bound to the customers and articles of the graph it was trained on."""
+    ranker_key = "ranker"
+    """The checkpoint's entry that holds this model's ranker."""
 
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
                  device: str = "cpu", cold_start: bool = True, batch_size: int = 512,
@@ -80,9 +84,10 @@ class GNNRecommender(Recommender):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.eval().to(self.device)
         self.customer_x, self.article_x = customer_x, article_x
-        ranker = checkpoint.get("ranker") if use_ranker else None
+        ranker = checkpoint.get(self.ranker_key) if use_ranker else None
         self.ranker = Ranker.from_dict(ranker) if ranker else None
         self.sizes: dict[str, int] = dict(checkpoint.get("candidate_sizes") or {})
+        self._columns: np.ndarray | None = None  # the ranker's columns of `feature_matrix`, where not all of them
         self.gnn_recent_days = int(checkpoint.get("gnn_recent_days", 0))
         self.rest_mix = float(checkpoint.get("rest_mix", 0.5))
         meta = checkpoint.get("article_meta")
@@ -135,15 +140,27 @@ class GNNRecommender(Recommender):
         with ThreadPoolExecutor(1) as side:
             embedded = side.submit(embeddings_as_of, self.model, self.checkpoint["recipe"],
                                    self.checkpoint["time_features"], self.customer_x, self.article_x, interactions,
-                                   as_of, self.device, counts=self.user_items)
+                                   as_of, self.device, counts=self.user_items,
+                                   edge_half_life=float(self.checkpoint["train_config"].get("edge_half_life", 0.0)))
             self.snapshot = Snapshot(interactions, as_of, self.meta) if self.ranker is not None else None
             self.customer_emb, self.article_emb = embedded.result()
         self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device)
         self.walk = None
         if self.ranker is not None:
-            self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
-            # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
-            self._trend_pct = torch.from_numpy(trend_percentile(self.snapshot))
+            self._prepare_ranking()
+
+    def _prepare_ranking(self) -> None:
+        """What ranking candidates needs beside the snapshot: the walk, the recent-sales percentiles, and which
+        columns of the pair features the ranker takes."""
+        self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
+        # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
+        self._trend_pct = torch.from_numpy(trend_percentile(self.snapshot))
+        names = feature_names(self.snapshot)
+        missing = [f for f in self.ranker.features if f not in names]
+        if missing:
+            raise InputError(f"the model's ranker uses features this version does not compute ({', '.join(missing)}); "
+                             "retrain with `hmgnn train --force`")
+        self._columns = None if names == self.ranker.features else np.array([names.index(f) for f in self.ranker.features])
 
     @property
     def ranks_candidates(self) -> bool:
@@ -168,7 +185,8 @@ class GNNRecommender(Recommender):
         """(CandidatePairs, ranker score of each) for these customers."""
         pairs = candidate_pairs(self.snapshot, customers, self.sizes, gnn=self.gnn, walk=self.walk,
                                 gnn_recent_days=self.gnn_recent_days)
-        return pairs, self.ranker.predict(feature_matrix(self.snapshot, pairs))
+        x = feature_matrix(self.snapshot, pairs)
+        return pairs, self.ranker.predict(x if self._columns is None else x[:, self._columns])
 
     def _rest(self, z: torch.Tensor, articles: torch.Tensor | None = None) -> torch.Tensor:
         """Scores in [0, 0.5) of articles that are not candidates (`non_candidate_score`, with the mix `hmgnn train`
@@ -176,6 +194,10 @@ class GNNRecommender(Recommender):
         full [customers, n_articles] rows."""
         trend = self._trend_pct.to(z.device)
         return REST_TOP * non_candidate_score(trend[None] if articles is None else trend[articles], z, self.rest_mix)
+
+    def _pair_z(self, customers: np.ndarray, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
+        """The GNN's z-scores of the pairs (customers[rows], articles)."""
+        return self.gnn.pairs(customers, rows, articles)[1]
 
     def _dense_z(self, customers: np.ndarray) -> torch.Tensor:
         """The GNN's z-scores of every article for these customers."""
@@ -254,7 +276,7 @@ class GNNRecommender(Recommender):
             pairs, scores = self.ranked_pairs(uniq[s:s + self.batch_size])
             scores = _candidate_scale(scores)
             rows = np.searchsorted(uniq[s:s + self.batch_size], customers[warm[at]])
-            _, z = self.gnn.pairs(uniq[s:s + self.batch_size], rows, articles[warm[at]])
+            z = self._pair_z(uniq[s:s + self.batch_size], rows, articles[warm[at]])
             # not a candidate, unless found below
             out[warm[at]] = self._rest(torch.from_numpy(z), torch.from_numpy(articles[warm[at]])).numpy()
             if len(pairs.customer):
@@ -287,6 +309,46 @@ class GNNRetrievalRecommender(GNNRecommender):
                  device: str = "cpu", cold_start: bool = True, batch_size: int = 512, use_ranker: bool = False) -> None:
         super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size, use_ranker=False)
         self.filters_bought = bool(checkpoint.get("retrieval_drops_bought", False))
+
+
+@register("ranker-only")
+class RankerOnlyRecommender(GNNRecommender):
+    """The `gnn`'s ranker fit without the GNN, as `hmgnn train` fits it beside the `gnn`'s: the same label windows,
+    candidate sources and pair features, but no GNN candidates and no GNN features, and no message pass at all.
+    `gnn` / `ranker-only` is what the graph neural network adds to the two-stage model. Articles that are no
+    candidate follow by their recent sales alone."""
+
+    ranker_key = "ranker_only"
+
+    def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
+                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512, use_ranker: bool = True) -> None:
+        if not checkpoint.get(self.ranker_key):
+            raise InputError("this model.pt holds no ranker-only fit (trained by an older hmgnn, or without a "
+                             "ranker); retrain with `hmgnn train --force`")
+        super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size, use_ranker=True)
+        self.sizes["gnn"] = 0
+        self.rest_mix = 1.0
+
+    def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
+        if (interactions.n_customers, interactions.n_articles) != (self.model.num_customers, self.model.num_articles):
+            raise InputError(f"the model was trained on {self.model.num_customers} customers x "
+                             f"{self.model.num_articles} articles, the data has {interactions.n_customers} x "
+                             f"{interactions.n_articles}; retrain with `hmgnn train --force`")
+        self.snapshot = Snapshot(interactions, as_of, self.meta)
+        self.gnn = None  # no message pass: nothing of the GNN reaches this model
+        self._prepare_ranking()
+
+    def _pair_z(self, customers: np.ndarray, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
+        return np.zeros(len(articles), np.float32)  # weighs nothing: the mix is all recent sales
+
+    def _dense_z(self, customers: np.ndarray) -> torch.Tensor:
+        return torch.zeros(len(customers), self.n_articles)
+
+    def keep_candidates(self) -> None:
+        """Nothing to keep: the kept candidates are the GNN's."""
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise InputError("ranker-only has no embeddings (it is the ranker without the GNN); use --model gnn")
 
 
 @register("reference")

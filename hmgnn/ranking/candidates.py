@@ -7,7 +7,7 @@ merges them into one (customer, article, source bits) list. The GNN's own source
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -18,6 +18,7 @@ from scipy.stats import rankdata
 from hmgnn.interactions import article_sales
 from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, in_parallel, position_in_run, stored_at, top_k
 from hmgnn.models.gnn import HeteroSAGE
+from hmgnn.models.itemgraph import RP3Beta
 from hmgnn.ranking.features import Snapshot
 
 SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
@@ -28,6 +29,11 @@ padded): a customer's answer is then the same bit for bit whoever shares the bat
 other BLAS kernels, whose sums differ in the last bit), which lets `serve` rank its waiting requests together."""
 KEEP_CHUNK = 4096
 """Customers per task when `GNNScores.keep_top` computes every customer's top-N."""
+RECENT_ARTICLES = 5
+"""A candidate's GNN embedding is compared with the embeddings of this many of the customer's most recently bought
+articles (the pair features `gnn_recent_max` and `gnn_recent_mean`)."""
+PAIR_CHUNK = 1 << 15
+"""Pairs compared with the recent purchases at once (bounds the [pairs, RECENT_ARTICLES, dim] product)."""
 TOP_CHUNK = 1 << 22
 """Scores computed at once for a top-N (16 MB of float32): small enough to stay in the caches and for the memory
 allocator to reuse, large enough for an efficient product."""
@@ -86,6 +92,7 @@ class GNNScores:
         self._mean = self._cov = None
         self._listed: tuple[np.ndarray, torch.Tensor] | None = None  # the last article list's embeddings
         self._kept: tuple[int, np.ndarray | None, np.ndarray] | None = None  # see `keep_top`
+        self._unit: torch.Tensor | None = None  # the article embeddings scaled to unit length, when first needed
         if model.mlp is None:  # float64: the products sum over every article
             a = article_emb.double()
             self._mean = a.mean(0)
@@ -188,6 +195,38 @@ class GNNScores:
         return self._in_blocks(moments, np.asarray(customers))
 
     @torch.no_grad()
+    def recent_similarity(self, snapshot: Snapshot, customers: np.ndarray, rows: np.ndarray,
+                          articles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(max, mean) cosine similarity of each pair's article embedding to the embeddings of the customer's
+        RECENT_ARTICLES most recently bought articles (customers[rows], articles): how close the candidate lies in the
+        graph model to what the customer just bought, which a dot product with the customer's one vector blurs.
+        NaN for a customer without purchases."""
+        if self._unit is None:
+            self._unit = torch.nn.functional.normalize(self.article_emb.float(), dim=1)
+        r, a, last = csr_rows(snapshot.last_bought, np.asarray(customers, np.int64))
+        keep = top_per_row(r, a, -last, RECENT_ARTICLES)  # the most recent first (ties: the smaller article)
+        r, a = r[keep], a[keep]
+        slot = position_in_run(r)
+        recent = torch.zeros(len(customers), RECENT_ARTICLES, self._unit.shape[1], device=self.device)
+        present = torch.zeros(len(customers), RECENT_ARTICLES, dtype=torch.bool, device=self.device)
+        if len(r):
+            at = (torch.from_numpy(r).to(self.device), torch.from_numpy(slot).to(self.device))
+            recent[at] = self._unit[self._index(a)]
+            present[at] = True
+        pair_rows, pair_articles = self._index(rows), self._index(articles)
+        # an elementwise product summed over the embedding: each pair's value is the same whatever the batch
+        sims = torch.cat([(self._unit[pair_articles[s:s + PAIR_CHUNK], None, :] * recent[pair_rows[s:s + PAIR_CHUNK]]).sum(2)
+                          for s in range(0, len(pair_rows), PAIR_CHUNK)]) if len(pair_rows) else \
+            torch.zeros(0, RECENT_ARTICLES, device=self.device)
+        mask = present[pair_rows]
+        count = mask.sum(1)
+        best = torch.where(mask, sims, torch.full_like(sims, -torch.inf)).amax(1)
+        mean = (sims * mask).sum(1) / count.clamp_min(1)
+        none = count == 0
+        best[none], mean[none] = torch.nan, torch.nan
+        return best.cpu().numpy(), mean.cpu().numpy()
+
+    @torch.no_grad()
     def pairs(self, customers: np.ndarray, rows: np.ndarray, articles: np.ndarray,
               scores: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(score, per-customer z-score over all articles) of the pairs (customers[rows], articles); `scores`, the
@@ -201,11 +240,9 @@ class GNNScores:
         return s.cpu().numpy(), ((s - mean[r]) / std[r]).cpu().numpy()
 
 
-class RandomWalk:
-    """RP3beta (Paudel et al. 2016): the probability that a 3-step walk customer -> article -> buyer -> article
-    on the purchase graph ends on an article, divided by the article's degree ** beta so that bestsellers do not
-    win every walk. A graph signal without learned weights: a candidate source and a pair feature. The walks run
-    from the customers asked for (three sparse products), so no article x article matrix is ever built.
+class RandomWalk(RP3Beta):
+    """The RP3beta walk (`RP3Beta`) over a snapshot's purchases: a graph signal without learned weights, the ranker's
+    `walk` candidate source and a pair feature.
 
     Args:
         snapshot: the purchases the walks run over.
@@ -213,19 +250,7 @@ class RandomWalk:
     """
 
     def __init__(self, snapshot: Snapshot, beta: float = WALK_BETA) -> None:
-        bought = snapshot.times_bought.astype(np.float32)
-        bought.data[:] = 1.0
-        c_deg = np.asarray(bought.sum(1)).ravel()
-        a_deg = np.asarray(bought.sum(0)).ravel()
-        self.customer_step = (sp.diags(1 / np.maximum(c_deg, 1)).astype(np.float32) @ bought).tocsr()
-        self.article_step = (sp.diags(1 / np.maximum(a_deg, 1)).astype(np.float32) @ bought.T).tocsr()
-        self.last_step = (self.customer_step @ sp.diags((1 / np.maximum(a_deg, 1) ** beta).astype(np.float32))).tocsr()
-
-    def dense(self, customers: np.ndarray) -> torch.Tensor:
-        """[len(customers), n_articles] walk scores, each row divided by its standard deviation."""
-        buyers = self.customer_step[customers] @ self.article_step  # customer -> article -> buyer
-        scores = torch.from_numpy((buyers @ self.last_step).toarray())
-        return scores / (scores.std(1, correction=0, keepdim=True) + 1e-12)
+        super().__init__(snapshot.times_bought, beta)
 
 
 def trend_percentile(snapshot: Snapshot) -> np.ndarray:
@@ -243,9 +268,9 @@ def non_candidate_score(trend_pct: torch.Tensor, z: torch.Tensor, mix: float) ->
 
 @dataclass
 class CandidatePairs:
-    """(customer, article) candidates with the bit set of the sources (SOURCES order) that proposed each, and the
-    GNN's and the walk's score of each pair (NaN without them). Indices are int64, so customer * n_articles + article
-    keys never overflow."""
+    """(customer, article) candidates with the bit set of the sources (SOURCES order) that proposed each, the GNN's
+    and the walk's score of each pair and the GNN's similarity to the customer's recent purchases (NaN without
+    them). Indices are int64, so customer * n_articles + article keys never overflow."""
 
     customer: np.ndarray
     article: np.ndarray
@@ -253,11 +278,12 @@ class CandidatePairs:
     gnn_score: np.ndarray
     gnn_zscore: np.ndarray
     walk_score: np.ndarray
+    gnn_recent_max: np.ndarray
+    gnn_recent_mean: np.ndarray
 
     def subset(self, keep: np.ndarray) -> CandidatePairs:
         """The pairs where the boolean mask `keep` is set."""
-        return CandidatePairs(self.customer[keep], self.article[keep], self.sources[keep], self.gnn_score[keep],
-                              self.gnn_zscore[keep], self.walk_score[keep])
+        return CandidatePairs(*(getattr(self, f.name)[keep] for f in fields(self)))
 
 
 def _bought(snapshot: Snapshot, customers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -385,13 +411,15 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
         np.bitwise_or.at(merged, inv, bits)
         r, a = uniq // snapshot.n_articles, uniq % snapshot.n_articles
         nan = np.full(len(r), np.nan, np.float32)
-        g_score, g_z, w_score = nan, nan.copy(), nan.copy()
+        g_score, g_z, w_score, g_max, g_mean = nan, nan.copy(), nan.copy(), nan.copy(), nan.copy()
         if gnn is not None:
             g_score, g_z = gnn.pairs(cust, r, a, rows)
+            g_max, g_mean = gnn.recent_similarity(snapshot, cust, r, a)
         if walked is not None:
             w_score = walked[torch.from_numpy(r), torch.from_numpy(a)].numpy().astype(np.float32)
-        out.append((cust[r].astype(np.int64), a, merged.astype(np.uint8), g_score, g_z, w_score))
+        out.append((cust[r].astype(np.int64), a, merged.astype(np.uint8), g_score, g_z, w_score, g_max, g_mean))
     if not out:
         empty = np.zeros(0, np.float32)
-        return CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8), empty, empty, empty)
-    return CandidatePairs(*(np.concatenate([o[i] for o in out]) for i in range(6)))
+        return CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8),
+                              *(empty for _ in range(5)))
+    return CandidatePairs(*(np.concatenate([o[i] for o in out]) for i in range(8)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -19,12 +19,13 @@ from sklearn.metrics import roc_auc_score
 
 from hmgnn.config import RankerConfig
 from hmgnn.console import info, progress
-from hmgnn.interactions import Interactions, LabelWindow
-from hmgnn.models.base import run_starts
+from hmgnn.interactions import Interactions, LabelWindow, WindowTruth
+from hmgnn.metrics import average_precision_curve, bootstrap_ratio
+from hmgnn.models.base import position_in_run, run_starts
 from hmgnn.ranking.candidates import (SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs,
                                       non_candidate_score, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
-from hmgnn.ranking.pairs import feature_matrix, feature_names
+from hmgnn.ranking.pairs import GNN_FEATURES, feature_matrix, feature_names
 from hmgnn.ranking.ranker import Ranker
 
 
@@ -51,8 +52,9 @@ def _counted(window: LabelWindow, purchases: Interactions) -> LabelWindow:
 
 def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
                 gnn: GNNScores | None, max_customers: int, seed: int,
-                gnn_recent_days: int = 0) -> tuple[CandidatePairs, np.ndarray, Snapshot, dict[str, Any]]:
-    """Candidates, features and labels of one window's labelled customers; and the candidates' recall."""
+                gnn_recent_days: int = 0) -> tuple[CandidatePairs, np.ndarray, Snapshot, np.ndarray, dict[str, Any]]:
+    """Candidates, features' snapshot and labels of one window's labelled customers (returned, sorted); and the
+    candidates' recall."""
     snapshot = Snapshot(purchases, window.as_of, meta)
     customers = window.labelled(purchases)
     if len(customers) > max_customers:
@@ -64,9 +66,9 @@ def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta,
     truth = np.unique(purchases.customer_index[inside].astype(np.int64) * n + purchases.article_index[inside])
     labels = np.isin(pairs.customer * n + pairs.article, truth).astype(np.float32)
     recall = candidate_recall(pairs, truth, n)
-    return pairs, labels, snapshot, {"customers": int(len(customers)), "pairs": int(len(labels)),
-                                     "positives": int(labels.sum()), "purchases": int(len(truth)),
-                                     "recall": recall}
+    return pairs, labels, snapshot, customers, {"customers": int(len(customers)), "pairs": int(len(labels)),
+                                                "positives": int(labels.sum()), "purchases": int(len(truth)),
+                                                "recall": recall}
 
 
 def candidate_recall(pairs: CandidatePairs, truth: np.ndarray, n_articles: int) -> dict[str, float]:
@@ -81,57 +83,212 @@ def candidate_recall(pairs: CandidatePairs, truth: np.ndarray, n_articles: int) 
     return out
 
 
+@dataclass
+class LabelRows:
+    """The ranker's rows of the label windows, stacked: one per (customer, candidate) of the customers with a bought
+    candidate (the others cannot teach an order), grouped by window then customer."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    customer: np.ndarray
+    article: np.ndarray
+    sources: np.ndarray
+    window: np.ndarray
+    names: list[str]
+
+    def groups(self, rows: np.ndarray) -> np.ndarray:
+        """Row counts of the consecutive (window, customer) groups among the rows where `rows` is set."""
+        key = self.window[rows].astype(np.int64) * (int(self.customer.max(initial=0)) + 1) + self.customer[rows]
+        return np.diff(np.r_[run_starts(key), len(key)]).astype(np.int64)
+
+
+def holdout(labelled: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """A seeded `share` of a window's labelled customers (sorted), held out of the rankers' first fit: the trees
+    stop where their order of these customers' candidates stops improving, and the models are compared on them."""
+    n = int(round(share * len(labelled)))
+    return np.sort(np.random.default_rng(seed).choice(labelled, n, replace=False)) if n else np.zeros(0, np.int64)
+
+
+def capacity(customers: int) -> int:
+    """Leaves per tree for a ranker that learns from `customers` labelled customers: few leaves on small data (a
+    deep tree there fits the few customers' noise), up to 31 from about 800 customers."""
+    return int(np.clip(2 ** np.floor(np.log2(max(customers, 1) / 25)), 4, 31))
+
+
 def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: ArticleMeta, rc: RankerConfig,
-               gnn_as_of: Callable[[Interactions, dt.date], GNNScores] | None, seed: int) -> tuple[Ranker, dict[str, Any]]:
-    """Rows from every label window (customers with no bought candidate dropped: they cannot teach an order),
-    then one LightGBM fit. `gnn_as_of(purchases, day)`: the GNN's scores with message passing up to that day."""
+               gnn_as_of: Callable[[Interactions, dt.date], GNNScores] | None,
+               seed: int) -> tuple[Ranker, Ranker | None, dict[str, Any]]:
+    """Rows from every label window, then two LightGBM rankers: the `gnn`'s over every candidate and feature, and
+    `ranker-only`'s, the same fit without the GNN (no GNN candidates, no GNN features), which measures what the GNN
+    adds. Each is first fit with a share of the labelled customers held out (`ranker.holdout`), which chooses the
+    trees (early stopping) and scores both rankers and the baselines on those customers (`validation` in the
+    report); then fit again on every customer for that many trees. `gnn_as_of(purchases, day)`: the GNN's scores
+    with message passing up to that day (None: no GNN, and no `ranker-only`)."""
     sizes = rc.sizes()
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    report: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
+    parts: list[tuple[np.ndarray, ...]] = []
+    held: list[np.ndarray] = []
     names: list[str] = []
     with progress(transient=True) as bar:
         task = bar.add_task("ranker: candidates and features per label window", total=len(windows))
         for i, window in enumerate(windows):
-            parts_i, report_i, names = _window_part(purchases, window, meta, sizes, gnn_as_of, rc.max_customers,
-                                                    seed + i, rc.gnn_recent_days)
-            parts.append(parts_i)
-            report.append(report_i)
+            part, customers, report, names = _window_part(purchases, window, meta, sizes, gnn_as_of,
+                                                          rc.max_customers, seed + i, rc.gnn_recent_days)
+            held.append(holdout(customers, rc.holdout, seed + 1000 + i))
+            parts.append((*part, np.full(len(part[1]), i, np.int16)))
+            reports.append(report | {"trained_customers": int(len(np.unique(part[2]))),
+                                     "held_out_customers": int(len(held[-1]))})
             bar.advance(task)
-        x = np.vstack([p[0] for p in parts])
-        labels = np.concatenate([p[1] for p in parts])
-        groups = np.concatenate([p[2] for p in parts])
-        if not len(groups) or labels.min() == labels.max():
-            raise ValueError("no customer of the ranker's label windows bought one of their candidates")
-        t0 = time.perf_counter()
-        trees = bar.add_task(f"ranker: {rc.objective} on {len(labels):,} rows", total=rc.trees)
-        ranker = Ranker.fit(x, labels, groups, names, objective=rc.objective, trees=rc.trees,
-                            learning_rate=rc.learning_rate, leaves=rc.leaves, seed=seed,
-                            on_tree=lambda: bar.advance(trees))
-    info(f"ranker: {rc.objective} on {len(labels):,} rows of {len(groups):,} customers in {len(windows)} window(s), "
-         f"{time.perf_counter() - t0:.1f} s")
-    return ranker, {"windows": report, "rows": int(len(labels)), "groups": int(len(groups)),
-                    "fit_seconds": round(time.perf_counter() - t0, 2), "importance": ranker.importance()}
+    rows = LabelRows(np.vstack([p[0] for p in parts]), *(np.concatenate([p[j] for p in parts]) for j in range(1, 6)),
+                     names=names)
+    del parts
+    if not len(rows.labels) or rows.labels.min() == rows.labels.max():
+        raise ValueError("no customer of the ranker's label windows bought one of their candidates")
+    is_held = np.zeros(len(rows.labels), bool)
+    for i, h in enumerate(held):
+        at = rows.window == i
+        is_held[at] = np.isin(rows.customer[at], h)
+    t0 = time.perf_counter()
+    fits: dict[str, Any] = {}
+    gnn_only = (rows.sources == 1)  # proposed by the GNN alone
+    columns = np.array([n not in GNN_FEATURES for n in names])
+    for name, keep_rows, keep_cols in (("gnn", np.ones(len(rows.labels), bool), np.ones(len(names), bool)),
+                                       ("ranker-only", ~gnn_only, columns)):
+        if name == "ranker-only" and gnn_as_of is None:
+            continue
+        fits[name] = _fit_one(rows, keep_rows, keep_cols, is_held, rc, seed, name)
+    ranker, ranker_only = fits["gnn"]["ranker"], fits.get("ranker-only", {}).get("ranker")
+    validation = _validation(rows, held, fits, purchases, windows)
+    seconds = round(time.perf_counter() - t0, 2)
+    info(f"ranker: {rc.objective}, {ranker.trees} trees of {fits['gnn']['leaves']} leaves, on "
+         f"{fits['gnn']['rows']:,} rows of {fits['gnn']['groups']:,} customers in {len(windows)} window(s), {seconds:.1f} s")
+    report = {"windows": reports, "rows": fits["gnn"]["rows"],
+              "groups": fits["gnn"]["groups"], "fit_seconds": seconds, "importance": ranker.importance(),
+              "trees": ranker.trees, "leaves": fits["gnn"]["leaves"], "validation": validation}
+    if ranker_only is not None:
+        report["ranker_only"] = {"trees": ranker_only.trees, "leaves": fits["ranker-only"]["leaves"],
+                                 "rows": fits["ranker-only"]["rows"]}
+    return ranker, ranker_only, report
+
+
+def _fit_one(rows: LabelRows, keep_rows: np.ndarray, keep_cols: np.ndarray, is_held: np.ndarray, rc: RankerConfig,
+             seed: int, name: str) -> dict[str, Any]:
+    """One ranker over `keep_rows` x `keep_cols`: early-stopped with the held-out customers, its scores of their
+    rows, then refit on every customer with a bought candidate for the trees early stopping chose."""
+    names = [n for n, k in zip(rows.names, keep_cols) if k]
+    train, valid, every = keep_rows & ~is_held, keep_rows & is_held, keep_rows
+    leaves = rc.leaves or capacity(len(rows.groups(every)))
+    held_scores = None
+    trees = rc.trees
+    settings = dict(objective=rc.objective, learning_rate=rc.learning_rate, leaves=leaves, seed=seed)
+    if valid.any() and train.any() and rows.labels[train].max() > rows.labels[train].min():
+        with progress(transient=True) as bar:
+            task = bar.add_task(f"ranker ({name}): early stopping on held-out customers", total=rc.trees)
+            first = Ranker.fit(rows.x[np.ix_(train, keep_cols)], rows.labels[train], rows.groups(train), names,
+                               trees=rc.trees, on_tree=lambda: bar.advance(task),
+                               valid=(rows.x[np.ix_(valid, keep_cols)], rows.labels[valid], rows.groups(valid)),
+                               patience=rc.patience, **settings)
+        trees = first.trees
+        held_scores = (valid, first.predict(rows.x[np.ix_(valid, keep_cols)]))
+    with progress(transient=True) as bar:
+        task = bar.add_task(f"ranker ({name}): {rc.objective}, {trees} trees on {int(every.sum()):,} rows", total=trees)
+        ranker = Ranker.fit(rows.x[np.ix_(every, keep_cols)], rows.labels[every], rows.groups(every), names,
+                            trees=trees, on_tree=lambda: bar.advance(task), **settings)
+    return {"ranker": ranker, "leaves": leaves, "held_scores": held_scores, "rows": int(every.sum()),
+            "groups": int(len(rows.groups(every)))}
+
+
+BASELINES = ("popular", "popular-new", "repurchase", "trending")
+"""The one-line models `ranker.holdout`'s customers compare the trained model with (`auto`'s choice)."""
+
+
+def _validation(rows: LabelRows, held: list[np.ndarray], fits: dict[str, Any], purchases: Interactions,
+                windows: list[LabelWindow], k: int = 12) -> dict[str, Any]:
+    """MAP@k of the held-out customers (every label window's, pooled) for each ranker (its candidates in its
+    order, fit without them) and each baseline (fit on the purchases up to their window): the model that
+    ranks them best is the one `recommend.model = auto` answers with."""
+    from hmgnn.models import create_model  # the registry: imported here, as it pulls in every model
+
+    if not sum(len(h) for h in held) or any(f["held_scores"] is None for f in fits.values()):
+        # too few customers to hold any out, or none of them bought a candidate: nothing to compare
+        return {"customers": 0, "skipped": "no held-out customers (ranker.holdout = 0, or too few labelled)"}
+    ap: dict[str, list[np.ndarray]] = {name: [] for name in (*fits, *BASELINES)}
+    for i, window in enumerate(windows):
+        if not len(held[i]):
+            continue
+        inside = purchases.subset(window.inside(purchases))
+        among = np.zeros(purchases.n_customers, bool)
+        among[held[i]] = True
+        truth = WindowTruth.of(inside, among=among)
+        for name, fit in fits.items():
+            mask, scores = fit["held_scores"]
+            at = rows.window[mask] == i
+            top = _top_of(truth.customers, rows.customer[mask][at], np.flatnonzero(mask)[at], scores[at], rows, k)
+            ap[name].append(_ap(truth, top, k))
+        seen = purchases.until(window.as_of)
+        for name in BASELINES:
+            model = create_model(name).fit(seen, window.as_of)
+            top, _ = model.recommend(truth.customers, k=k)
+            ap[name].append(_ap(truth, np.atleast_2d(top), k))
+    means = {name: float(np.concatenate(v).mean()) for name, v in ap.items()}
+    best = max(BASELINES, key=lambda n: means[n])
+    low, high = bootstrap_ratio(np.concatenate(ap["gnn"]), np.concatenate(ap[best]))
+    out = {"customers": int(sum(len(h) for h in held)), f"map@{k}": {n: round(v, 6) for n, v in means.items()},
+           "best_baseline": best, "gnn_vs_best_baseline": round(means["gnn"] / max(means[best], 1e-12), 4),
+           "gnn_vs_best_baseline_ci95": [round(low, 4), round(high, 4)],
+           "auto": auto_choice(means)}
+    if "ranker-only" in means:
+        low, high = bootstrap_ratio(np.concatenate(ap["gnn"]), np.concatenate(ap["ranker-only"]))
+        out["gnn_vs_ranker_only"] = round(means["gnn"] / max(means["ranker-only"], 1e-12), 4)
+        out["gnn_vs_ranker_only_ci95"] = [round(low, 4), round(high, 4)]
+    return out
+
+
+def auto_choice(maps: dict[str, float]) -> str:
+    """The model `recommend.model = auto` answers with, from the held-out customers' MAP@12 of each: the `gnn`,
+    unless a baseline ranked them better (the best such baseline; ties keep the gnn)."""
+    best = max(BASELINES, key=lambda n: (maps[n], -BASELINES.index(n)))
+    return "gnn" if maps["gnn"] >= maps[best] else best
+
+
+def _top_of(customers: np.ndarray, row_customer: np.ndarray, row_index: np.ndarray, scores: np.ndarray,
+            rows: LabelRows, k: int) -> np.ndarray:
+    """[len(customers), k] articles of each customer's k best-scored candidate rows (-1 where fewer)."""
+    article = rows.article[row_index]
+    order = np.lexsort((article, -scores, row_customer))
+    c, a = row_customer[order], article[order]
+    slot = position_in_run(c)
+    top = np.full((len(customers), k), -1, np.int64)
+    keep = slot < k
+    top[np.searchsorted(customers, c[keep]), slot[keep]] = a[keep]
+    return top
+
+
+def _ap(truth: WindowTruth, top: np.ndarray, k: int) -> np.ndarray:
+    """AP@k of each of the truth's customers (each bought something in the window)."""
+    hits, n_relevant = truth.hits(top)
+    return average_precision_curve(hits[:, :k], n_relevant)[:, -1]
 
 
 def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
                  gnn_as_of: Callable[[Interactions, dt.date], GNNScores] | None, max_customers: int,
-                 seed: int, gnn_recent_days: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any], list[str]]:
-    """One label window's ranker rows (features, labels, group sizes), its report entry and the feature names."""
+                 seed: int, gnn_recent_days: int) -> tuple[tuple[np.ndarray, ...], np.ndarray, dict[str, Any], list[str]]:
+    """One label window's ranker rows (features, labels, customer, article and source bits of each row) of the
+    customers with a bought candidate, its labelled customers, its report entry and the feature names."""
     t0 = time.perf_counter()
     # the purchases up to the window feed the message pass only (the snapshot cuts its own copy): not kept alive
     gnn = gnn_as_of(purchases.until(window.as_of), window.as_of) if gnn_as_of is not None else None
-    pairs, labels, snapshot, stats = window_rows(purchases, window, meta, sizes, gnn, max_customers, seed,
-                                                 gnn_recent_days)
+    pairs, labels, snapshot, customers, stats = window_rows(purchases, window, meta, sizes, gnn, max_customers, seed,
+                                                            gnn_recent_days)
     has_positive = np.bincount(pairs.customer, weights=labels, minlength=purchases.n_customers) > 0
     keep = has_positive[pairs.customer]
-    kept = pairs.subset(keep)
-    groups = np.diff(np.r_[run_starts(kept.customer), len(kept.customer)])  # rows per customer
-    x = feature_matrix(snapshot, kept)
+    pairs, labels = pairs.subset(keep), labels[keep]
+    x = feature_matrix(snapshot, pairs)
     report = {**asdict(window), "as_of": window.as_of.isoformat(), "end": window.end.isoformat(), **stats,
-              "trained_customers": int(len(groups)), "seconds": round(time.perf_counter() - t0, 2)}
+              "seconds": round(time.perf_counter() - t0, 2)}
     info(f"ranker: window {window.as_of + dt.timedelta(days=1)}..{window.end}: {stats['customers']:,} customers, "
          f"{stats['pairs']:,} candidate pairs, candidate recall {stats['recall']['all']:.3f}")
-    return (x, labels[keep], groups), report, feature_names(snapshot)
+    return (x, labels, pairs.customer, pairs.article, pairs.sources), customers, report, feature_names(snapshot)
 
 
 REST_MIXES = tuple(round(m / 10, 1) for m in range(11))

@@ -9,7 +9,10 @@ from hmgnn.models.base import position_in_run
 from hmgnn.ranking.candidates import SOURCES, CandidatePairs
 from hmgnn.ranking.features import Snapshot
 
-SCORE_FEATURES = ["gnn_score", "gnn_zscore", "gnn_rank", "walk_score", "walk_rank"]
+SCORE_FEATURES = ["gnn_score", "gnn_zscore", "gnn_rank", "walk_score", "walk_rank", "gnn_recent_max", "gnn_recent_mean"]
+GNN_FEATURES = ("from_gnn", "gnn_score", "gnn_zscore", "gnn_rank", "gnn_recent_max", "gnn_recent_mean")
+"""The features that come from the GNN: `ranker-only` is the ranker fit without them (and without the GNN's
+candidates), which measures what the GNN adds."""
 
 
 def feature_names(snapshot: Snapshot) -> list[str]:
@@ -34,7 +37,8 @@ def feature_matrix(snapshot: Snapshot, pairs: CandidatePairs, chunk: int = 1 << 
     n, flags = len(pairs.customer), len(SOURCES)
     out = np.empty((n, flags + len(SCORE_FEATURES) + len(snapshot.feature_names)), np.float32)
     scores = [pairs.gnn_score, pairs.gnn_zscore, rank_within(pairs.customer, pairs.gnn_score),
-              pairs.walk_score, rank_within(pairs.customer, pairs.walk_score)]
+              pairs.walk_score, rank_within(pairs.customer, pairs.walk_score), pairs.gnn_recent_max,
+              pairs.gnn_recent_mean]
     for i, column in enumerate(scores):
         out[:, flags + i] = column
     for s in range(0, n, chunk):

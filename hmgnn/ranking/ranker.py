@@ -40,9 +40,12 @@ class Ranker:
     @classmethod
     def fit(cls, x: np.ndarray, labels: np.ndarray, groups: np.ndarray, features: list[str], objective: str = "lambdarank",
             trees: int = 300, learning_rate: float = 0.05, leaves: int = 31, min_rows_in_leaf: int = 50,
-            seed: int = 0, threads: int = 0, on_tree: Callable[[], None] | None = None) -> Ranker:
+            seed: int = 0, threads: int = 0, on_tree: Callable[[], None] | None = None,
+            valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, patience: int = 30) -> Ranker:
         """Fit on rows grouped by customer (`groups`: the row count of each consecutive group); `on_tree()` is
-        called after each boosting round (progress)."""
+        called after each boosting round (progress). With `valid` (x, labels, groups of held-out customers), the
+        trees stop once MAP@12 on them has not improved for `patience` rounds, and the model keeps the best
+        round's trees (`best_trees`)."""
         import lightgbm
 
         if objective not in OBJECTIVES:
@@ -57,11 +60,24 @@ class Ranker:
             params["lambdarank_truncation_level"] = 20
         data = lightgbm.Dataset(x, labels, group=groups if objective == "lambdarank" else None,
                                 feature_name=features, free_raw_data=True)
-        callbacks = [lambda env: on_tree()] if on_tree is not None else None
-        booster = lightgbm.train(params, data, num_boost_round=trees, callbacks=callbacks)
-        return cls(booster.model_to_string(), list(features), objective)
+        callbacks: list[Any] = [lambda env: on_tree()] if on_tree is not None else []
+        sets: list[Any] = []
+        if valid is not None:
+            # what the held-out customers' order scores, whatever the objective: MAP@12 of their candidates
+            params |= {"metric": "map", "eval_at": [12]}
+            sets = [lightgbm.Dataset(valid[0], valid[1], group=valid[2], reference=data, feature_name=features)]
+            callbacks.append(lightgbm.early_stopping(patience, first_metric_only=True, verbose=False))
+        booster = lightgbm.train(params, data, num_boost_round=trees, valid_sets=sets, callbacks=callbacks)
+        best = booster.best_iteration if valid is not None and booster.best_iteration > 0 else booster.current_iteration()
+        return cls(booster.model_to_string(num_iteration=best), list(features), objective)
+
+    @property
+    def trees(self) -> int:
+        """Boosting rounds in the model."""
+        return self._booster.num_trees()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """The score of each row (larger: ranked higher)."""
         if x.shape[1] != len(self.features):
             raise ValueError(f"the ranker takes {len(self.features)} features, got {x.shape[1]}")
         # a few rows (one request's candidates) predict faster on one thread than through a thread team
