@@ -139,7 +139,7 @@ class SampleConfig:
 
 RECIPES = ("gnn", "reference")
 LOSSES = ("bpr", "bce", "softmax")
-NEGATIVES = ("uniform", "popularity")
+NEGATIVES = ("uniform", "popularity", "walk")
 SUPERVISION = ("recent", "disjoint")
 REFIT = ("auto", "always", "never")
 
@@ -172,7 +172,10 @@ class TrainConfig:
     """`bpr` (ranking), `bce` (binary cross-entropy, the reference objective) or `softmax` (sampled softmax
     over in-batch negatives with a log-popularity correction)."""
     negatives: str = "uniform"
-    """How negatives for bpr/bce are drawn: `uniform` over articles or by `popularity` (count^0.75)."""
+    """How negatives for bpr/bce are drawn: `uniform` over articles, by `popularity` (count^0.75), or `walk`: half
+    of them where a 3-step walk customer -> article -> buyer -> article on the message-passing graph ends (the
+    articles the ranker's walk and bought-together candidates propose: plausible, hard to tell from a purchase),
+    half uniform."""
     num_negatives: int = 1
     """Negatives per positive for bpr/bce."""
     lr: float = 0.01
@@ -288,6 +291,9 @@ class RankerConfig:
     """With `windows = 0`: the most windows stacked."""
     max_customers: int = 50_000
     """Customers per label window kept for training (a seeded sample beyond it), which bounds the ranker's rows."""
+    recent_similarity: bool = True
+    """Give the ranker the GNN's cosine similarity of a candidate to the customer's most recently bought articles
+    (max and mean): where the candidate lies in the graph model beside what the customer just bought."""
     trees: int = 300
     """The most boosting rounds; with `holdout` > 0, early stopping on the held-out customers chooses how many."""
     learning_rate: float = 0.05

@@ -32,7 +32,7 @@ from hmgnn.console import console, info, progress
 from hmgnn.errors import InputError
 from hmgnn.node_inputs import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, inputs_on, node_inputs
 from hmgnn.graph import load_graph_features
-from hmgnn.interactions import Interactions, WindowTruth, article_sales
+from hmgnn.interactions import Interactions, WindowTruth, article_sales, purchase_matrix
 from hmgnn.models.base import csr_rows, top_k
 from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.sparse import Adjacency
@@ -110,6 +110,42 @@ class EpochGraph:
     customers: torch.Tensor
     articles: torch.Tensor
     weights: torch.Tensor | None
+    walk: WalkSampler | None = None
+    """Draws the `walk` negatives over the message-passing purchases (None with other negatives)."""
+
+
+class WalkSampler:
+    """Articles where a 3-step random walk customer -> article -> buyer -> article ends on the purchase graph, one
+    walk per customer asked for: negatives like the ranker's hardest candidates (bought together with what the
+    customer bought). A customer without purchases gets a uniform article.
+
+    Args:
+        counts: [n_customers, n_articles] purchases the walks run over (any stored entry is an edge).
+    """
+
+    def __init__(self, counts: sp.csr_matrix) -> None:
+        c = counts.tocsr()
+        t = c.T.tocsr()
+        self.c_ptr, self.c_col = torch.from_numpy(c.indptr.astype(np.int64)), torch.from_numpy(c.indices.astype(np.int64))
+        self.a_ptr, self.a_col = torch.from_numpy(t.indptr.astype(np.int64)), torch.from_numpy(t.indices.astype(np.int64))
+        self.n_articles = c.shape[1]
+
+    @staticmethod
+    def _step(ptr: torch.Tensor, col: torch.Tensor, nodes: torch.Tensor,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A uniform neighbour of each node (0 where it has none), and whether it had one."""
+        start, degree = ptr[nodes], ptr[nodes + 1] - ptr[nodes]
+        has = degree > 0
+        pick = (torch.rand(len(nodes), generator=generator, dtype=torch.float64) * degree).long()
+        at = torch.where(has, start + pick, 0)
+        return (col[at] if len(col) else torch.zeros_like(nodes)), has
+
+    def sample(self, customers: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        article, ok = self._step(self.c_ptr, self.c_col, customers, generator)
+        buyer, ok2 = self._step(self.a_ptr, self.a_col, article, generator)
+        end, ok3 = self._step(self.c_ptr, self.c_col, buyer, generator)
+        uniform = torch.randint(self.n_articles, (len(customers),), generator=generator)
+        return torch.where(ok & ok2 & ok3, end, uniform)
 
 
 class Trainer:
@@ -187,7 +223,8 @@ class Trainer:
             w = torch.from_numpy(np.exp2(-age / self.tc.recency_half_life).astype(np.float32))
         else:
             w = None
-        return EpochGraph(adj, inputs, c, a, w)
+        walk = WalkSampler(purchase_matrix(hist, where=mp_mask)) if self.tc.negatives == "walk" else None
+        return EpochGraph(adj, inputs, c, a, w, walk)
 
     def _graph_for_epoch(self) -> EpochGraph:
         if self.tc.supervision == "recent":
@@ -198,11 +235,18 @@ class Trainer:
         return self._epoch_graph(~target, target, self.train_end)
 
     # ---- one epoch -----------------------------------------------------------------------------------------
-    def _negatives(self, count: int) -> torch.Tensor:
+    def _negatives(self, customers: torch.Tensor, per: int, walk: WalkSampler | None) -> torch.Tensor:
+        """[len(customers) * per] negative articles, `per` for each customer in turn (`train.negatives`)."""
         n_articles = self.data.article_x.shape[0]
+        count = len(customers) * per
         if self.tc.negatives == "popularity":
             return torch.multinomial(self.popularity, count, replacement=True, generator=self.generator)
-        return torch.randint(n_articles, (count,), generator=self.generator)
+        uniform = torch.randint(n_articles, (count,), generator=self.generator)
+        if self.tc.negatives == "walk" and walk is not None:
+            walked = walk.sample(customers.cpu().repeat_interleave(per), self.generator)
+            half = torch.rand(count, generator=self.generator) < 0.5
+            return torch.where(half, walked, uniform)
+        return uniform
 
     def train_epoch(self, on_step=None, out_of_time=None) -> float:
         """One pass over the supervision edges; the mean loss. `out_of_time()` (checked after each step, the
@@ -220,14 +264,14 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             c_emb, a_emb = model.embeddings(g.adj, **g.inputs)
             # under torchrun each rank scores its block of the batch (one process: all of it); see distributed.py
-            n, mine, batch_a, batch_w = c.numel(), self.dist.shard(c.numel()), a, w
+            n, mine, batch_a, batch_w, batch_c = c.numel(), self.dist.shard(c.numel()), a, w, c
             c, a, w = c[mine], a[mine], (w[mine] if w is not None else None)
             if tc.loss == "softmax":
                 log_pop = torch.log(self.popularity / self.popularity.sum()).float().to(self.device)
                 loss = model.sampled_softmax_loss(c_emb, a_emb, c, a, log_pop, w, num_negatives=min(8192, n),
                                                   negative_index=batch_a)
             else:
-                neg = self._negatives(n * tc.num_negatives).to(self.device).view(n, tc.num_negatives)[mine]
+                neg = self._negatives(batch_c, tc.num_negatives, g.walk).to(self.device).view(n, tc.num_negatives)[mine]
                 pos = model.score(c_emb, a_emb, c, a)
                 negs = model.decode(c_emb[c].unsqueeze(1), a_emb[neg])
                 if tc.loss == "bpr":

@@ -428,3 +428,22 @@ def test_temporal_variant_trains_and_recommends_with_its_decay(workdir, tmp_path
     out = train.run(_cfg(workdir, "train.edge_half_life=30"), out=tmp_path / "model")
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert ckpt["train_config"]["edge_half_life"] == 30.0
+
+
+def test_walk_negatives_end_three_steps_from_the_customer():
+    from hmgnn.train import WalkSampler
+
+    # customer 0 bought article 0; customer 1 bought articles 0 and 1; customer 2 bought article 2; customer 3 none
+    counts = sp.csr_matrix((np.ones(4), ([0, 1, 1, 2], [0, 0, 1, 2])), shape=(4, 4))
+    walk = WalkSampler(counts)
+    g = torch.Generator().manual_seed(0)
+    ends = walk.sample(torch.tensor([0] * 200 + [2] * 50), g)
+    assert set(ends[:200].tolist()) == {0, 1}  # 0 -> article 0 -> customers 0 or 1 -> their articles
+    assert set(ends[200:].tolist()) == {2}  # 2 -> 2 -> 2 -> 2
+    lone = walk.sample(torch.tensor([3] * 100), g)  # no purchases: uniform articles
+    assert len(set(lone.tolist())) > 1
+
+
+def test_walk_negatives_train(workdir, tmp_path):
+    out = train.run(_cfg(workdir, "train.negatives=walk"), out=tmp_path / "model")
+    assert torch.load(out / "model.pt", weights_only=True)["train_config"]["negatives"] == "walk"

@@ -25,7 +25,7 @@ from hmgnn.models.base import position_in_run, run_starts
 from hmgnn.ranking.candidates import (SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs,
                                       non_candidate_score, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
-from hmgnn.ranking.pairs import GNN_FEATURES, feature_matrix, feature_names
+from hmgnn.ranking.pairs import GNN_FEATURES, RECENT_SIMILARITY, feature_matrix, feature_names
 from hmgnn.ranking.ranker import Ranker
 
 
@@ -96,10 +96,21 @@ class LabelRows:
     window: np.ndarray
     names: list[str]
 
+    def _key(self) -> np.ndarray:
+        return self.window.astype(np.int64) * (int(self.customer.max(initial=0)) + 1) + self.customer
+
     def groups(self, rows: np.ndarray) -> np.ndarray:
         """Row counts of the consecutive (window, customer) groups among the rows where `rows` is set."""
-        key = self.window[rows].astype(np.int64) * (int(self.customer.max(initial=0)) + 1) + self.customer[rows]
+        key = self._key()[rows]
         return np.diff(np.r_[run_starts(key), len(key)]).astype(np.int64)
+
+    def positive_groups(self, rows: np.ndarray) -> np.ndarray:
+        """`rows`, less the (window, customer) groups with no bought candidate among them: the rows a ranker fit on
+        `rows` alone learns from, whatever the other rows hold."""
+        _, inverse = np.unique(self._key(), return_inverse=True)
+        inverse = inverse.ravel()
+        positives = np.bincount(inverse, weights=self.labels * rows, minlength=int(inverse.max(initial=-1)) + 1)
+        return rows & (positives[inverse] > 0)
 
 
 def holdout(labelled: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -150,10 +161,12 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
         is_held[at] = np.isin(rows.customer[at], h)
     t0 = time.perf_counter()
     fits: dict[str, Any] = {}
-    gnn_only = (rows.sources == 1)  # proposed by the GNN alone
+    without_gnn = rows.positive_groups(rows.sources != 1)  # not proposed by the GNN alone, of customers who bought one
     columns = np.array([n not in GNN_FEATURES for n in names])
-    for name, keep_rows, keep_cols in (("gnn", np.ones(len(rows.labels), bool), np.ones(len(names), bool)),
-                                       ("ranker-only", ~gnn_only, columns)):
+    similarity_off = () if rc.recent_similarity else RECENT_SIMILARITY
+    gnn_columns = np.array([n not in similarity_off for n in names])
+    for name, keep_rows, keep_cols in (("gnn", np.ones(len(rows.labels), bool), gnn_columns),
+                                       ("ranker-only", without_gnn, columns)):
         if name == "ranker-only" and gnn_as_of is None:
             continue
         fits[name] = _fit_one(rows, keep_rows, keep_cols, is_held, rc, seed, name)

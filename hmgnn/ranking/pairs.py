@@ -10,6 +10,8 @@ from hmgnn.ranking.candidates import SOURCES, CandidatePairs
 from hmgnn.ranking.features import Snapshot
 
 SCORE_FEATURES = ["gnn_score", "gnn_zscore", "gnn_rank", "walk_score", "walk_rank", "gnn_recent_max", "gnn_recent_mean"]
+RECENT_SIMILARITY = ("gnn_recent_max", "gnn_recent_mean")
+"""The GNN's similarity of a candidate to the customer's recent purchases (`ranker.recent_similarity`)."""
 GNN_FEATURES = ("from_gnn", "gnn_score", "gnn_zscore", "gnn_rank", "gnn_recent_max", "gnn_recent_mean")
 """The features that come from the GNN: `ranker-only` is the ranker fit without them (and without the GNN's
 candidates), which measures what the GNN adds."""
