@@ -17,7 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
-BASELINES = ("popular", "popular-new", "repurchase", "trending")
+from hmgnn.models.baselines import BASELINES
 
 
 def summarise(folder: Path) -> dict:

@@ -171,11 +171,11 @@ class TrainConfig:
     loss: str = "bpr"
     """`bpr` (ranking), `bce` (binary cross-entropy, the reference objective) or `softmax` (sampled softmax
     over in-batch negatives with a log-popularity correction)."""
-    negatives: str = "uniform"
-    """How negatives for bpr/bce are drawn: `uniform` over articles, by `popularity` (count^0.75), or `walk`: half
-    of them where a 3-step walk customer -> article -> buyer -> article on the message-passing graph ends (the
-    articles the ranker's walk and bought-together candidates propose: plausible, hard to tell from a purchase),
-    half uniform."""
+    negatives: str = "walk"
+    """How negatives for bpr/bce are drawn: `walk`: half of them where a 3-step walk customer -> article -> buyer ->
+    article on the message-passing graph ends (the articles the ranker's walk and bought-together candidates
+    propose: plausible, hard to tell from a purchase, so the GNN learns to order the ranker's candidates), half
+    uniform; `uniform` over articles; or by `popularity` (count^0.75)."""
     num_negatives: int = 1
     """Negatives per positive for bpr/bce."""
     lr: float = 0.01

@@ -21,6 +21,7 @@ from hmgnn.metrics import (average_precision_curve, binary_metrics, bootstrap_in
                            map_at_k_curve, ranking_metrics, recall_at_k_curve, to_probability)
 from hmgnn.interactions import Interactions, WindowTruth, article_sales
 from hmgnn.models import Recommender, create_model, model_class
+from hmgnn.models.baselines import BASELINES
 
 PAIRS = {"test": A.TEST_PAIRS_PARQUET, "validation": A.VALIDATION_PAIRS_PARQUET}
 MAP_PLOT = "map_at_k.png"
@@ -215,10 +216,6 @@ def auto_model(cfg: Config, names: list[str]) -> str | None:
     return chosen if chosen in names else None
 
 
-BASELINES = ("popular", "popular-new", "repurchase", "trending")
-"""The one-line models the trained ones are measured against (the best of them by MAP@k is `best_baseline`)."""
-
-
 def _headline(results: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
     """Which model won, its ratio to the best baseline, and the GNN's contribution (`gnn` / `ranker-only`), each
     ratio with a paired 95% bootstrap interval over the scored customers."""
@@ -335,8 +332,9 @@ def _settings(cfg: Config, names: list[str]) -> list[str]:
                      f"articles join the customer's bought articles ({r.bought_candidates}), other colours "
                      f"({r.variant_candidates}), bestsellers ({r.popular_candidates}), trending "
                      f"({r.trending_candidates}) and random-walk neighbours ({r.walk_candidates}) as candidates, "
-                     f"ranked by LightGBM ({r.objective}, {r.trees} trees) trained on label windows before the "
-                     f"test (model/ranker.json lists them).")
+                     f"ranked by LightGBM ({r.objective}, at most {r.trees} trees, as many as early stopping on "
+                     f"held-out label customers keeps) trained on label windows before the test (model/ranker.json "
+                     f"lists them); ranker-only is the same ranker fit without the GNN's candidates and features.")
     return [" ".join(lines), ""]
 
 

@@ -251,15 +251,3 @@ def test_the_non_candidates_mix_follows_the_signal_that_ranks_validation_pairs(g
         assert mix < 0.5 and aucs["0.5"] < 1.0 and aucs["1.0"] == 0.0
     else:
         assert mix >= 0.5 and aucs["0.0"] == 0.0
-
-
-def test_ranker_only_rows_keep_only_customers_who_bought_one_of_them():
-    from hmgnn.ranking.fit import LabelRows
-
-    # window 0: customer 1's only purchase came from the GNN alone; customer 2 bought a walk candidate
-    rows = LabelRows(np.zeros((6, 1), np.float32), np.array([1, 0, 0, 1, 0, 1], np.float32),
-                     np.array([1, 1, 2, 2, 2, 1]), np.arange(6), np.array([1, 2, 2, 32, 1, 2], np.uint8),
-                     np.array([0, 0, 0, 0, 0, 1], np.int16), ["x"])
-    kept = rows.positive_groups(rows.sources != 1)
-    assert kept.tolist() == [False, False, True, True, False, True]
-    assert rows.groups(kept).tolist() == [2, 1]

@@ -447,3 +447,13 @@ def test_walk_negatives_end_three_steps_from_the_customer():
 def test_walk_negatives_train(workdir, tmp_path):
     out = train.run(_cfg(workdir, "train.negatives=walk"), out=tmp_path / "model")
     assert torch.load(out / "model.pt", weights_only=True)["train_config"]["negatives"] == "walk"
+
+
+def test_ranker_only_is_the_same_whatever_the_gnn(trained_workdir, tmp_path):
+    # the ablation is paired: another GNN changes the gnn's ranker, never the ranker fit without it
+    other = train.run(_cfg(trained_workdir, "train.lr=0.05", "train.hidden=8"), out=tmp_path / "model")
+    first = torch.load(trained_workdir / "model" / "model.pt", weights_only=True)
+    second = torch.load(other / "model.pt", weights_only=True)
+    assert first["ranker_only"]["model_text"] == second["ranker_only"]["model_text"]
+    assert first["ranker"]["model_text"] != second["ranker"]["model_text"]
+    assert not set(first["ranker_only"]["features"]) & {"from_gnn", "gnn_score", "gnn_recent_max"}

@@ -48,7 +48,7 @@ def resolve_model_name(name: str, workdir: Any) -> str:
     return auto_choice(folder) if (folder / artifacts.MODEL_PT).is_file() else AUTO_FALLBACK
 
 
-AUTO_CHOICES = ("gnn", "popular", "popular-new", "repurchase", "trending")
+AUTO_CHOICES = ("gnn", *baselines.BASELINES)
 """What `hmgnn train` may choose for `auto`: the gnn, or a baseline that ranked the held-out customers better."""
 
 

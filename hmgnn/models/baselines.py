@@ -11,6 +11,9 @@ from hmgnn.interactions import (Interactions, PurchasePairs, article_sales, deca
                                 window_popularity)
 from hmgnn.models.base import SharedScoreRecommender, register
 
+BASELINES = ("popular", "popular-new", "repurchase", "trending")
+"""The one-line models (the best of them by MAP@12 is "the best baseline"), in the order that breaks their ties."""
+
 
 @register("popular")
 class PopularRecommender(SharedScoreRecommender):

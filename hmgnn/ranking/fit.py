@@ -22,6 +22,7 @@ from hmgnn.console import info, progress
 from hmgnn.interactions import Interactions, LabelWindow, WindowTruth
 from hmgnn.metrics import average_precision_curve, bootstrap_ratio
 from hmgnn.models.base import position_in_run, run_starts
+from hmgnn.models.baselines import BASELINES
 from hmgnn.ranking.candidates import (SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs,
                                       non_candidate_score, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
@@ -85,7 +86,7 @@ def candidate_recall(pairs: CandidatePairs, truth: np.ndarray, n_articles: int) 
 
 @dataclass
 class LabelRows:
-    """The ranker's rows of the label windows, stacked: one per (customer, candidate) of the customers with a bought
+    """One ranker's rows of the label windows, stacked: one per (customer, candidate) of the customers with a bought
     candidate (the others cannot teach an order), grouped by window then customer."""
 
     x: np.ndarray
@@ -103,14 +104,6 @@ class LabelRows:
         """Row counts of the consecutive (window, customer) groups among the rows where `rows` is set."""
         key = self._key()[rows]
         return np.diff(np.r_[run_starts(key), len(key)]).astype(np.int64)
-
-    def positive_groups(self, rows: np.ndarray) -> np.ndarray:
-        """`rows`, less the (window, customer) groups with no bought candidate among them: the rows a ranker fit on
-        `rows` alone learns from, whatever the other rows hold."""
-        _, inverse = np.unique(self._key(), return_inverse=True)
-        inverse = inverse.ravel()
-        positives = np.bincount(inverse, weights=self.labels * rows, minlength=int(inverse.max(initial=-1)) + 1)
-        return rows & (positives[inverse] > 0)
 
 
 def holdout(labelled: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -137,41 +130,38 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
     with message passing up to that day (None: no GNN, and no `ranker-only`)."""
     sizes = rc.sizes()
     reports: list[dict[str, Any]] = []
-    parts: list[tuple[np.ndarray, ...]] = []
+    parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
     held: list[np.ndarray] = []
     names: list[str] = []
     with progress(transient=True) as bar:
         task = bar.add_task("ranker: candidates and features per label window", total=len(windows))
         for i, window in enumerate(windows):
-            part, customers, report, names = _window_part(purchases, window, meta, sizes, gnn_as_of,
-                                                          rc.max_customers, seed + i, rc.gnn_recent_days)
+            found, customers, report, names = _window_part(purchases, window, meta, sizes, gnn_as_of,
+                                                           rc.max_customers, seed + i, rc.gnn_recent_days)
             held.append(holdout(customers, rc.holdout, seed + 1000 + i))
-            parts.append((*part, np.full(len(part[1]), i, np.int16)))
-            reports.append(report | {"trained_customers": int(len(np.unique(part[2]))),
+            for name, part in found.items():
+                parts.setdefault(name, []).append((*part, np.full(len(part[1]), i, np.int16)))
+            reports.append(report | {"trained_customers": int(len(np.unique(found["gnn"][2]))),
                                      "held_out_customers": int(len(held[-1]))})
             bar.advance(task)
-    rows = LabelRows(np.vstack([p[0] for p in parts]), *(np.concatenate([p[j] for p in parts]) for j in range(1, 6)),
-                     names=names)
-    del parts
-    if not len(rows.labels) or rows.labels.min() == rows.labels.max():
-        raise ValueError("no customer of the ranker's label windows bought one of their candidates")
-    is_held = np.zeros(len(rows.labels), bool)
-    for i, h in enumerate(held):
-        at = rows.window == i
-        is_held[at] = np.isin(rows.customer[at], h)
     t0 = time.perf_counter()
-    fits: dict[str, Any] = {}
-    without_gnn = rows.positive_groups(rows.sources != 1)  # not proposed by the GNN alone, of customers who bought one
-    columns = np.array([n not in GNN_FEATURES for n in names])
     similarity_off = () if rc.recent_similarity else RECENT_SIMILARITY
-    gnn_columns = np.array([n not in similarity_off for n in names])
-    for name, keep_rows, keep_cols in (("gnn", np.ones(len(rows.labels), bool), gnn_columns),
-                                       ("ranker-only", without_gnn, columns)):
-        if name == "ranker-only" and gnn_as_of is None:
-            continue
-        fits[name] = _fit_one(rows, keep_rows, keep_cols, is_held, rc, seed, name)
+    columns = {"gnn": np.array([n not in similarity_off for n in names]),
+               "ranker-only": np.array([n not in GNN_FEATURES for n in names])}
+    fits: dict[str, Any] = {}
+    for name, stacked in parts.items():
+        rows = LabelRows(np.vstack([p[0] for p in stacked]), *(np.concatenate([p[j] for p in stacked]) for j in range(1, 6)),
+                         names=names)
+        stacked.clear()
+        if not len(rows.labels) or rows.labels.min() == rows.labels.max():
+            raise ValueError("no customer of the ranker's label windows bought one of their candidates")
+        is_held = np.zeros(len(rows.labels), bool)
+        for i, h in enumerate(held):
+            at = rows.window == i
+            is_held[at] = np.isin(rows.customer[at], h)
+        fits[name] = _fit_one(rows, columns[name], is_held, rc, seed, name)
     ranker, ranker_only = fits["gnn"]["ranker"], fits.get("ranker-only", {}).get("ranker")
-    validation = _validation(rows, held, fits, purchases, windows)
+    validation = _validation(held, fits, purchases, windows)
     seconds = round(time.perf_counter() - t0, 2)
     info(f"ranker: {rc.objective}, {ranker.trees} trees of {fits['gnn']['leaves']} leaves, on "
          f"{fits['gnn']['rows']:,} rows of {fits['gnn']['groups']:,} customers in {len(windows)} window(s), {seconds:.1f} s")
@@ -184,12 +174,12 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
     return ranker, ranker_only, report
 
 
-def _fit_one(rows: LabelRows, keep_rows: np.ndarray, keep_cols: np.ndarray, is_held: np.ndarray, rc: RankerConfig,
-             seed: int, name: str) -> dict[str, Any]:
-    """One ranker over `keep_rows` x `keep_cols`: early-stopped with the held-out customers, its scores of their
-    rows, then refit on every customer with a bought candidate for the trees early stopping chose."""
+def _fit_one(rows: LabelRows, keep_cols: np.ndarray, is_held: np.ndarray, rc: RankerConfig, seed: int,
+             name: str) -> dict[str, Any]:
+    """One ranker over `rows` x `keep_cols`: early-stopped with the held-out customers, its scores of their rows,
+    then refit on every customer for the trees early stopping chose."""
     names = [n for n, k in zip(rows.names, keep_cols) if k]
-    train, valid, every = keep_rows & ~is_held, keep_rows & is_held, keep_rows
+    train, valid, every = ~is_held, is_held, np.ones(len(rows.labels), bool)
     leaves = rc.leaves or capacity(len(rows.groups(every)))
     held_scores = None
     trees = rc.trees
@@ -204,18 +194,14 @@ def _fit_one(rows: LabelRows, keep_rows: np.ndarray, keep_cols: np.ndarray, is_h
         trees = first.trees
         held_scores = (valid, first.predict(rows.x[np.ix_(valid, keep_cols)]))
     with progress(transient=True) as bar:
-        task = bar.add_task(f"ranker ({name}): {rc.objective}, {trees} trees on {int(every.sum()):,} rows", total=trees)
-        ranker = Ranker.fit(rows.x[np.ix_(every, keep_cols)], rows.labels[every], rows.groups(every), names,
+        task = bar.add_task(f"ranker ({name}): {rc.objective}, {trees} trees on {len(rows.labels):,} rows", total=trees)
+        ranker = Ranker.fit(rows.x[:, keep_cols], rows.labels, rows.groups(every), names,
                             trees=trees, on_tree=lambda: bar.advance(task), **settings)
-    return {"ranker": ranker, "leaves": leaves, "held_scores": held_scores, "rows": int(every.sum()),
-            "groups": int(len(rows.groups(every)))}
+    return {"ranker": ranker, "leaves": leaves, "held_scores": held_scores, "rows": int(len(rows.labels)),
+            "groups": int(len(rows.groups(every))), "label_rows": rows}
 
 
-BASELINES = ("popular", "popular-new", "repurchase", "trending")
-"""The one-line models `ranker.holdout`'s customers compare the trained model with (`auto`'s choice)."""
-
-
-def _validation(rows: LabelRows, held: list[np.ndarray], fits: dict[str, Any], purchases: Interactions,
+def _validation(held: list[np.ndarray], fits: dict[str, Any], purchases: Interactions,
                 windows: list[LabelWindow], k: int = 12) -> dict[str, Any]:
     """MAP@k of the held-out customers (every label window's, pooled) for each ranker (its candidates in its
     order, fit without them) and each baseline (fit on the purchases up to their window): the model that
@@ -234,6 +220,7 @@ def _validation(rows: LabelRows, held: list[np.ndarray], fits: dict[str, Any], p
         among[held[i]] = True
         truth = WindowTruth.of(inside, among=among)
         for name, fit in fits.items():
+            rows = fit["label_rows"]
             mask, scores = fit["held_scores"]
             at = rows.window[mask] == i
             top = _top_of(truth.customers, rows.customer[mask][at], np.flatnonzero(mask)[at], scores[at], rows, k)
@@ -284,24 +271,35 @@ def _ap(truth: WindowTruth, top: np.ndarray, k: int) -> np.ndarray:
 
 
 def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta, sizes: dict[str, int],
-                 gnn_as_of: Callable[[Interactions, dt.date], GNNScores] | None, max_customers: int,
-                 seed: int, gnn_recent_days: int) -> tuple[tuple[np.ndarray, ...], np.ndarray, dict[str, Any], list[str]]:
-    """One label window's ranker rows (features, labels, customer, article and source bits of each row) of the
-    customers with a bought candidate, its labelled customers, its report entry and the feature names."""
+                 gnn_as_of: Callable[[Interactions, dt.date], GNNScores] | None, max_customers: int, seed: int,
+                 gnn_recent_days: int) -> tuple[dict[str, tuple[np.ndarray, ...]], np.ndarray, dict[str, Any], list[str]]:
+    """One label window's ranker rows for each fit, `gnn` (every candidate) and, with a GNN, `ranker-only` (the
+    candidates of the other sources, their features computed among themselves as `ranker-only` computes them when it
+    recommends): features, labels, customer, article and source bits of each row of the customers with a bought
+    candidate. Then its labelled customers, its report entry and the feature names."""
     t0 = time.perf_counter()
     # the purchases up to the window feed the message pass only (the snapshot cuts its own copy): not kept alive
     gnn = gnn_as_of(purchases.until(window.as_of), window.as_of) if gnn_as_of is not None else None
     pairs, labels, snapshot, customers, stats = window_rows(purchases, window, meta, sizes, gnn, max_customers, seed,
                                                             gnn_recent_days)
-    has_positive = np.bincount(pairs.customer, weights=labels, minlength=purchases.n_customers) > 0
-    keep = has_positive[pairs.customer]
-    pairs, labels = pairs.subset(keep), labels[keep]
-    x = feature_matrix(snapshot, pairs)
+    found = {"gnn": _rows_of(snapshot, pairs, labels, purchases.n_customers)}
+    if gnn is not None:
+        others = pairs.sources != 1  # proposed by another source than the GNN (too)
+        found["ranker-only"] = _rows_of(snapshot, pairs.subset(others), labels[others], purchases.n_customers)
     report = {**asdict(window), "as_of": window.as_of.isoformat(), "end": window.end.isoformat(), **stats,
               "seconds": round(time.perf_counter() - t0, 2)}
     info(f"ranker: window {window.as_of + dt.timedelta(days=1)}..{window.end}: {stats['customers']:,} customers, "
          f"{stats['pairs']:,} candidate pairs, candidate recall {stats['recall']['all']:.3f}")
-    return (x, labels, pairs.customer, pairs.article, pairs.sources), customers, report, feature_names(snapshot)
+    return found, customers, report, feature_names(snapshot)
+
+
+def _rows_of(snapshot: Snapshot, pairs: CandidatePairs, labels: np.ndarray, n_customers: int) -> tuple[np.ndarray, ...]:
+    """The rows of the customers with a bought candidate among `pairs` (the others cannot teach an order): features,
+    labels, customer, article, source bits."""
+    has_positive = np.bincount(pairs.customer, weights=labels, minlength=n_customers) > 0
+    keep = has_positive[pairs.customer]
+    pairs, labels = pairs.subset(keep), labels[keep]
+    return feature_matrix(snapshot, pairs), labels, pairs.customer, pairs.article, pairs.sources
 
 
 REST_MIXES = tuple(round(m / 10, 1) for m in range(11))
