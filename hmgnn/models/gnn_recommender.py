@@ -130,12 +130,16 @@ class GNNRecommender(Recommender):
         return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size,
                    use_ranker=cls.name == "gnn")
 
-    @torch.no_grad()
-    def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
+    def _check_catalogue(self, interactions: Interactions) -> None:
+        """The purchases must index the customers and articles the model was trained on."""
         if (interactions.n_customers, interactions.n_articles) != (self.model.num_customers, self.model.num_articles):
             raise InputError(f"the model was trained on {self.model.num_customers} customers x "
                              f"{self.model.num_articles} articles, the data has {interactions.n_customers} x "
                              f"{interactions.n_articles}; retrain with `hmgnn train --force`")
+
+    @torch.no_grad()
+    def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
+        self._check_catalogue(interactions)
         # the message pass (torch, GIL-free) runs in a thread beside the snapshot's pair statistics (mostly numpy)
         with ThreadPoolExecutor(1) as side:
             embedded = side.submit(embeddings_as_of, self.model, self.checkpoint["recipe"],
@@ -330,10 +334,7 @@ class RankerOnlyRecommender(GNNRecommender):
         self.rest_mix = 1.0
 
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
-        if (interactions.n_customers, interactions.n_articles) != (self.model.num_customers, self.model.num_articles):
-            raise InputError(f"the model was trained on {self.model.num_customers} customers x "
-                             f"{self.model.num_articles} articles, the data has {interactions.n_customers} x "
-                             f"{interactions.n_articles}; retrain with `hmgnn train --force`")
+        self._check_catalogue(interactions)
         self.snapshot = Snapshot(interactions, as_of, self.meta)
         self.gnn = None  # no message pass: nothing of the GNN reaches this model
         self._prepare_ranking()
