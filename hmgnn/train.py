@@ -213,7 +213,8 @@ class Trainer:
 
     def _epoch_graph(self, mp_mask: np.ndarray, target_mask: np.ndarray, as_of: dt.date) -> EpochGraph:
         hist = self.train_history
-        adj = build_adjacency(hist, mp_mask, as_of=as_of, half_life=self.tc.edge_half_life).to(self.device)
+        counts = purchase_matrix(hist, where=mp_mask)  # the adjacency's pairs and the walk negatives' graph
+        adj = build_adjacency(hist, mp_mask, counts=counts, as_of=as_of, half_life=self.tc.edge_half_life).to(self.device)
         inputs = inputs_on(node_inputs(self.tc.recipe, self.tc.time_features, self.data.customer_x,
                                  self.data.article_x, hist, as_of, mp_mask), self.device)
         c = torch.from_numpy(hist.customer_index[target_mask].astype(np.int64))
@@ -223,7 +224,7 @@ class Trainer:
             w = torch.from_numpy(np.exp2(-age / self.tc.recency_half_life).astype(np.float32))
         else:
             w = None
-        walk = WalkSampler(purchase_matrix(hist, where=mp_mask)) if self.tc.negatives == "walk" else None
+        walk = WalkSampler(counts) if self.tc.negatives == "walk" else None
         return EpochGraph(adj, inputs, c, a, w, walk)
 
     def _graph_for_epoch(self) -> EpochGraph:

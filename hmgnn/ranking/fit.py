@@ -93,7 +93,6 @@ class LabelRows:
     labels: np.ndarray
     customer: np.ndarray
     article: np.ndarray
-    sources: np.ndarray
     window: np.ndarray
     names: list[str]
 
@@ -150,7 +149,7 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
                "ranker-only": np.array([n not in GNN_FEATURES for n in names])}
     fits: dict[str, Any] = {}
     for name, stacked in parts.items():
-        rows = LabelRows(np.vstack([p[0] for p in stacked]), *(np.concatenate([p[j] for p in stacked]) for j in range(1, 6)),
+        rows = LabelRows(np.vstack([p[0] for p in stacked]), *(np.concatenate([p[j] for p in stacked]) for j in range(1, 5)),
                          names=names)
         stacked.clear()
         if not len(rows.labels) or rows.labels.min() == rows.labels.max():
@@ -179,8 +178,9 @@ def _fit_one(rows: LabelRows, keep_cols: np.ndarray, is_held: np.ndarray, rc: Ra
     """One ranker over `rows` x `keep_cols`: early-stopped with the held-out customers, its scores of their rows,
     then refit on every customer for the trees early stopping chose."""
     names = [n for n, k in zip(rows.names, keep_cols) if k]
-    train, valid, every = ~is_held, is_held, np.ones(len(rows.labels), bool)
-    leaves = rc.leaves or capacity(len(rows.groups(every)))
+    train, valid = ~is_held, is_held
+    groups = rows.groups(np.ones(len(rows.labels), bool))
+    leaves = rc.leaves or capacity(len(groups))
     held_scores = None
     trees = rc.trees
     settings = dict(objective=rc.objective, learning_rate=rc.learning_rate, leaves=leaves, seed=seed)
@@ -195,10 +195,10 @@ def _fit_one(rows: LabelRows, keep_cols: np.ndarray, is_held: np.ndarray, rc: Ra
         held_scores = (valid, first.predict(rows.x[np.ix_(valid, keep_cols)]))
     with progress(transient=True) as bar:
         task = bar.add_task(f"ranker ({name}): {rc.objective}, {trees} trees on {len(rows.labels):,} rows", total=trees)
-        ranker = Ranker.fit(rows.x[:, keep_cols], rows.labels, rows.groups(every), names,
+        ranker = Ranker.fit(rows.x[:, keep_cols], rows.labels, groups, names,
                             trees=trees, on_tree=lambda: bar.advance(task), **settings)
     return {"ranker": ranker, "leaves": leaves, "held_scores": held_scores, "rows": int(len(rows.labels)),
-            "groups": int(len(rows.groups(every))), "label_rows": rows}
+            "groups": int(len(groups)), "label_rows": rows}
 
 
 def _validation(held: list[np.ndarray], fits: dict[str, Any], purchases: Interactions,
@@ -223,7 +223,7 @@ def _validation(held: list[np.ndarray], fits: dict[str, Any], purchases: Interac
             rows = fit["label_rows"]
             mask, scores = fit["held_scores"]
             at = rows.window[mask] == i
-            top = _top_of(truth.customers, rows.customer[mask][at], np.flatnonzero(mask)[at], scores[at], rows, k)
+            top = _top_of(truth.customers, rows, np.flatnonzero(mask)[at], scores[at], k)
             ap[name].append(_ap(truth, top, k))
         seen = purchases.until(window.as_of)
         for name in BASELINES:
@@ -251,12 +251,12 @@ def auto_choice(maps: dict[str, float]) -> str:
     return "gnn" if maps["gnn"] >= maps[best] else best
 
 
-def _top_of(customers: np.ndarray, row_customer: np.ndarray, row_index: np.ndarray, scores: np.ndarray,
-            rows: LabelRows, k: int) -> np.ndarray:
-    """[len(customers), k] articles of each customer's k best-scored candidate rows (-1 where fewer)."""
-    article = rows.article[row_index]
-    order = np.lexsort((article, -scores, row_customer))
-    c, a = row_customer[order], article[order]
+def _top_of(customers: np.ndarray, rows: LabelRows, row_index: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """[len(customers), k] articles of each customer's k best-scored rows among `rows[row_index]` (scored `scores`;
+    -1 where fewer)."""
+    customer, article = rows.customer[row_index], rows.article[row_index]
+    order = np.lexsort((article, -scores, customer))
+    c, a = customer[order], article[order]
     slot = position_in_run(c)
     top = np.full((len(customers), k), -1, np.int64)
     keep = slot < k
@@ -275,8 +275,7 @@ def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta
                  gnn_recent_days: int) -> tuple[dict[str, tuple[np.ndarray, ...]], np.ndarray, dict[str, Any], list[str]]:
     """One label window's ranker rows for each fit, `gnn` (every candidate) and, with a GNN, `ranker-only` (the
     candidates of the other sources, their features computed among themselves as `ranker-only` computes them when it
-    recommends): features, labels, customer, article and source bits of each row of the customers with a bought
-    candidate. Then its labelled customers, its report entry and the feature names."""
+    recommends): features, labels, customer and article of each row of the customers with a bought candidate. Then its labelled customers, its report entry and the feature names."""
     t0 = time.perf_counter()
     # the purchases up to the window feed the message pass only (the snapshot cuts its own copy): not kept alive
     gnn = gnn_as_of(purchases.until(window.as_of), window.as_of) if gnn_as_of is not None else None
@@ -295,11 +294,11 @@ def _window_part(purchases: Interactions, window: LabelWindow, meta: ArticleMeta
 
 def _rows_of(snapshot: Snapshot, pairs: CandidatePairs, labels: np.ndarray, n_customers: int) -> tuple[np.ndarray, ...]:
     """The rows of the customers with a bought candidate among `pairs` (the others cannot teach an order): features,
-    labels, customer, article, source bits."""
+    labels, customer, article."""
     has_positive = np.bincount(pairs.customer, weights=labels, minlength=n_customers) > 0
     keep = has_positive[pairs.customer]
     pairs, labels = pairs.subset(keep), labels[keep]
-    return feature_matrix(snapshot, pairs), labels, pairs.customer, pairs.article, pairs.sources
+    return feature_matrix(snapshot, pairs), labels, pairs.customer, pairs.article
 
 
 REST_MIXES = tuple(round(m / 10, 1) for m in range(11))

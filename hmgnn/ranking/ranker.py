@@ -45,7 +45,7 @@ class Ranker:
         """Fit on rows grouped by customer (`groups`: the row count of each consecutive group); `on_tree()` is
         called after each boosting round (progress). With `valid` (x, labels, groups of held-out customers), the
         trees stop once MAP@12 on them has not improved for `patience` rounds, and the model keeps the best
-        round's trees (`best_trees`)."""
+        round's trees (`trees` says how many)."""
         import lightgbm
 
         if objective not in OBJECTIVES:
