@@ -213,6 +213,10 @@ class TrainConfig:
     edge_half_life: float = 0.0
     """The temporal variant: half-life (days before the as-of day) of a purchase's weight in message passing, so
     that a node averages its recent neighbours more than old ones; 0 weighs every purchase alike."""
+    own_edges: bool = False
+    """Score a pair the customer bought before with a learned term of that edge too (how often and how recently
+    bought), beside the dot product of the two embeddings: the GNN then tells the customer's own articles from
+    articles merely near them, as ID-GNN marks the customer's own node (`HeteroSAGE`'s own-edge term)."""
     refit: str = "auto"
     """After early stopping, train a second GNN from scratch for the best epoch count on every purchase up to
     the end of validation, and recommend with it (the first one, trained before the ranker's label windows,
@@ -251,7 +255,7 @@ class TrainConfig:
             return self
         return dataclasses.replace(self, hidden=128, layers=2, id_embeddings=False, time_features=False,
                                    decoder="dot", combine="last", loss="bce", negatives="uniform", num_negatives=1,
-                                   supervision="disjoint", recency_half_life=0.0, refit="never")
+                                   supervision="disjoint", recency_half_life=0.0, refit="never", own_edges=False)
 
 
 RANKER_OBJECTIVES = ("lambdarank", "binary")
@@ -341,9 +345,15 @@ class EvaluateConfig:
     """Which window to score: `test` (models see history+validation) or `validation` (models see history)."""
     max_k_plot: int = 100
     """Largest K in the Recall@K / MAP@K curves."""
+    threshold: str = "validation"
+    """Where accuracy and F1 cut the mapped probabilities: `validation` (scoring the test window: each model, fit as of
+    the validation window, cuts where F1 is best on split/'s validation pairs, then that cut is applied to the test
+    pairs; costs each model a second fit) or `median` (0.5: the pairs' median score for rank-mapped models)."""
 
     def __post_init__(self) -> None:
         _check_positive("evaluate", k=self.k, max_k_plot=self.max_k_plot)
+        if self.threshold not in ("validation", "median"):
+            raise ConfigError(f"evaluate.threshold must be 'validation' or 'median', got {self.threshold!r}")
         if not self.models:
             raise ConfigError("evaluate.models must name at least one model, e.g. ['popular', 'trending']")
         if self.window not in ("test", "validation"):

@@ -17,8 +17,8 @@ import polars as pl
 from hmgnn import artifacts as A
 from hmgnn.config import Config, EvaluateConfig
 from hmgnn.console import info, progress
-from hmgnn.metrics import (average_precision_curve, binary_metrics, bootstrap_interval, bootstrap_ratio,
-                           map_at_k_curve, ranking_metrics, recall_at_k_curve, to_probability)
+from hmgnn.metrics import (average_precision_curve, best_f1_threshold, binary_metrics, bootstrap_interval,
+                           bootstrap_ratio, map_at_k_curve, ranking_metrics, recall_at_k_curve, to_probability)
 from hmgnn.interactions import Interactions, WindowTruth, article_sales
 from hmgnn.models import Recommender, create_model, model_class
 from hmgnn.models.baselines import BASELINES
@@ -99,8 +99,18 @@ def load_window(split: Path, tables: Path, window: str) -> ScoredWindow:
                "scored_customers": len(truth.customers), "as_of": (start - dt.timedelta(days=1)).isoformat()})
 
 
-def evaluate_model(model: Recommender, data: ScoredWindow, cfg: EvaluateConfig) -> dict[str, Any]:
-    """Fit `model` on what the window allows, rank every article for every scored customer, and measure."""
+def choose_threshold(model: Recommender, validation: ScoredWindow) -> float:
+    """The cut on `model`'s mapped probabilities with the best F1 on the validation window's pairs, the model fit
+    on what that window allows (so no test purchase chooses it)."""
+    model.fit(validation.seen, validation.as_of)
+    scores = model.score(validation.pairs["customer_index"].to_numpy(), validation.pairs["article_index"].to_numpy())
+    return best_f1_threshold(validation.pairs["label"].to_numpy(), to_probability(scores, model.score_kind))
+
+
+def evaluate_model(model: Recommender, data: ScoredWindow, cfg: EvaluateConfig,
+                   threshold: float | None = None) -> dict[str, Any]:
+    """Fit `model` on what the window allows, rank every article for every scored customer, and measure;
+    accuracy and F1 cut the mapped probabilities at `threshold` (chosen on validation; None: 0.5)."""
     t0 = time.perf_counter()
     model.fit(data.seen, data.as_of)
     t1 = time.perf_counter()
@@ -115,7 +125,8 @@ def evaluate_model(model: Recommender, data: ScoredWindow, cfg: EvaluateConfig) 
     binary = {"auc": nan, "ap": nan, "accuracy": nan, "f1": nan}
     if data.pairs is not None and data.pairs.height:
         scores = model.score(data.pairs["customer_index"].to_numpy(), data.pairs["article_index"].to_numpy())
-        binary = binary_metrics(data.pairs["label"].to_numpy(), to_probability(scores, model.score_kind))
+        binary = binary_metrics(data.pairs["label"].to_numpy(), to_probability(scores, model.score_kind),
+                                0.5 if threshold is None else threshold)
     recall = recall_at_k_curve(hits, n_relevant)
     metrics[f"recall@{depth}"] = float(recall[-1])  # a retrieval stage's reach: what a ranker could reorder
     # how sure the MAP@k is (customers resampled), and how it splits between customers with and without history
@@ -135,7 +146,8 @@ def evaluate_model(model: Recommender, data: ScoredWindow, cfg: EvaluateConfig) 
         "ap": ap,  # per scored customer, for paired comparisons between models
         "details": {"repr": repr(model), "fit_s": round(t1 - t0, 3), "recommend_s": round(t2 - t1, 3),
                     "cold_start_customers": int(cold.sum()),
-                    "score_mapping": model.score_kind, **segments},
+                    "score_mapping": model.score_kind, "threshold": 0.5 if threshold is None else threshold,
+                    "threshold_from": "fixed" if threshold is None else "validation pairs", **segments},
     }
 
 
@@ -170,12 +182,17 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         return out
 
     data = load_window(split, tables, cfg.evaluate.window)
+    validation = None  # the window that chooses each model's accuracy and F1 cut
+    if cfg.evaluate.threshold == "validation" and data.name == "test" and data.pairs is not None:
+        validation = load_window(split, tables, "validation")
+        validation = validation if validation.pairs is not None and validation.pairs.height else None
     results: dict[str, dict[str, Any]] = {}
     with progress(transient=True) as bar:
         task = bar.add_task("evaluate", total=len(names))
         for name in names:
             bar.update(task, description=f"evaluate: {name} (fit, rank {len(data.customers):,} customers, score pairs)")
-            results[name] = evaluate_model(create_model(name, cfg), data, cfg.evaluate)
+            threshold = choose_threshold(create_model(name, cfg), validation) if validation is not None else None
+            results[name] = evaluate_model(create_model(name, cfg), data, cfg.evaluate, threshold)
             r = results[name]
             info(f"  {name}: map@{cfg.evaluate.k} {r['metrics'][f'map@{cfg.evaluate.k}']:.5f} "
                  f"(fit {r['details']['fit_s']:.1f}s, rank {r['details']['recommend_s']:.1f}s)")
@@ -383,10 +400,16 @@ def _report(metrics: dict[str, Any], data: ScoredWindow, results: dict[str, dict
         share = float(data.pairs["label"].mean()) if data.pairs.height else 0.0
         lines.append(f"- **auc, ap, accuracy, f1** (scikit-learn) on the {data.pairs.height:,} fixed pairs of "
                      f"split/{data.pairs_file} with kind positive or uniform ({share:.1%} positive); accuracy and "
-                     "F1 threshold the mapped probability at 0.5. Scores were mapped to (0, 1) as follows:")
+                     "F1 predict bought where the mapped probability reaches a cut: "
+                     + ("each model's cut with the best F1 on the validation window's pairs (the model fit as of "
+                        "that window), shown below" if any(results[n]["details"].get("threshold_from") ==
+                                                            "validation pairs" for n in names)
+                        else "0.5")
+                     + ". Scores were mapped to (0, 1) as follows:")
         for n in names:
             kind = results[n]["details"]["score_mapping"]
-            lines.append(f"  - {n}: {SCORE_MAPPING.get(kind, kind)}")
+            cut = results[n]["details"].get("threshold", 0.5)
+            lines.append(f"  - {n}: {SCORE_MAPPING.get(kind, kind)}; cut at {cut:.4f}")
     else:
         lines.append(f"- The binary metrics are n/a: split/ holds no {PAIRS[data.name]}.")
     lines += ["", "## Models", ""]

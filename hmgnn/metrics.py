@@ -104,6 +104,22 @@ def to_probability(scores: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown score kind {kind!r} (logit, probability or rank)")
 
 
+def best_f1_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The threshold on `probabilities` (predict bought where >= it) with the largest F1 on these pairs; among
+    equal F1s the highest (fewest positives predicted). 0.5 where the pairs hold no positive."""
+    labels = np.asarray(labels).astype(bool)
+    p = np.asarray(probabilities, np.float64)
+    if not labels.any():
+        return 0.5
+    order = np.argsort(-p, kind="stable")
+    p, labels = p[order], labels[order]
+    last = np.r_[p[1:] != p[:-1], True]  # each distinct value's last pair: the cut "predict >= that value"
+    tp = np.cumsum(labels)[last]
+    predicted = (np.arange(len(p)) + 1)[last]
+    f1 = 2 * tp / (predicted + labels.sum())
+    return float(p[last][int(np.argmax(f1))])  # argmax: the first (highest threshold) among the best
+
+
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """ROC-AUC, average precision, accuracy and F1 (at `threshold`) of bought-or-not predictions."""
     from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score

@@ -4,12 +4,15 @@ and trend, recomputed at every as-of day (so they never leak), and the purchase 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hmgnn.interactions import Interactions, article_sales, purchase_matrix
+from hmgnn.interactions import Interactions, PurchasePairs, article_sales, purchase_matrix
+from hmgnn.models.base import csr_rows, stored_at
+from hmgnn.models.gnn import HeteroSAGE, own_edge_basis
 from hmgnn.models.sparse import Adjacency
 
 CUSTOMER_TIME_FEATURES = ["log_purchases", "log_days_since_last", "log_purchases_28d", "has_history"]
@@ -61,6 +64,52 @@ def build_adjacency(inter: Interactions, mask: np.ndarray | None = None, counts:
         counts = purchase_matrix(inter, where=mask)
     return Adjacency.from_counts(torch.from_numpy(counts.indptr), torch.from_numpy(counts.indices),
                                  torch.from_numpy(counts.data), inter.n_customers, inter.n_articles)
+
+
+@dataclass(frozen=True)
+class OwnEdges:
+    """The pairs each customer bought up to an as-of day, for the GNN's own-edge term (`HeteroSAGE.own_term`).
+
+    Args:
+        times: customer x article purchases per pair bought (the pattern: sorted indices).
+        last: the same pattern's days from the last purchase to the as-of day, plus one (as `Snapshot.last_bought`
+            stores them, so the ranker's snapshot lends its matrices without a copy).
+    """
+
+    times: sp.csr_matrix
+    last: sp.csr_matrix
+
+    @classmethod
+    def of(cls, inter: Interactions, as_of: dt.date, mask: np.ndarray | None = None) -> OwnEdges:
+        """The pairs bought among the purchases (those where `mask` is set), none after `as_of`."""
+        visible = inter if mask is None else inter.subset(mask)
+        pairs = PurchasePairs(visible, visible.days_before(as_of))
+        return cls(pairs.matrix(pairs.counts()), pairs.matrix(pairs.reduce(np.minimum, pairs.days) + 1.0))
+
+    @staticmethod
+    def _terms(model: HeteroSAGE, times: np.ndarray, last: np.ndarray, device: torch.device) -> torch.Tensor:
+        basis = own_edge_basis(torch.from_numpy(times).to(device), torch.from_numpy(last - 1.0).to(device))
+        return model.own_term(basis)
+
+    def pairs(self, model: HeteroSAGE, customers: np.ndarray, articles: np.ndarray,
+              device: torch.device) -> torch.Tensor:
+        """[P] own-edge terms of the pairs (customers[i], articles[i]); 0 where the pair was not bought."""
+        at = stored_at(self.times, np.asarray(customers, np.int64), np.asarray(articles, np.int64))
+        out = torch.zeros(len(at), device=device)
+        hit = np.flatnonzero(at >= 0)
+        if len(hit):
+            entries = at[hit]
+            out[torch.from_numpy(hit).to(device)] = self._terms(model, self.times.data[entries],
+                                                                self.last.data[entries], device)
+        return out
+
+    def rows(self, model: HeteroSAGE, customers: np.ndarray,
+             device: torch.device) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """(row in `customers`, article, own-edge term) of every pair these customers bought."""
+        customers = np.asarray(customers, np.int64)
+        r, a, times = csr_rows(self.times, customers)
+        last = csr_rows(self.last, customers)[2]  # the same pattern: the same entries in the same order
+        return r, a, self._terms(model, times, last, device)
 
 
 def node_inputs(recipe: str, with_time: bool, customer_x: torch.Tensor, article_x: torch.Tensor,

@@ -30,7 +30,8 @@ from hmgnn.device import resolve_device
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import InputError
-from hmgnn.node_inputs import ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, build_adjacency, inputs_on, node_inputs
+from hmgnn.node_inputs import (ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, OwnEdges, build_adjacency, inputs_on,
+                               node_inputs)
 from hmgnn.graph import load_graph_features
 from hmgnn.interactions import Interactions, WindowTruth, article_sales, purchase_matrix
 from hmgnn.models.base import csr_rows, top_k
@@ -97,7 +98,20 @@ def build_model(tc: TrainConfig, data: TrainingData) -> HeteroSAGE:
         customer_channels=data.customer_x.shape[1], article_channels=data.article_x.shape[1],
         customer_extra_channels=extra_c, article_extra_channels=extra_a, hidden_channels=tc.hidden,
         num_layers=tc.layers, id_embeddings=tc.id_embeddings, dropout=tc.dropout, decoder=tc.decoder,
-        combine=tc.combine)
+        combine=tc.combine, own_edges=tc.own_edges)
+
+
+OWN_LR_SCALE = 10.0
+"""The own-edge term's learning rate, in multiples of `train.lr`: Adam moves each weight by about the learning rate
+per step, and its five weights must reach the scale of the embeddings' dot products within the epochs early
+stopping allows, where each embedding weight moves only a little of a score."""
+
+
+def param_groups(model: HeteroSAGE, lr: float) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: the own-edge term at OWN_LR_SCALE x `lr`, everything else at `lr`."""
+    own = list(model.own.parameters()) if model.own is not None else []
+    rest = [p for name, p in model.named_parameters() if not name.startswith("own.")]
+    return [{"params": rest}] + ([{"params": own, "lr": lr * OWN_LR_SCALE}] if own else [])
 
 
 @dataclass
@@ -112,6 +126,8 @@ class EpochGraph:
     weights: torch.Tensor | None
     walk: WalkSampler | None = None
     """Draws the `walk` negatives over the message-passing purchases (None with other negatives)."""
+    own: OwnEdges | None = None
+    """The message-passing purchases' pairs, for the own-edge term (None without `train.own_edges`)."""
 
 
 class WalkSampler:
@@ -157,7 +173,7 @@ class Trainer:
         self.tc, self.seed, self.data, self.device, self.validates = tc, seed, data, device, validate
         torch.manual_seed(seed)
         self.model = build_model(tc, data).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.optimizer = torch.optim.Adam(param_groups(self.model, tc.lr), lr=tc.lr, weight_decay=tc.weight_decay)
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0
         self.best_map = -1.0
@@ -203,6 +219,7 @@ class Trainer:
         self.val_adj = build_adjacency(hist, as_of=self.data.history_end, half_life=tc.edge_half_life).to(self.device)
         self.val_inputs = inputs_on(node_inputs(tc.recipe, tc.time_features, self.data.customer_x, self.data.article_x,
                                           hist, self.data.history_end), self.device)
+        self.val_own = OwnEdges.of(hist, self.data.history_end) if tc.own_edges else None
         # only customers with a history: the others get the cold-start fallback, never the GNN or the ranker, so
         # their GNN scores (an untrained ID embedding, no neighbours) would only add noise to early stopping
         warm = np.bincount(hist.customer_index, minlength=hist.n_customers) > 0
@@ -225,7 +242,8 @@ class Trainer:
         else:
             w = None
         walk = WalkSampler(counts) if self.tc.negatives == "walk" else None
-        return EpochGraph(adj, inputs, c, a, w, walk)
+        own = OwnEdges.of(hist, as_of, mp_mask) if self.tc.own_edges else None
+        return EpochGraph(adj, inputs, c, a, w, walk, own)
 
     def _graph_for_epoch(self) -> EpochGraph:
         if self.tc.supervision == "recent":
@@ -275,6 +293,11 @@ class Trainer:
                 neg = self._negatives(batch_c, tc.num_negatives, g.walk).to(self.device).view(n, tc.num_negatives)[mine]
                 pos = model.score(c_emb, a_emb, c, a)
                 negs = model.decode(c_emb[c].unsqueeze(1), a_emb[neg])
+                if g.own is not None:  # the pairs bought before also score their own edge's term
+                    c_np = c.cpu().numpy()
+                    pos = pos + g.own.pairs(model, c_np, a.cpu().numpy(), self.device)
+                    negs = negs + g.own.pairs(model, np.repeat(c_np, neg.shape[1]), neg.cpu().numpy().ravel(),
+                                              self.device).view(neg.shape)
                 if tc.loss == "bpr":
                     loss = model.bpr_loss(pos, negs, w)
                 else:
@@ -299,12 +322,16 @@ class Trainer:
         return self.model.embeddings(self.val_adj, **self.val_inputs)
 
     @torch.no_grad()
-    def validate(self, drop_bought: bool = False) -> float:
+    def validate(self, drop_bought: bool | None = None) -> float:
         """MAP@12 of the raw GNN scores on the validation window (full ranking over all articles); `drop_bought`
-        leaves out each customer's bought articles, as a peer like ALS ranks."""
+        leaves out each customer's bought articles, as a peer like ALS ranks. By default (the early-stopping
+        criterion) a model with the own-edge term is judged without them: the term ranks the bought articles,
+        and early stopping keeps the epoch whose embeddings rank the articles new to each customer best."""
+        if drop_bought is None:
+            drop_bought = self.tc.own_edges
         c_emb, a_emb = self.embeddings_for_validation()
         bought = self.data.history.user_items() if drop_bought else None
-        return validation_map(self.model, c_emb, a_emb, self.val_truth, bought=bought)
+        return validation_map(self.model, c_emb, a_emb, self.val_truth, bought=bought, own=self.val_own)
 
     def batch_size(self, targets: int) -> int:
         """Positives per step: `train.batch_size`, smaller where that would leave fewer than `train.min_steps`
@@ -334,7 +361,7 @@ class Trainer:
         """Drops what only the epochs need (the epoch and validation graphs, the training purchases, the optimizer's
         moments, the best state once loaded), so that the refit and the ranker stage that follow have that memory;
         the model, the log and the counters (steps per epoch among them) stay."""
-        self._fixed = self.val_adj = self.val_inputs = self.train_history = None
+        self._fixed = self.val_adj = self.val_inputs = self.val_own = self.train_history = None
         self.optimizer = self.best_state = None
 
     # ---- early stopping and the time budget ---------------------------------------------------------------------
@@ -379,14 +406,18 @@ def target_span(days: np.ndarray, target_days: int, min_targets: int) -> int:
 
 @torch.no_grad()
 def validation_map(model: HeteroSAGE, c_emb: torch.Tensor, a_emb: torch.Tensor,
-                   truth: WindowTruth, k: int = 12, chunk: int = 1024, bought: sp.csr_matrix | None = None) -> float:
+                   truth: WindowTruth, k: int = 12, chunk: int = 1024, bought: sp.csr_matrix | None = None,
+                   own: OwnEdges | None = None) -> float:
     """MAP@k of the GNN's top-k of every article; with `bought` (customers x articles), the stored pairs are left
-    out of each customer's ranking."""
+    out of each customer's ranking; `own`, the pairs bought as of the embeddings' day, for the own-edge term."""
     customers = truth.customers
     tops = []
     for s in range(0, len(customers), chunk):
         idx = torch.from_numpy(customers[s:s + chunk].astype(np.int64)).to(c_emb.device)
         scores = model.score_all(c_emb, a_emb, idx)
+        if own is not None and model.own_edges:
+            rows, cols, term = own.rows(model, customers[s:s + chunk].astype(np.int64), c_emb.device)
+            scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] += term
         if bought is not None:
             rows, cols, _ = csr_rows(bought, customers[s:s + chunk].astype(np.int64))
             scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = -torch.inf
@@ -490,8 +521,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     trainer.restore_best()
     # the GNN alone (`gnn-retrieval`) leaves out each customer's bought articles where that ranks the validation
     # window better (data where nobody buys the same article twice); the two-stage gnn has its own bought source.
-    # best_map is the best state's validation MAP with every article ranked
-    retrieval_drops_bought = bool(trainer.dist.is_main and trainer.validate(drop_bought=True) > trainer.best_map)
+    retrieval_drops_bought = bool(trainer.dist.is_main
+                                  and trainer.validate(drop_bought=True) > trainer.validate(drop_bought=False))
     trainer.release()
     final, refit = trainer.model, None
     if tc.refit == "always" or (tc.refit == "auto" and windows is not None and len(windows) > 1):
@@ -510,7 +541,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         def gnn_as_of(seen: Interactions, as_of: dt.date) -> GNNScores:
             c_emb, a_emb = embeddings_as_of(model, tc.recipe, tc.time_features, data.customer_x, data.article_x,
                                             seen, as_of, device, edge_half_life=tc.edge_half_life)
-            return GNNScores(model, c_emb, a_emb, device)
+            return GNNScores(model, c_emb, a_emb, device, own=None)  # the ranker reads the embeddings' scores
 
         try:
             ranker, ranker_only, ranker_report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of,

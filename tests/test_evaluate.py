@@ -139,6 +139,8 @@ def test_evaluate_writes_the_known_metrics(workdir):
         low, high = details["map_ci95"]
         assert low <= m["models"][name]["map@12"] <= high, name
         assert details["warm_customers"] + details["cold_customers"] == m["split"]["scored_customers"]
+        # no validation pairs in this split: accuracy and F1 cut at 0.5
+        assert (details["threshold_from"], details["threshold"]) == ("fixed", 0.5), name
     for png in ("map_at_k.png", "recall_at_k.png", "popularity.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 

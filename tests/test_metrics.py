@@ -4,7 +4,7 @@ ranking metrics, and the binary metrics with ties."""
 import numpy as np
 import pytest
 
-from hmgnn.metrics import (binary_metrics, hits_matrix, map_at_k_curve, ranking_metrics, recall_at_k_curve,
+from hmgnn.metrics import (best_f1_threshold, binary_metrics, hits_matrix, map_at_k_curve, ranking_metrics, recall_at_k_curve,
                            to_probability)
 
 
@@ -95,6 +95,21 @@ def test_binary_metrics_with_ties():
     assert m["accuracy"] == pytest.approx(3 / 4)  # 0.5 counts as positive
     assert m["f1"] == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
     assert m["ap"] == pytest.approx(1 * 0.5 + (2 / 3) * 0.5)  # sklearn's step-wise AP
+
+
+def test_best_f1_threshold_is_the_cut_with_the_largest_f1():
+    from sklearn.metrics import f1_score
+
+    labels = np.array([1, 1, 0, 1, 0, 0, 1, 0])
+    p = np.array([0.9, 0.8, 0.8, 0.6, 0.5, 0.4, 0.3, 0.1])
+    # cuts: >=0.9 F1 0.4, >=0.8 (a tie: both pairs) 0.571, >=0.6 0.75, >=0.5 0.667, >=0.4 0.6, >=0.3 0.727, >=0.1 0.667
+    assert best_f1_threshold(labels, p) == 0.6
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        y, q = rng.integers(0, 2, 40), np.round(rng.random(40), 1)
+        best = max(f1_score(y, q >= u) for u in np.unique(q))
+        assert f1_score(y, q >= best_f1_threshold(y, q)) == pytest.approx(best)
+    assert best_f1_threshold(np.zeros(3), np.array([0.2, 0.4, 0.6])) == 0.5  # no positive: nothing to choose
 
 
 def test_binary_metrics_one_class_gives_nan_auc():

@@ -60,6 +60,9 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     assert low <= head["gnn_vs_ranker_only"]["ratio"] <= high
     assert (tmp_path / "evaluate" / "report.md").read_text().splitlines()[2].startswith("Winner on MAP@12: ")
     assert metrics["split"]["test_customers"] > 0
+    # the split has validation pairs: each model's accuracy and F1 cut is chosen on them, and the report says so
+    assert {d["threshold_from"] for d in metrics["details"].values()} == {"validation pairs"}
+    assert "best F1 on the validation window's pairs" in (tmp_path / "evaluate" / "report.md").read_text()
     for values in metrics["models"].values():
         assert 0.0 <= values["map@12"] <= 1.0 and 0.0 <= values["auc"] <= 1.0
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from hmgnn.interactions import Interactions, LabelWindow
-from hmgnn.models.gnn import HeteroSAGE, dot_scores
+from hmgnn.models.gnn import HeteroSAGE, dot_scores, own_edge_basis
+from hmgnn.node_inputs import OwnEdges
 from hmgnn.models.base import top_k
 from hmgnn.ranking import candidates
 from hmgnn.ranking.candidates import GNNScores, candidate_pairs, top_columns
@@ -54,6 +55,54 @@ def test_gnn_moments_and_pair_scores_match_the_dense_rows(decoder):
     np.testing.assert_allclose(alone[1], with_dense[1], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(alone[1], ((dense[rows, articles] - mean[rows]) / std[rows]).numpy(), rtol=1e-4,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("decoder", ["dot", "mlp"])
+def test_own_edge_term_adds_to_the_pairs_bought_in_every_score(decoder):
+    # the own-edge term: dense rows, top-N (over every article and over a list), moments and pairs must all be the
+    # embeddings' scores plus w . basis on exactly the pairs bought before the as-of day (brute force here)
+    torch.manual_seed(0)
+    n_customers, n_articles = 30, 200
+    model = HeteroSAGE(num_customers=n_customers, num_articles=n_articles, hidden_channels=8, decoder=decoder,
+                       own_edges=True).eval()
+    with torch.no_grad():
+        model.own.weight.copy_(torch.tensor([[3.0, 1.5, 2.0, -1.0, 0.5]]))
+    rng = np.random.default_rng(0)
+    day = np.datetime64("2020-09-01", "D")
+    c = rng.integers(0, n_customers, 400).astype(np.int32)
+    a = rng.integers(0, n_articles, 400).astype(np.int32)
+    t = day + rng.integers(0, 60, 400)
+    as_of = dt.date(2020, 10, 31)
+    own = OwnEdges.of(Interactions(c, a, t, n_customers, n_articles), as_of)
+    customer_emb, article_emb = torch.randn(n_customers, 8), torch.randn(n_articles, 8)
+    gnn = GNNScores(model, customer_emb, article_emb, torch.device("cpu"), own=own)
+    plain = GNNScores(HeteroSAGE(num_customers=n_customers, num_articles=n_articles, hidden_channels=8,
+                                 decoder=decoder).eval(), customer_emb, article_emb, torch.device("cpu"))
+    if decoder == "mlp":
+        plain.model.mlp.load_state_dict(model.mlp.state_dict())
+    who = np.array([4, 0, 29, 11, 4])
+    expected = plain.dense(who).clone()
+    for row, cust in enumerate(who):
+        for art in range(n_articles):
+            mine = (c == cust) & (a == art)
+            if mine.any():
+                days = (np.datetime64(as_of, "D") - t[mine].max()).astype(int)
+                basis = own_edge_basis(torch.tensor([float(mine.sum())]), torch.tensor([float(days)]))
+                expected[row, art] += float(model.own_term(basis).detach()[0])
+    assert (expected != plain.dense(who)).any()  # the data do have pairs bought before
+    dense = gnn.dense(who)
+    torch.testing.assert_close(dense, expected, atol=1e-5, rtol=1e-5)
+    mean, std = gnn.moments(who)
+    torch.testing.assert_close(mean, expected.mean(1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(std, expected.std(1) + 1e-6, atol=1e-4, rtol=1e-4)
+    listed = np.arange(0, n_articles, 3)
+    torch.testing.assert_close(gnn.dense(who, listed), expected[:, listed], atol=1e-5, rtol=1e-5)
+    rows, top = gnn.top(who, 7, listed)
+    best = listed[top_k(expected[:, listed], 7)[1].numpy()]
+    assert [sorted(top[rows == r].tolist()) for r in range(len(who))] == [sorted(b.tolist()) for b in best]
+    pair_rows, pair_articles = np.repeat(np.arange(len(who)), 3), rng.integers(0, n_articles, 3 * len(who))
+    scores, _ = gnn.pairs(who, pair_rows, pair_articles)
+    np.testing.assert_allclose(scores, expected[pair_rows, pair_articles].numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_rank_within_ranks_each_customer_and_leaves_missing_scores_unranked():
@@ -183,7 +232,7 @@ def test_mlp_decoder_scores_each_chunk_of_customers_once(monkeypatch):
     who = np.arange(n_customers)
     dense = gnn.dense(who)
     calls = []
-    monkeypatch.setattr(gnn, "_scores", lambda c, a, f=gnn._scores: calls.append(len(c)) or f(c, a))
+    monkeypatch.setattr(gnn, "_scores", lambda c, a, listed=None, f=gnn._scores: calls.append(len(c)) or f(c, a, listed))
     got = candidate_pairs(snapshot, who, {"gnn": 5}, gnn=gnn)
     assert len(calls) == 1
     want = top_k(dense.clone(), 5)[1].sort(1).values.numpy()

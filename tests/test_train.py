@@ -457,3 +457,31 @@ def test_ranker_only_is_the_same_whatever_the_gnn(trained_workdir, tmp_path):
     assert first["ranker_only"]["model_text"] == second["ranker_only"]["model_text"]
     assert first["ranker"]["model_text"] != second["ranker"]["model_text"]
     assert not set(first["ranker_only"]["features"]) & {"from_gnn", "gnn_score", "gnn_recent_max"}
+
+
+def test_own_edge_term_trains_and_the_gnn_alone_ranks_with_it(workdir, tmp_path):
+    # the own-edge variant learns weights for the pairs bought before; the GNN alone adds the term to exactly those
+    # pairs, while the two-stage model's ranker reads the embeddings' scores only
+    import polars as pl
+
+    from hmgnn import portable
+    from hmgnn.models.gnn_recommender import GNNRecommender
+
+    out = train.run(_cfg(workdir, "train.own_edges=true"), out=tmp_path / "model")
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert ckpt["model_args"]["own_edges"] is True
+    weights = ckpt["state_dict"]["own.weight"]
+    assert weights.shape == (1, 5) and weights.abs().sum() > 0  # it moved from its zero start
+    history = pl.read_parquet(workdir / "split" / "history.parquet")
+    n_c = pl.read_parquet(workdir / "tables" / "customers.parquet").height
+    n_a = pl.read_parquet(workdir / "tables" / "articles.parquet").height
+    seen = Interactions.from_frame(history, n_c, n_a)
+    cx, ax = portable.read_features(out, ckpt)
+    alone = GNNRetrievalRecommender(ckpt, cx, ax).fit(seen)
+    customer = int(history["customer_index"][0])
+    bought = np.unique(history.filter(pl.col("customer_index") == customer)["article_index"].to_numpy())
+    with_term = alone.gnn.dense(np.array([customer]))[0]
+    plain = alone.model.score_all(alone.customer_emb, alone.article_emb, torch.tensor([customer]))[0]
+    changed = np.flatnonzero((with_term - plain).abs().numpy() > 1e-6)
+    assert len(changed) and set(changed.tolist()) <= set(bought.tolist())
+    assert GNNRecommender(ckpt, cx, ax).fit(seen).gnn.own is None  # the ranker's GNN scores: embeddings only

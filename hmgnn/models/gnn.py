@@ -17,11 +17,24 @@ from torch.nn import Embedding, Linear, ModuleDict, ModuleList
 from hmgnn.errors import InputError
 from hmgnn.models.sparse import Adjacency
 
-__all__ = ["HeteroSAGE"]
+__all__ = ["HeteroSAGE", "own_edge_basis"]
 
 NODE_TYPES = ("customer", "article")
 DECODERS = ("dot", "mlp")
 COMBINES = ("last", "mean")
+OWN_HALF_LIVES = (7.0, 30.0, 90.0)
+"""Half-lives (days) of the recency terms of a pair's own edge (`own_edge_basis`)."""
+OWN_BASIS = 2 + len(OWN_HALF_LIVES)
+
+
+def own_edge_basis(times: Tensor, days: Tensor) -> Tensor:
+    """``[P, OWN_BASIS]`` description of pairs the customer bought before: 1, ``log(1 + times bought)`` and
+    ``2 ** (-days since the last purchase / h)`` for each half-life h of OWN_HALF_LIVES; the own-edge term of
+    :class:`HeteroSAGE` weighs them."""
+    times, days = times.float(), days.float()
+    columns = [torch.ones_like(times), torch.log1p(times)]
+    columns += [torch.exp2(-days / h) for h in OWN_HALF_LIVES]
+    return torch.stack(columns, dim=-1)
 
 
 ONEDNN_MIN_ROWS = 32
@@ -91,6 +104,14 @@ class HeteroSAGE(torch.nn.Module):
     (or an MLP on ``[c, a, c * a]``). Extra dense per-node inputs (e.g. customer recency, article
     popularity trend) are concatenated to the features.
 
+    With ``own_edges``, a pair whose article the customer already bought also scores a learned term of that edge
+    (how often, how recently: :func:`own_edge_basis`), as ID-GNN marks the customer's own node so that its
+    neighbours are told apart from articles the two embeddings merely place near: the embeddings then learn
+    what the customer has not bought yet, and re-buying is learned from the edge itself:
+
+    .. math::
+        s(c, a) = \mathbf{z}_c^\top \mathbf{z}_a + [c \to a] \, \mathbf{w}^\top \mathbf{b}(c, a) .
+
     Args:
         num_customers (int): Number of customer nodes.
         num_articles (int): Number of article nodes.
@@ -111,6 +132,8 @@ class HeteroSAGE(torch.nn.Module):
         combine (str, optional): The final embedding: ``"last"`` layer's output, or the ``"mean"`` of the input
             projection and every layer's output (as LightGCN combines its layers), which keeps each node's own
             signal beside its smoothed neighbourhood. (default: :obj:`"last"`)
+        own_edges (bool, optional): Add the learned own-edge term to the score of pairs bought before.
+            (default: :obj:`False`)
     """
 
     def __init__(
@@ -127,6 +150,7 @@ class HeteroSAGE(torch.nn.Module):
         dropout: float = 0.0,
         decoder: str = "dot",
         combine: str = "last",
+        own_edges: bool = False,
     ) -> None:
         super().__init__()
         problems = []
@@ -160,6 +184,7 @@ class HeteroSAGE(torch.nn.Module):
         self.dropout = dropout
         self.decoder = decoder
         self.combine = combine
+        self.own_edges = own_edges
 
         in_widths = {"customer": customer_channels + customer_extra_channels,
                      "article": article_channels + article_extra_channels}
@@ -172,6 +197,7 @@ class HeteroSAGE(torch.nn.Module):
             for _ in range(num_layers))
         self.mlp = (torch.nn.Sequential(Linear(3 * hidden_channels, hidden_channels), torch.nn.ReLU(),
                                         Linear(hidden_channels, 1)) if decoder == "mlp" else None)
+        self.own = Linear(OWN_BASIS, 1, bias=False) if own_edges else None
         self.reset_parameters()
 
     @property
@@ -179,7 +205,7 @@ class HeteroSAGE(torch.nn.Module):
         """The constructor arguments (plain values): ``HeteroSAGE.from_args(m.model_args)`` rebuilds it."""
         names = ("num_customers", "num_articles", "customer_channels", "article_channels",
                  "customer_extra_channels", "article_extra_channels", "hidden_channels", "num_layers",
-                 "id_embeddings", "dropout", "decoder", "combine")
+                 "id_embeddings", "dropout", "decoder", "combine", "own_edges")
         return {name: getattr(self, name) for name in names}
 
     @classmethod
@@ -207,6 +233,8 @@ class HeteroSAGE(torch.nn.Module):
             for module in self.mlp:
                 if isinstance(module, Linear):
                     module.reset_parameters()
+        if self.own is not None:
+            torch.nn.init.zeros_(self.own.weight)  # starts as the model without the term
 
     def _inputs(self, node_type: str, x: Tensor | None, extra: Tensor | None) -> Tensor:
         parts = [t for t in (x, extra) if t is not None]
@@ -268,6 +296,13 @@ class HeteroSAGE(torch.nn.Module):
         customer_rows, article_rows = torch.broadcast_tensors(customer_rows, article_rows)
         both = torch.cat([customer_rows, article_rows, customer_rows * article_rows], dim=-1)
         return self.mlp(both).squeeze(-1)
+
+    def own_term(self, basis: Tensor) -> Tensor:
+        """``[P]`` own-edge terms of pairs bought before, from their :func:`own_edge_basis` rows (zeros without
+        ``own_edges``)."""
+        if self.own is None:
+            return basis.new_zeros(basis.shape[0])
+        return self.own(basis).squeeze(-1)
 
     def score(self, customer_emb: Tensor, article_emb: Tensor, customer_index: Tensor,
               article_index: Tensor) -> Tensor:
@@ -362,7 +397,8 @@ class HeteroSAGE(torch.nn.Module):
         return (f"{self.__class__.__name__}(customers={self.num_customers}, articles={self.num_articles}, "
                 f"inputs=(customer={inputs[0]}, article={inputs[1]}), hidden={self.hidden_channels}, "
                 f"layers={self.num_layers}, id_embeddings={self.id_embeddings}, dropout={self.dropout}, "
-                f"decoder={self.decoder!r}, combine={self.combine!r})")
+                f"decoder={self.decoder!r}, combine={self.combine!r}"
+                + (", own_edges=True)" if self.own_edges else ")"))
 
 
 def _weighted_mean(loss: Tensor, weight: Tensor | None) -> Tensor:

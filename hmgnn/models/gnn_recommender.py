@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 from hmgnn import artifacts, portable
 from hmgnn.device import resolve_device
 from hmgnn.errors import InputError
-from hmgnn.node_inputs import build_adjacency, inputs_on, node_inputs
+from hmgnn.node_inputs import OwnEdges, build_adjacency, inputs_on, node_inputs
 from hmgnn.interactions import Interactions
 from hmgnn.models.base import Recommender, lookup, position_in_run, positions_in, register
 from hmgnn.models.gnn import HeteroSAGE
@@ -147,8 +147,11 @@ class GNNRecommender(Recommender):
                                    as_of, self.device, counts=self.user_items,
                                    edge_half_life=float(self.checkpoint["train_config"].get("edge_half_life", 0.0)))
             self.snapshot = Snapshot(interactions, as_of, self.meta) if self.ranker is not None else None
+            # the GNN alone adds its own-edge term; the ranker reads the embeddings' scores (its own features carry
+            # the customer's purchases), as `hmgnn train` fit it
+            own = OwnEdges.of(interactions, as_of) if self.model.own_edges and self.ranker is None else None
             self.customer_emb, self.article_emb = embedded.result()
-        self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device)
+        self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device, own=own)
         self.walk = None
         if self.ranker is not None:
             self._prepare_ranking()

@@ -19,6 +19,7 @@ from hmgnn.interactions import article_sales
 from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, in_parallel, position_in_run, stored_at, top_k
 from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.itemgraph import RP3Beta
+from hmgnn.node_inputs import OwnEdges
 from hmgnn.ranking.features import Snapshot
 
 SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
@@ -80,15 +81,21 @@ class GNNScores:
     With the dot decoder a customer's scores are `c . a` over the article embeddings `a`, so the mean is
     `c . mean(a)` and the variance `c^T cov(a) c`: two small products instead of a pass over every article.
 
+    A model with the own-edge term (`HeteroSAGE.own_edges`) adds it to the pairs each customer bought before
+    (`own`); the moments then add its few sparse terms to the dot products' closed form.
+
     Args:
         model: the GNN (its decoder scores pairs).
         customer_emb, article_emb: its embeddings after one message pass.
         device: where the scores are computed.
+        own: the pairs bought up to the message pass's as-of day, for a model with the own-edge term; None scores
+            its embeddings alone (what the ranker reads: its own features carry the customer's purchases).
     """
 
     def __init__(self, model: HeteroSAGE, customer_emb: torch.Tensor, article_emb: torch.Tensor,
-                 device: torch.device) -> None:
+                 device: torch.device, own: OwnEdges | None = None) -> None:
         self.model, self.customer_emb, self.article_emb, self.device = model, customer_emb, article_emb, device
+        self.own = own if model.own_edges else None
         self._mean = self._cov = None
         self._listed: tuple[np.ndarray, torch.Tensor] | None = None  # the last article list's embeddings
         self._kept: tuple[int, np.ndarray | None, np.ndarray] | None = None  # see `keep_top`
@@ -127,15 +134,25 @@ class GNNScores:
             self._listed = (articles, self.article_emb[self._index(articles)].contiguous())
         return self._listed[1]
 
-    def _scores(self, customers: np.ndarray, article_emb: torch.Tensor) -> torch.Tensor:
-        return self.model.score_all(self.customer_emb, article_emb, self._index(customers)).float()
+    def _scores(self, customers: np.ndarray, article_emb: torch.Tensor,
+                articles: np.ndarray | None = None) -> torch.Tensor:
+        """[customers, articles] scores against `article_emb` (the embeddings of `articles`, sorted; all without)."""
+        scores = self.model.score_all(self.customer_emb, article_emb, self._index(customers)).float()
+        if self.own is not None:
+            r, a, term = self.own.rows(self.model, customers, self.device)
+            if articles is not None:  # columns of the listed articles; pairs of unlisted ones have none
+                col = np.minimum(np.searchsorted(articles, a), max(len(articles) - 1, 0))
+                listed = (articles[col] == a) if len(articles) else np.zeros(len(a), bool)
+                r, a, term = r[listed], col[listed], term[torch.from_numpy(np.flatnonzero(listed)).to(self.device)]
+            scores[self._index(r), self._index(a)] += term.to(scores.dtype)
+        return scores
 
     @torch.no_grad()
     def dense(self, customers: np.ndarray, articles: np.ndarray | None = None) -> torch.Tensor:
         """[len(customers), n_articles] scores, or [len(customers), len(articles)] against the listed articles."""
         customers = np.asarray(customers)
         article_emb = self._article_emb(articles)
-        return self._in_blocks(lambda c: self._scores(c, article_emb), customers)
+        return self._in_blocks(lambda c: self._scores(c, article_emb, articles), customers)
 
     @torch.no_grad()
     def top(self, customers: np.ndarray, n: int, articles: np.ndarray | None = None,
@@ -159,10 +176,10 @@ class GNNScores:
         if scores is not None:
             top = top_columns(scores if articles is None else scores[:, self._index(articles)], n)
         elif len(customers) <= SMALL_BATCH:  # the padding rows of `_in_blocks` are dropped before the search
-            top = top_columns(self._in_blocks(lambda c: self._scores(c, article_emb), customers), n)
+            top = top_columns(self._in_blocks(lambda c: self._scores(c, article_emb, articles), customers), n)
         else:
             step = max(1, TOP_CHUNK // len(article_emb))
-            top = torch.cat([top_columns(self._scores(customers[s:s + step], article_emb), n)
+            top = torch.cat([top_columns(self._scores(customers[s:s + step], article_emb, articles), n)
                              for s in range(0, len(customers), step)])
         top = top.cpu().numpy().ravel()
         return np.repeat(np.arange(len(customers)), n), (top if articles is None else articles[top])
@@ -189,8 +206,19 @@ class GNNScores:
 
         def moments(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             c = self.customer_emb[self._index(rows)].double()
-            var = ((c @ self._cov) * c).sum(1).clamp_min(0)
-            return (c @ self._mean).float(), var.sqrt().float() + 1e-6
+            mean, var = c @ self._mean, ((c @ self._cov) * c).sum(1).clamp_min(0)
+            if self.own is not None:  # the own-edge terms g shift a few scores s: sums of g and of 2gs + g^2
+                n = len(self.article_emb)
+                r, a, g = self.own.rows(self.model, rows, self.device)
+                r_t, g = self._index(r), g.double()
+                s = (c[r_t] * self.article_emb[self._index(a)].double()).sum(1)
+                shift = torch.zeros_like(mean).index_add_(0, r_t, g) / n
+                second = torch.zeros_like(mean).index_add_(0, r_t, 2 * g * s + g * g) / n
+                # sample variance -> second moment, shifted, -> sample variance
+                squares = var * (n - 1) / n + mean * mean + second
+                mean = mean + shift
+                var = ((squares - mean * mean) * n / max(n - 1, 1)).clamp_min(0)
+            return mean.float(), var.sqrt().float() + 1e-6
 
         return self._in_blocks(moments, np.asarray(customers))
 
@@ -236,6 +264,8 @@ class GNNScores:
             s = scores[r, a]
         else:
             s = self.model.score(self.customer_emb, self.article_emb, self._index(customers)[r], a).float()
+            if self.own is not None:
+                s = s + self.own.pairs(self.model, np.asarray(customers, np.int64)[rows], articles, self.device)
         mean, std = self.moments(customers, scores)
         return s.cpu().numpy(), ((s - mean[r]) / std[r]).cpu().numpy()
 
