@@ -213,6 +213,10 @@ class TrainConfig:
     edge_half_life: float = 0.0
     """The temporal variant: half-life (days before the as-of day) of a purchase's weight in message passing, so
     that a node averages its recent neighbours more than old ones; 0 weighs every purchase alike."""
+    targets: str = "all"
+    """Which supervision purchases the GNN learns from: `all`, or only those of articles `new` to the customer (not
+    bought in the message-passing purchases): the ranker's own-purchase features already carry re-buying, so the
+    GNN then learns what they lack, and early stopping judges its ranking of the articles new to each customer."""
     own_edges: bool = False
     """Score a pair the customer bought before with a learned term of that edge too (how often and how recently
     bought), beside the dot product of the two embeddings: the GNN then tells the customer's own articles from
@@ -231,7 +235,7 @@ class TrainConfig:
         for name, value, allowed in (("recipe", self.recipe, RECIPES), ("loss", self.loss, LOSSES),
                                      ("negatives", self.negatives, NEGATIVES),
                                      ("supervision", self.supervision, SUPERVISION),
-                                     ("refit", self.refit, REFIT),
+                                     ("refit", self.refit, REFIT), ("targets", self.targets, ("all", "new")),
                                      ("decoder", self.decoder, ("dot", "mlp")),
                                      ("combine", self.combine, ("last", "mean")),
                                      ("device", self.device, ("auto", "cpu", "cuda"))):

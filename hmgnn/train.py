@@ -34,7 +34,7 @@ from hmgnn.node_inputs import (ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, Ow
                                node_inputs)
 from hmgnn.graph import load_graph_features
 from hmgnn.interactions import Interactions, WindowTruth, article_sales, purchase_matrix
-from hmgnn.models.base import csr_rows, top_k
+from hmgnn.models.base import csr_rows, stored_at, top_k
 from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.sparse import Adjacency
 from hmgnn.models.gnn_recommender import embeddings_as_of
@@ -210,6 +210,9 @@ class Trainer:
                      f"under train.min_targets = {tc.min_targets:,}; the GNN's targets are the last "
                      f"{self.target_days} days' {int(target.sum()):,}")
             self._fixed = self._epoch_graph(~target, target, as_of)
+            if not self._fixed.customers.numel():
+                raise InputError("train.targets = new leaves no target purchases: every purchase of the last "
+                                 f"{self.target_days} days re-buys an article; set train.targets = all")
         counts = article_sales(hist)
         self.popularity = torch.from_numpy(counts ** 0.75 + 1e-3)
         if not self.validates:
@@ -231,6 +234,11 @@ class Trainer:
     def _epoch_graph(self, mp_mask: np.ndarray, target_mask: np.ndarray, as_of: dt.date) -> EpochGraph:
         hist = self.train_history
         counts = purchase_matrix(hist, where=mp_mask)  # the adjacency's pairs and the walk negatives' graph
+        if self.tc.targets == "new":  # only the target purchases of articles the customer had not bought
+            at = np.flatnonzero(target_mask)
+            bought = stored_at(counts, hist.customer_index[at].astype(np.int64), hist.article_index[at].astype(np.int64))
+            target_mask = target_mask.copy()
+            target_mask[at[bought >= 0]] = False
         adj = build_adjacency(hist, mp_mask, counts=counts, as_of=as_of, half_life=self.tc.edge_half_life).to(self.device)
         inputs = inputs_on(node_inputs(self.tc.recipe, self.tc.time_features, self.data.customer_x,
                                  self.data.article_x, hist, as_of, mp_mask), self.device)
@@ -325,10 +333,11 @@ class Trainer:
     def validate(self, drop_bought: bool | None = None) -> float:
         """MAP@12 of the raw GNN scores on the validation window (full ranking over all articles); `drop_bought`
         leaves out each customer's bought articles, as a peer like ALS ranks. By default (the early-stopping
-        criterion) a model with the own-edge term is judged without them: the term ranks the bought articles,
-        and early stopping keeps the epoch whose embeddings rank the articles new to each customer best."""
+        criterion) a model with the own-edge term, or learning from new articles only (`train.targets = new`), is
+        judged without them: early stopping keeps the epoch whose embeddings rank the articles new to each
+        customer best."""
         if drop_bought is None:
-            drop_bought = self.tc.own_edges
+            drop_bought = self.tc.own_edges or self.tc.targets == "new"
         c_emb, a_emb = self.embeddings_for_validation()
         bought = self.data.history.user_items() if drop_bought else None
         return validation_map(self.model, c_emb, a_emb, self.val_truth, bought=bought, own=self.val_own)

@@ -485,3 +485,29 @@ def test_own_edge_term_trains_and_the_gnn_alone_ranks_with_it(workdir, tmp_path)
     changed = np.flatnonzero((with_term - plain).abs().numpy() > 1e-6)
     assert len(changed) and set(changed.tolist()) <= set(bought.tolist())
     assert GNNRecommender(ckpt, cx, ax).fit(seen).gnn.own is None  # the ranker's GNN scores: embeddings only
+
+
+def test_new_targets_keep_only_articles_new_to_the_customer(workdir):
+    # train.targets = new: the GNN's targets are the supervision purchases whose pair is not in the message-passing
+    # purchases; every other target stays
+    from hmgnn.interactions import purchase_matrix
+    from hmgnn.models.base import lookup
+
+    data = train.load_training_data(workdir / "graph", workdir / "split", workdir / "tables")
+    every = train.Trainer(_cfg(workdir).train, 42, data, torch.device("cpu"))
+    new = train.Trainer(_cfg(workdir, "train.targets=new").train, 42, data, torch.device("cpu"))
+    hist = every.train_history
+    target = hist.days_before(every.train_end) < every.target_days
+    before = purchase_matrix(hist, where=~target)
+
+    def pairs(trainer):
+        return set(zip(trainer._fixed.customers.tolist(), trainer._fixed.articles.tolist()))
+
+    c, a = hist.customer_index[target].astype(np.int64), hist.article_index[target].astype(np.int64)
+    repeat = lookup(before, c, a) > 0
+    assert repeat.any() and (~repeat).any(), "the fixture needs both kinds of target purchases"
+    assert len(pairs(new)) < len(pairs(every))
+    assert pairs(new) == set(zip(c[~repeat].tolist(), a[~repeat].tolist()))
+    # early stopping judges the ranking of the articles new to each customer
+    assert new.validate() == new.validate(drop_bought=True)
+    assert every.validate() == every.validate(drop_bought=False)
