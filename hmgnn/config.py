@@ -257,6 +257,10 @@ class TrainConfig:
 RANKER_OBJECTIVES = ("lambdarank", "binary")
 
 
+MAX_CANDIDATES = 10_000
+"""The most candidates per customer from one source (`ranker.*_candidates`, and a model.pt's `candidate_sizes`)."""
+
+
 @dataclass
 class RankerConfig:
     """`hmgnn train`'s second stage: candidate sources per customer, then gradient-boosted trees (LightGBM) that
@@ -314,6 +318,9 @@ class RankerConfig:
         _check_at_least_zero("ranker", **{name: getattr(self, name) for name in (
             "gnn_candidates", "bought_candidates", "variant_candidates", "popular_candidates", "trending_candidates",
             "walk_candidates", "gnn_recent_days", "windows")})
+        too_many = [f"ranker.{source}_candidates = {n:,}" for source, n in self.sizes().items() if n > MAX_CANDIDATES]
+        if too_many:
+            raise ConfigError(f"{too_many[0]} is more than {MAX_CANDIDATES:,} candidates per customer from one source")
         _check_positive("ranker", min_customers=self.min_customers, max_windows=self.max_windows,
                         max_customers=self.max_customers, trees=self.trees, learning_rate=self.learning_rate,
                         patience=self.patience)

@@ -450,6 +450,7 @@ def test_a_folder_moved_aside_by_a_killed_writer_comes_back(wd):
     ("ranker.learning_rate=inf", "ranker.learning_rate"), ("recommend.k=0", "recommend.k"),
     ("recommend.k=1000000000", "recommend.k"), ("sample.customers=-5", "sample.customers"),
     ("serve.port=0", "serve.port"), ("evaluate.k=nan", "evaluate.k"),
+    ("ranker.gnn_candidates=1000000000000", "ranker.gnn_candidates"),
 ])
 def test_numbers_out_of_range_name_the_key(override, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
@@ -630,3 +631,125 @@ def test_reload_beyond_loopback_needs_the_start_up_token(authorization, status):
                         client=("127.0.0.1", 50000))
     r = client.post("/admin/reload", headers={"authorization": authorization} if authorization else {})
     assert r.status_code == status, r.text
+
+
+# ---- 8. forged plain data: every part of model.pt checked before native code reads it -----------------------------
+def _retree(text: str) -> str:
+    """`tree_sizes` recomputed from the trees' extents, as a forger who edits a tree keeps LightGBM's index right."""
+    starts = [m.start() for m in re.finditer(r"^Tree=\d+$", text, re.M)] + [text.index("end of trees")]
+    sizes = " ".join(str(b - a) for a, b in zip(starts, starts[1:]))
+    return re.sub(r"^tree_sizes=.*$", f"tree_sizes={sizes}", text, count=1, flags=re.M)
+
+
+def _first(key: str, value: str):
+    """A forgery of a LightGBM text: the first value of the first tree's `key` replaced, tree_sizes kept right."""
+    return lambda t: _retree(re.sub(rf"^{key}=\S+", f"{key}={value}", t, count=1, flags=re.M))
+
+
+RANKER_FORGERIES = {
+    # case: (checkpoint entry, how its model_text is forged, words of the error)
+    "cut-in-half": ("ranker", lambda t: t[: len(t) // 2], "incomplete"),
+    "ranker-only-cut-in-half": ("ranker_only", lambda t: t[: len(t) // 2], "incomplete"),
+    "feature-99999": ("ranker", _first("split_feature", "99999"), "splits on a feature outside"),
+    "child-out-of-range": ("ranker", _first("left_child", "999"), "do not form a tree"),
+    "nan-threshold": ("ranker", _first("threshold", "nan"), "threshold that is not finite"),
+    "infinite-leaf": ("ranker", _first("leaf_value", "inf"), "leaf_value that is not finite"),
+    "tree-sizes-lie": ("ranker", lambda t: re.sub(r"^tree_sizes=(\d+)", lambda m: f"tree_sizes={int(m[1]) + 99}",
+                                                  t, count=1, flags=re.M), "tree_sizes"),
+    "tree-missing": ("ranker", lambda t: re.sub(r"^Tree=1\n.*?\n\n\n", "", t, count=1, flags=re.M | re.S),
+                     "Tree=1 belongs"),
+    "no-end-of-trees": ("ranker", lambda t: t.replace("end of trees", "end of forest"), "end of trees"),
+    "bad-parameters": ("ranker", lambda t: t.replace("[seed: ", "seed: ", 1), "unexpected line"),
+}
+CHECKPOINT_FORGERIES = {
+    "state-dict-shape": (lambda ck: ck["state_dict"].__setitem__("embedding.customer.weight", torch.zeros(3, 16)),
+                         "has shape [3, 16]"),
+    "state-dict-nan": (lambda ck: ck["state_dict"]["convs.0.customer.lin_l.weight"].fill_(float("nan")),
+                       "not finite"),
+    "customers-beyond-int32": (lambda ck: ck["model_args"].__setitem__("num_customers", 10**12), "num_customers"),
+    "candidates-beyond-sane": (lambda ck: ck["candidate_sizes"].__setitem__("gnn", 10**12), "candidate_sizes.gnn"),
+    "unknown-feature": (lambda ck: ck["ranker"].__setitem__("features", ["rm -rf", *ck["ranker"]["features"][1:]]),
+                        "does not compute"),
+    "article-codes": (lambda ck: ck["article_meta"]["product"].__setitem__(0, -1), "article_meta"),
+}
+
+_RUN_EACH = textwrap.dedent("""
+    import sys
+    from hmgnn.cli import main
+    for folder in sys.argv[2:]:
+        print(f"@@ {folder}", file=sys.stderr, flush=True)
+        try:
+            main(["recommend", "--model-dir", folder, "--customer-id", sys.argv[1]])
+            code = 0
+        except SystemExit as done:
+            code = done.code or 0
+        print(f"@@ exit {code}", file=sys.stderr, flush=True)
+""")
+
+
+def _forged_folder(trained: Path, folder: Path, forge) -> Path:
+    shutil.copytree(trained / "model", folder)
+    checkpoint = torch.load(folder / A.MODEL_PT, weights_only=True)
+    forge(checkpoint)
+    torch.save(checkpoint, folder / A.MODEL_PT)  # plain data only, and the manifest agrees: only the checks remain
+    forge_manifest(folder)
+    return folder
+
+
+def test_forged_plain_data_in_a_model_folder_is_one_error_line(trained, tmp_path):
+    def ranker_forgery(key, edit):
+        return lambda ck: ck[key].__setitem__("model_text", edit(ck[key]["model_text"]))
+
+    cases = {name: (ranker_forgery(key, edit), words) for name, (key, edit, words) in RANKER_FORGERIES.items()}
+    cases |= CHECKPOINT_FORGERIES
+    folders = {name: _forged_folder(trained, tmp_path / name, forge) for name, (forge, _) in cases.items()}
+    # one child process for every case: before these checks, LightGBM's parser died by SIGSEGV or SIGABRT
+    proc = subprocess.run([sys.executable, "-c", _RUN_EACH, customer(trained), *map(str, folders.values())],
+                          capture_output=True, text=True, errors="replace", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = re.findall(r"^@@ (\S+)\n(.*?)^@@ exit (\d+)$", proc.stderr, re.M | re.S)
+    outputs = {Path(folder).name: (int(code), text) for folder, text, code in found}
+    assert len(outputs) == len(cases), proc.stderr[-3000:]
+    for name, (_, words) in cases.items():
+        code, err = outputs[name]
+        assert code == 1, (name, err)
+        line = one_line_error(err, "model.pt", words)
+        assert len(err.strip().splitlines()) == 1, err
+        assert "hmgnn train --force" in line
+
+
+_RELOAD_A_FORGERY = textwrap.dedent("""
+    import shutil, sys
+    from pathlib import Path
+    import torch
+    from fastapi.testclient import TestClient
+    from hmgnn import serve
+    from hmgnn.config import load_config
+    from hmgnn.errors import InputError
+    wd, forged, customer = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    holder = serve.ModelHolder(load_config(None, ["serve.model='gnn'"], workdir=wd))
+    client = TestClient(serve.create_app(holder), base_url="http://127.0.0.1:8000", client=("127.0.0.1", 50000))
+    before = client.get(f"/recommendations/{customer}").json()
+    shutil.copy(forged / "model.pt", wd / "model" / "model.pt")
+    shutil.copy(forged / "manifest.json", wd / "model" / "manifest.json")
+    r = client.post("/admin/reload")
+    print("reload", r.status_code, r.json()["detail"])
+    try:
+        holder.reload()  # what SIGHUP runs
+    except InputError as exc:
+        print("sighup refused", exc)
+    print("same answers", client.get(f"/recommendations/{customer}").json() == before)
+""")
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with")
+def test_serve_refuses_to_reload_forged_plain_data_and_keeps_answering(wd, tmp_path):
+    forged = _forged_folder(wd, tmp_path / "forged", lambda ck: ck["ranker"].__setitem__(
+        "model_text", ck["ranker"]["model_text"][: len(ck["ranker"]["model_text"]) // 2]))
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", _RELOAD_A_FORGERY, str(wd), str(forged),
+                           customer(wd)], capture_output=True, text=True, errors="replace", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("reload 409") and "model.pt" in lines[0] and "incomplete" in lines[0], lines
+    assert lines[1].startswith("sighup refused") and "incomplete" in lines[1], lines
+    assert lines[2] == "same answers True", lines
