@@ -432,9 +432,29 @@ def step_dir(workdir: str | Path, kind: str) -> Path:
 
 
 def is_model_folder(path: str | Path) -> bool:
-    """True for a model folder given in place of a workdir (a copied model/: model.pt at its top, which a workdir
-    never holds): it is then the only folder read."""
-    return (Path(path) / MODEL_PT).is_file()
+    """True for a model folder given in place of a workdir (a copied model/: model.pt at its top, or the manifest
+    `hmgnn train` writes, which a workdir never holds): it is then the only folder read (and one that lost its
+    model.pt is refused there, see `portable.check_folder`)."""
+    path = Path(path)
+    return (path / MODEL_PT).is_file() or (read_manifest(path) or {}).get("step") == "train"
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """Whether a model folder (<workdir>/model, <workdir>/reference) holds a trained model: True with its model.pt,
+    False where no model was trained (no model.pt, no manifest). A manifest that lists model.pt without the file
+    is an error, never "not trained": a deleted checkpoint must not turn into a silent fallback to a baseline."""
+    folder = Path(folder)
+    if (folder / MODEL_PT).is_file():
+        return True
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return False
+    listed = any(isinstance(e, dict) and e.get("path") == MODEL_PT for e in manifest.get("outputs") or [])
+    if listed or manifest.get("step") == "train":
+        raise MissingArtifactError(f"{folder / MODEL_PT} is missing ({folder / MANIFEST} lists it); run "
+                                   f"`{PRODUCER.get(folder.name, 'hmgnn train')} --force` (or copy the whole model "
+                                   "folder again)")
+    return False
 
 
 def tables_dir(workdir: str | Path) -> Path:

@@ -753,3 +753,27 @@ def test_serve_refuses_to_reload_forged_plain_data_and_keeps_answering(wd, tmp_p
     assert lines[0].startswith("reload 409") and "model.pt" in lines[0] and "incomplete" in lines[0], lines
     assert lines[1].startswith("sighup refused") and "incomplete" in lines[1], lines
     assert lines[2] == "same answers True", lines
+
+
+# ---- 9. a file the manifest lists, deleted: an error for every command, never a fallback -------------------------
+@pytest.mark.parametrize("command", ["recommend", "recommend-model-dir", "serve", "serve-model-dir", "evaluate",
+                                     "load", "load-model-dir"])
+def test_a_deleted_model_pt_is_an_error_not_a_fallback(command, wd, monkeypatch, capsys):
+    import uvicorn
+
+    from hmgnn import api
+    from hmgnn.errors import HmgnnError
+
+    (wd / "model" / A.MODEL_PT).unlink()
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("serve started without its model.pt"))
+    where = ["--model-dir", wd / "model"] if command.endswith("model-dir") else ["-w", wd]
+    if command.startswith("load"):
+        with pytest.raises(HmgnnError, match="model.pt") as raised:
+            api.load(where[1])
+        assert "is missing" in str(raised.value) or "lacks model.pt" in str(raised.value)
+        return
+    args = {"recommend": ["recommend", *where, "--customer-id", customer(wd)], "serve": ["serve", *where],
+            "evaluate": ["evaluate", *where, "--force"]}[command.removesuffix("-model-dir")]
+    code, err = hmgnn(capsys, *args)
+    assert code == 1 and "trending" not in err, err
+    one_line_error(err, "model.pt", "hmgnn train")
