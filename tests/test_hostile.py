@@ -608,6 +608,10 @@ def test_a_full_disk_in_any_write_is_one_line(raised, wd, monkeypatch, capsys):
     ("evil.example:8000", None, 403), ("127.0.0.1.evil.example", None, 403),
     ("127.0.0.1:8000", "http://evil.example", 403), ("127.0.0.1:8000", "null", 403),
     ("localhost:8000", "https://localhost.evil.example", 403),
+    ("127.0.0.1:1@evil.example", None, 403), ("localhost:8000@evil.example:80", None, 403),
+    ("evil.example@127.0.0.1:8000", None, 403), ("127.0.0.1:8000/x", None, 403), ("127.0.0.1:99999", None, 403),
+    ("127.0.0.1:80 ", None, 200), ("LOCALHOST", None, 200), ("[::1]", None, 200), ("127.0.0.1:", None, 403),
+    ("127.0.0.1:8000", "http://127.0.0.1:1@evil.example", 403), ("127.0.0.1:8000", "http://localhost:8000", 200),
 ])
 def test_reload_refuses_other_hosts_and_origins(host, origin, status):
     from fastapi.testclient import TestClient
