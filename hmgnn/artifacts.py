@@ -132,6 +132,10 @@ def load_torch(path: Path, kind: str, allow: Sequence[type] = (), map_location: 
     rerun = PRODUCER.get(kind, kind)
     if not Path(path).is_file():
         raise MissingArtifactError(f"{path} does not exist; run `{rerun}` first")
+    if _version_tuple(torch.__version__) < SAFE_TORCH:
+        raise HmgnnError(f"torch {torch.__version__} is older than {'.'.join(map(str, SAFE_TORCH))}, whose "
+                         f"weights_only=True a crafted file can bypass (CVE-2025-32434), so {path} was not read; "
+                         f"upgrade torch (pip install 'torch>={'.'.join(map(str, SAFE_TORCH))}')")
     try:
         with torch.serialization.safe_globals(list(allow)):
             return torch.load(path, weights_only=True, map_location=map_location)
@@ -143,6 +147,16 @@ def load_torch(path: Path, kind: str, allow: Sequence[type] = (), map_location: 
     except (RuntimeError, EOFError, ValueError, KeyError, OSError) as exc:
         raise InputError(f"{path} is not a readable torch file ({_first_line(exc) or type(exc).__name__}); it is "
                          f"damaged or truncated: run `{rerun}` again (with --force)") from None
+
+
+SAFE_TORCH = (2, 6)
+"""The oldest torch whose `torch.load(weights_only=True)` runs no code from a crafted file (pyproject.toml's
+minimum too)."""
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """(2, 6) of "2.6.0+cpu"."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
 
 
 def save_torch(obj: Any, path: Path) -> None:

@@ -781,3 +781,15 @@ def test_a_deleted_model_pt_is_an_error_not_a_fallback(command, wd, monkeypatch,
     code, err = hmgnn(capsys, *args)
     assert code == 1 and "trending" not in err, err
     one_line_error(err, "model.pt", "hmgnn train")
+
+
+# ---- 10. torch: the minimum whose weights_only cannot be bypassed --------------------------------------------------
+def test_torch_older_than_2_6_reads_no_model_file(wd, monkeypatch, capsys):
+    import tomllib
+
+    requires = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch>=2.6" in [r.replace(" ", "") for r in requires]
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    code, err = hmgnn(capsys, *recommend_gnn(wd))
+    assert code == 1
+    one_line_error(err, "torch 2.5.1", "CVE-2025-32434", "model.pt")
