@@ -90,12 +90,13 @@ def synth(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
 @app.command()
 def ingest(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
            raw: Annotated[Optional[Path], typer.Option("--raw", "--in", help="Folder with the Kaggle files (.csv, .csv.zip or parquet) or the competition zip. Default: <workdir>/raw.")] = None,
-           out: OutOpt = None, force: ForceOpt = False) -> None:
+           out: OutOpt = None, force: ForceOpt = False,
+           lenient: Annotated[bool, typer.Option("--lenient", help="Leave out rows with impossible values (dates after today or cut off from the rest, negative prices, malformed ids, rows cut short; ages outside 0-120 become missing) and say how many, instead of refusing the files (shortcut for --set ingest.lenient=true).")] = False) -> None:
     """Read the Kaggle files into typed parquet tables with contiguous customer and article indices.
 
     Example: [bold]hmgnn ingest -c configs/demo.toml --raw ~/Downloads/h-and-m-personalized-fashion-recommendations.zip[/bold]
     """
-    cfg = _config(config, workdir, set_)
+    cfg = _config(config, workdir, list(set_ or []) + (["ingest.lenient=true"] if lenient else []))
     from hmgnn import ingest as step
 
     _wrote("ingest", step.run(cfg, inp=raw, out=out, force=force))
@@ -293,7 +294,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     exits, usage, aborts = _click_exceptions()
 
     def error(message: str) -> None:
-        console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        for line in message.splitlines() or [""]:  # several problems: one `error:` line each
+            console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
 
     debug = os.environ.get("HMGNN_DEBUG") or "--debug" in (argv if argv is not None else sys.argv[1:])
     installed, previous = False, None

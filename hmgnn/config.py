@@ -94,6 +94,10 @@ class IngestConfig:
 
     keep_unknown: bool = True
     """Keep transactions whose customer or article is missing from the metadata files (an 'unknown' row is added)."""
+    lenient: bool = False
+    """Leave out the rows with impossible values (dates after today or cut off from the rest, negative prices,
+    malformed customer ids, rows cut short) and set ages outside 0..120 to missing, saying how many per reason;
+    false: such rows are an error, one line per kind (`hmgnn ingest --lenient`)."""
 
 
 @dataclass

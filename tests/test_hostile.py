@@ -793,3 +793,115 @@ def test_torch_older_than_2_6_reads_no_model_file(wd, monkeypatch, capsys):
     code, err = hmgnn(capsys, *recommend_gnn(wd))
     assert code == 1
     one_line_error(err, "torch 2.5.1", "CVE-2025-32434", "model.pt")
+
+
+# ---- 11. impossible values in the raw files: one line per kind, or --lenient leaves them out -----------------------
+def _cid(i: int) -> str:
+    return f"{i:064x}"
+
+
+_RAW = {
+    "customers.csv": "customer_id,FN,Active,club_member_status,fashion_news_frequency,age,postal_code\n"
+                     + "".join(f"{_cid(i)},,,ACTIVE,NONE,{20 + i}.0,p{i}\n" for i in range(1, 7)),
+    "articles.csv": "article_id,product_code,prod_name,product_type_no,detail_desc\n"
+                    "108775015,108775,Strap top,253,\"Jersey top, narrow straps.\"\n"
+                    "108775044,108775,Strap top,253,\n110065001,110065,OP T-shirt,306,Cotton.\n",
+    "transactions_train.csv": "t_dat,customer_id,article_id,price,sales_channel_id\n"
+                              + "".join(f"2018-09-{20 + i % 5},{_cid(1 + i % 6)},0{(108775015, 108775044, 110065001)[i % 3]},"
+                                        f"0.0{i + 10},{1 + i % 2}\n" for i in range(12)),
+}
+
+
+def _raw(tmp_path: Path, edits: dict[str, tuple[int, str, str]]) -> Path:
+    """The small raw set with `edits`: {file: (data row, column, new value)}; a value of None cuts the row short
+    before that column."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, text in _RAW.items():
+        lines = text.splitlines()
+        header = lines[0].split(",")
+        for row, column, value in edits.get(name, []):
+            fields = lines[row].split(",")
+            if value is None:
+                fields = fields[: header.index(column)]
+            else:
+                fields[header.index(column)] = value
+            lines[row] = ",".join(fields)
+        (raw / name).write_text("\n".join(lines) + "\n")
+    return raw
+
+
+IMPOSSIBLE = {
+    # case: (edits, words of its one error line)
+    "date-after-today": ({"transactions_train.csv": [(3, "t_dat", "2030-01-01")]},
+                         ["transactions_train.csv", "column t_dat", "row 3", "'2030-01-01'", "after today"]),
+    "date-in-1900": ({"transactions_train.csv": [(4, "t_dat", "1900-01-01")]},
+                     ["column t_dat", "row 4", "'1900-01-01'", "more than 365 days from every other date"]),
+    "negative-price": ({"transactions_train.csv": [(5, "price", "-0.5"), (6, "price", "-1")]},
+                       ["column price", "row 5 (and 1 more rows)", "'-0.5'", "negative price"]),
+    "malformed-customer-id": ({"transactions_train.csv": [(2, "customer_id", "not-a-hex-id")]},
+                              ["column customer_id", "row 2", "'not-a-hex-id'", "64 lower-case hexadecimal"]),
+    "malformed-id-in-customers": ({"customers.csv": [(1, "customer_id", "A" * 64)]},
+                                  ["customers.csv", "column customer_id", "row 1", "64 lower-case hexadecimal"]),
+    "row-cut-short": ({"transactions_train.csv": [(7, "sales_channel_id", None)]},
+                      ["transactions_train.csv", "row 7", "4 fields where the header names 5"]),
+    "customer-row-cut-short": ({"customers.csv": [(2, "postal_code", None)]},
+                               ["customers.csv", "row 2", "6 fields where the header names 7"]),
+    "age-99999": ({"customers.csv": [(2, "age", "99999")]}, ["customers.csv", "column age", "row 2", "'99999'",
+                                                             "outside 0..120"]),
+    "age-minus-5": ({"customers.csv": [(3, "age", "-5")]}, ["column age", "row 3", "'-5'", "outside 0..120"]),
+}
+
+
+@pytest.mark.parametrize("case", list(IMPOSSIBLE))
+def test_an_impossible_value_is_one_line_naming_where(case, tmp_path, capsys):
+    edits, words = IMPOSSIBLE[case]
+    raw = _raw(tmp_path, edits)
+    code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", raw)
+    assert code == 1 and "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    line = one_line_error(err, *words)
+    assert "--lenient" in line
+    assert not (tmp_path / "tables").exists() and leftovers(tmp_path) == []
+
+
+def test_several_kinds_of_impossible_values_are_a_line_each(tmp_path, capsys):
+    edits = {name: [e for case in IMPOSSIBLE.values() for e in case[0].get(name, [])] for name in _RAW}
+    edits["customers.csv"] = [e for e in edits["customers.csv"] if e[2] != "A" * 64]  # its rows still map
+    raw = _raw(tmp_path, edits)
+    code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", raw)
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert code == 1 and lines[-len(errors):] == errors and not (tmp_path / "tables").exists()
+    kinds = ["after today", "365 days", "negative price", "hexadecimal", "4 fields", "6 fields", "outside 0..120"]
+    assert [sum(kind in line for line in errors) for kind in kinds] == [1] * len(kinds), errors
+
+
+def test_lenient_leaves_out_impossible_rows_and_counts_them(tmp_path, capsys):
+    edits = {"transactions_train.csv": [(3, "t_dat", "2030-01-01"), (4, "t_dat", "1900-01-01"),
+                                        (5, "price", "-0.5"), (6, "price", "-1"), (2, "customer_id", "x"),
+                                        (7, "sales_channel_id", None)],
+             "customers.csv": [(2, "age", "99999")]}
+    raw = _raw(tmp_path, edits)
+    code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", raw, "--lenient")
+    assert code == 0, err
+    said = " ".join(err.split())
+    for words in ("dated after today: 1", "cut off from the rest: 1", "negative price: 2", "malformed customer ids "
+                  "in transactions_train.csv: 1", "rows cut short in transactions_train.csv: 1",
+                  "ages outside 0..120 set to missing: 1"):
+        assert words in said, said
+    tables = tmp_path / "tables"
+    tx = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET)
+    assert tx.height == 12 - 6 and tx["price"].min() >= 0 and str(tx["t_dat"].min()) >= "2018-09-20"
+    customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET)
+    assert customers.height == 6 and customers["age"].null_count() == 1  # the id "x" made no unknown customer
+    assert json.loads((tables / A.MANIFEST).read_text())["left_out"]["transactions with a negative price"] == 2
+
+
+@pytest.mark.parametrize("dates", [["1997-03-01", "1997-03-02"], ["2010-12-01", "2010-12-09"],
+                                   ["2018-09-20", "2019-09-30"]], ids=["1997", "2010", "a-gap-of-a-year"])
+def test_real_logs_of_any_year_are_not_typos(dates, tmp_path, capsys):
+    edits = {"transactions_train.csv": [(row, "t_dat", dates[row % 2]) for row in range(1, 13)]}
+    code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", _raw(tmp_path, edits))
+    assert code == 0, err
