@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import sys
 import time
@@ -203,24 +204,48 @@ def mount_point(path: Path) -> Path:
 
 def disk_full(path: Path | None, needed: int = 0) -> HmgnnError:
     """The one-line error for a write that ran out of space: which disk, what is free, what was needed (`path`
-    None: the file is unknown, the disk is the working folder's)."""
+    None: the file is unknown, the disk is the working folder's); or, where a file size limit (`ulimit -f`) is set
+    and the disk has room beyond it, that limit."""
     disk = mount_point(Path(path) if path is not None else Path.cwd())
     try:
         free = shutil.disk_usage(disk).free
     except OSError:
         free = 0
-    writing = f" while writing {path}" if path is not None else ""
+    writing = f" while writing {final_path(Path(path))}" if path is not None else ""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and free > max(limit, needed):
+        return HmgnnError(f"file size limit reached{writing}: files may be at most {limit:,} bytes here (`ulimit -f`)"
+                          f"{f', about {needed:,} needed' if needed else ''}; raise the limit (ulimit -f unlimited) "
+                          "and run the step again")
     need = f", about {needed:,} needed" if needed else ""
     return HmgnnError(f"no space left on {disk}{writing}: {free:,} bytes free{need}; free some space or use a "
                       "--workdir on a larger disk")
 
 
+def write_failed(path: Path, exc: BaseException) -> HmgnnError:
+    """The one-line error for a failed write of `path` whose source is in memory (so the output is at fault): a full
+    disk or a file size limit as `disk_full` says it, else the library's first line with the file named."""
+    if is_disk_full(exc) or resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return disk_full(path)
+    return HmgnnError(f"could not write {final_path(Path(path))} ({_first_line(exc) or type(exc).__name__}); check "
+                      "that its folder is writable and has room")
+
+
+def final_path(path: Path) -> Path:
+    """The path a file under construction will have: each `.<name>.tmp-PID` folder on the way read as `<name>`
+    (what a user knows the output by, not the temporary folder it is built in)."""
+    parts = [m["name"] if (m := _LEFTOVER.fullmatch(part)) and m["kind"] == "tmp" else part for part in path.parts]
+    return Path(*parts)
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    """Whether an error is a full disk, however the library that wrote reported it (an OSError's errno, torch's
-    "file write failed", the text of Rust's os error 28 in polars)."""
+    """Whether an error is a write that found no room (a full disk, a quota, a file size limit), however the library
+    that wrote reported it (an OSError's errno, torch's stream writer, the text of Rust's os errors 27 and 28 in
+    polars)."""
     text = str(exc)
-    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "file write failed" in text
-            or "No space left on device" in text)
+    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            or any(words in text for words in ("file write failed", "No space left on device", "File too large",
+                                               "PytorchStreamWriter", "unexpected pos")))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -414,7 +439,12 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` to a temporary sibling, then rename it to `path`; the temporary is removed on any failure."""
+    """`write(tmp)` to a temporary sibling, then rename it to `path`; the temporary is removed on any failure. A
+    missing folder is named as such (not the temporary file the write would have failed on)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        raise InputError(f"cannot write {path}: {path.parent} {what}; create it first or choose another path")
     tmp = atomic_path(path)
     try:
         write(tmp)

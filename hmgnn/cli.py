@@ -339,7 +339,9 @@ def main(argv: Optional[list[str]] = None) -> None:
             filename = getattr(exc, "filename", None)
             error(str(artifacts.disk_full(Path(filename) if filename else None)))
         else:
-            error(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            text = str(exc).strip().splitlines() or [""]  # one line, however long the library's message
+            error(f"{type(exc).__name__}: {text[0]}{' ...' if len(text) > 1 else ''} (rerun with --debug for the "
+                  "traceback)")
         code = 1
     finally:
         if installed:

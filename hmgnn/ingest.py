@@ -639,6 +639,8 @@ def _map_transactions(src: Source, customers: pl.DataFrame, articles: pl.DataFra
         try:
             lf.sink_parquet(mapped, engine="streaming", compression_level=_ZSTD_LEVEL)
         except (pl.exceptions.PolarsError, OSError) as exc:
+            if artifacts.is_disk_full(exc):
+                raise  # the output's fault, not the input's: `run` names it
             raise _read_error(src, exc) from None
         stats = pl.scan_parquet(mapped).select(
             pl.len().alias("rows"),
@@ -810,6 +812,16 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     inputs = sorted({s.path for s in sources.values()})  # only the files read: images or notes beside them don't count
     if artifacts.skip_if_current(out, "ingest", cfg.section("ingest"), inputs, force):
         return out
+    try:
+        _write_tables(cfg, sources, inputs, out, started)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if not artifacts.is_disk_full(exc):
+            raise
+        raise artifacts.disk_full(out) from None  # a full disk or a size limit: the output, never the input CSV
+    return out
+
+
+def _write_tables(cfg: Config, sources: dict[str, Source], inputs: list[Path], out: Path, started: float) -> None:
     with artifacts.StepOutput(out, "ingest", cfg.to_dict(), cfg.section("ingest"), inputs=inputs,
                               started=started) as so:
         scratch = so.dir / "_extract"
@@ -840,8 +852,11 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         _finish_transactions(mapped, target, rows, new_customers, new_articles, in_order, cfg.ingest.keep_unknown,
                              drop)
 
-        customers.write_parquet(so.dir / artifacts.CUSTOMERS_PARQUET, compression_level=_ZSTD_LEVEL)
-        articles.write_parquet(so.dir / artifacts.ARTICLES_PARQUET, compression_level=_ZSTD_LEVEL)
+        for frame, name in ((customers, artifacts.CUSTOMERS_PARQUET), (articles, artifacts.ARTICLES_PARQUET)):
+            try:
+                frame.write_parquet(so.dir / name, compression_level=_ZSTD_LEVEL)
+            except (pl.exceptions.PolarsError, OSError) as exc:  # the frame is in memory: the write failed
+                raise artifacts.write_failed(so.dir / name, exc) from None
         shutil.rmtree(scratch, ignore_errors=True)
         n_tx = pl.scan_parquet(target).select(pl.len()).collect().item()
         so.rows = {"transactions": n_tx, "customers": customers.height, "articles": articles.height}
@@ -852,4 +867,3 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         if problems.counts:
             so.extra["left_out"] = problems.counts  # --lenient: rows left out (ages set to missing) per reason
         info(f"ingest: {n_tx:,} transactions, {customers.height:,} customers, {articles.height:,} articles")
-    return out

@@ -905,3 +905,47 @@ def test_real_logs_of_any_year_are_not_typos(dates, tmp_path, capsys):
     edits = {"transactions_train.csv": [(row, "t_dat", dates[row % 2]) for row in range(1, 13)]}
     code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", _raw(tmp_path, edits))
     assert code == 0, err
+
+
+# ---- 12. messages that name what is actually wrong ------------------------------------------------------------------
+@pytest.mark.parametrize("args, words", [
+    (["init", "tiny", "--out", "no/such/x.toml"], ["no/such does not exist", "no/such/x.toml"]),
+    (["synth", "-c", "."], ["is a folder, not a TOML file"]),
+    (["synth", "-c", "/dev/zero"], ["/dev/zero is not a regular file"]),
+    (["synth", "-c", "tiny", "--set", "synth.transactions=1000000000000"], ["synth.transactions", "10 times"]),
+    (["synth", "-c", "tiny", "--set", "synth.customers=1000000000000"], ["synth.customers", "10 times"]),
+], ids=["init-into-a-missing-folder", "config-is-a-folder", "config-is-a-device", "synth-too-many-rows",
+        "synth-too-many-customers"])
+def test_messages_name_what_is_wrong(args, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = hmgnn(capsys, *args, *(["-w", tmp_path] if args[0] == "synth" else []))
+    assert code == 1
+    line = one_line_error(err, *words)
+    assert ".tmp-" not in line and "does not exist" not in line.replace("no/such does not exist", "")
+    assert not (tmp_path / "raw").exists() and list(tmp_path.iterdir()) == []
+
+
+_WITH_A_FILE_SIZE_LIMIT = textwrap.dedent("""
+    import resource, sys
+    from hmgnn.cli import main
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))  # `ulimit -f`
+    main(sys.argv[2:])
+""")
+
+
+@pytest.mark.parametrize("step", ["ingest", "build-graph"])
+def test_a_file_size_limit_names_the_output_not_the_input(step, wd, tmp_path):
+    if step == "ingest":
+        raw = _raw(tmp_path, {})
+        text = (raw / "transactions_train.csv").read_text().splitlines()
+        (raw / "transactions_train.csv").write_text("\n".join(text + text[1:] * 300) + "\n")  # tables over 4 KiB
+        args, limit, named = ["ingest", "-w", str(tmp_path), "--raw", str(raw)], 4096, f"{tmp_path / 'tables'}"
+    else:
+        args, limit, named = ["build-graph", "-w", str(wd), "--force"], 60_000, f"{wd / 'graph' / 'graph.pt'}"
+    before = _graph_files(wd)
+    proc = subprocess.run([sys.executable, "-c", _WITH_A_FILE_SIZE_LIMIT, str(limit), *args], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = one_line_error(proc.stderr, "file size limit", f"{limit:,} bytes", named)
+    assert "transactions_train.csv" not in line and "inline_container" not in line and ".tmp-" not in line
+    assert leftovers(tmp_path) == [] and leftovers(wd) == [] and _graph_files(wd) == before
