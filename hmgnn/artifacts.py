@@ -17,12 +17,13 @@ import resource
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from hmgnn import __version__
-from hmgnn.errors import HmgnnError, InputError, MissingArtifactError
+from hmgnn.errors import HmgnnError, InputError, Interrupted, MissingArtifactError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -425,7 +426,70 @@ class StepOutput:
             **self.extra,
         }
         atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
+        _COMPLETED.add(self.out.resolve())  # from here a signal is ignored (see hmgnn.cli): the renames go through
         replace_dir(self.dir, self.out)
+
+
+_COMPLETED: set[Path] = set()
+_HELD_SIGNALS: list[int] = []
+_UNINTERRUPTED = [0]
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A block that SIGINT and SIGTERM do not cut short: they stay pending (blocked in this thread; `quiet_threads`
+    blocked them in polars' threads), or are held by the CLI's handler (`hold_signal`), until the block ends, then
+    stop the step as usual. Around long polars calls, which watch for Ctrl-C themselves and stop halfway, leaving
+    worker threads writing into a folder being removed and a panic on stderr."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    _UNINTERRUPTED[0] += 1
+    try:
+        yield
+    finally:
+        _UNINTERRUPTED[0] -= 1
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a pending signal is delivered here
+    if not _UNINTERRUPTED[0] and _HELD_SIGNALS:
+        signum = _HELD_SIGNALS[0]
+        _HELD_SIGNALS.clear()
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+
+def hold_signal(signum: int) -> bool:
+    """Keep `signum` for the end of the running `uninterrupted` block (True); False outside one."""
+    if _UNINTERRUPTED[0]:
+        _HELD_SIGNALS.append(signum)
+        return True
+    return False
+
+
+def quiet_threads() -> None:
+    """Start polars' worker threads with SIGINT and SIGTERM blocked (a thread keeps the mask it starts with), so that
+    only the main thread receives them: polars then never sees a Ctrl-C inside an `uninterrupted` block."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        import polars as pl
+
+        pl.LazyFrame({"x": [1, 2]}).select(pl.col("x").sum()).collect()  # the thread pool
+        pl.LazyFrame({"x": [1, 2]}).select(pl.col("x").sum()).collect(engine="streaming")  # the streaming executor
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def completed_outputs() -> set[Path]:
+    """The step folders this command has moved into place, complete (the CLI clears it when a command starts): once
+    there is one, a signal has nothing left to stop."""
+    return _COMPLETED
 
 
 def replace_dir(src: Path, dst: Path) -> None:
@@ -582,8 +646,13 @@ def release(out: Path) -> None:
 
 
 def release_all() -> None:
-    """Give up every claim this process holds (the CLI, when a command ends, however it ends)."""
+    """Give up every claim this process holds (the CLI, when a command ends, however it ends). A claim still held
+    means its step never finished, so what this process built beside the output (`.<name>.tmp-PID`) goes too: a
+    signal handled as a StepOutput began to clean up would otherwise leave it."""
     for out in list(_HELD):
+        own = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        if own.is_dir() and not own.is_symlink():
+            shutil.rmtree(own, ignore_errors=True)
         release(out)
 
 

@@ -637,7 +637,8 @@ def _map_transactions(src: Source, customers: pl.DataFrame, articles: pl.DataFra
         if bar is not None:
             bar.add_task(f"mapping {src.name}", total=None)
         try:
-            lf.sink_parquet(mapped, engine="streaming", compression_level=_ZSTD_LEVEL)
+            with artifacts.uninterrupted():  # see there: a sink stopped halfway leaves its writers running
+                lf.sink_parquet(mapped, engine="streaming", compression_level=_ZSTD_LEVEL)
         except (pl.exceptions.PolarsError, OSError) as exc:
             if artifacts.is_disk_full(exc):
                 raise  # the output's fault, not the input's: `run` names it
@@ -674,7 +675,8 @@ def _unknown_id_rows(src: Source, mapped: Path) -> pl.DataFrame:
     # the mapping pass kept file order, so row numbers in the mapped file are the source's row numbers
     ids = _typed(_scan(src), has_channel=False).select("_row", "customer_id", "article_id")
     found = mapped.with_name("_unknown.parquet")  # sink, not collect: the rows stream to disk
-    ids.filter(pl.col("_row").is_in(misses["_row"].implode())).sink_parquet(found, engine="streaming")
+    with artifacts.uninterrupted():
+        ids.filter(pl.col("_row").is_in(misses["_row"].implode())).sink_parquet(found, engine="streaming")
     rows = pl.read_parquet(found).join(misses, on="_row", how="inner", maintain_order="left")
     found.unlink()
     return rows.select(_NO_ROWS.columns)
@@ -799,7 +801,8 @@ def _finish_transactions(mapped: Path, target: Path, rows: pl.DataFrame, new_cus
     if not in_order or (rows.height and keep_unknown):  # new indices of unknown customers move rows
         info("ingest: sorting transactions by date and customer")
         lf = lf.sort(_order_key(), maintain_order=True)
-    lf.sink_parquet(target, engine="streaming", compression_level=_ZSTD_LEVEL)
+    with artifacts.uninterrupted():
+        lf.sink_parquet(target, engine="streaming", compression_level=_ZSTD_LEVEL)
     mapped.unlink()
 
 
@@ -854,7 +857,8 @@ def _write_tables(cfg: Config, sources: dict[str, Source], inputs: list[Path], o
 
         for frame, name in ((customers, artifacts.CUSTOMERS_PARQUET), (articles, artifacts.ARTICLES_PARQUET)):
             try:
-                frame.write_parquet(so.dir / name, compression_level=_ZSTD_LEVEL)
+                with artifacts.uninterrupted():
+                    frame.write_parquet(so.dir / name, compression_level=_ZSTD_LEVEL)
             except (pl.exceptions.PolarsError, OSError) as exc:  # the frame is in memory: the write failed
                 raise artifacts.write_failed(so.dir / name, exc) from None
         shutil.rmtree(scratch, ignore_errors=True)

@@ -949,3 +949,61 @@ def test_a_file_size_limit_names_the_output_not_the_input(step, wd, tmp_path):
     line = one_line_error(proc.stderr, "file size limit", f"{limit:,} bytes", named)
     assert "transactions_train.csv" not in line and "inline_container" not in line and ".tmp-" not in line
     assert leftovers(tmp_path) == [] and leftovers(wd) == [] and _graph_files(wd) == before
+
+
+# ---- 13. interrupts at any moment: temporary folders removed, 130/143, no panic; after the output, exit 0 ---------
+_SIGNAL_DURING_THE_SORT = textwrap.dedent("""
+    import os, signal, sys, threading
+    import polars as pl
+    from hmgnn.cli import main
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a background job ignores Ctrl-C
+    sink, signum = pl.LazyFrame.sink_parquet, getattr(signal, sys.argv[1])
+    def signalled_sink(self, path, *args, **kwargs):
+        if str(path).endswith("transactions.parquet"):  # the sort, as long as at full scale: a signal comes midway
+            threading.Timer(0.2, os.kill, (os.getpid(), signum)).start()
+            rows = pl.LazyFrame({"x": range(8_000_000)}).with_columns((pl.col("x") * 7919 % 1000003).alias("y"))
+            try:
+                sink(rows.sort("y"), path, *args, **kwargs)
+            except BaseException:
+                print("the sort stopped halfway", file=sys.stderr)
+                raise
+            print("the sort wrote its file", file=sys.stderr)
+        return sink(self, path, *args, **kwargs)
+    pl.LazyFrame.sink_parquet = signalled_sink
+    sys.argv = ["hmgnn", *sys.argv[2:]]
+    main()
+""")
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_ingests_sort_removes_its_temporary_folder(signal_name, tmp_path):
+    raw = _raw(tmp_path, {})  # out of date order: ingest sorts
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_DURING_THE_SORT, signal_name, "ingest", "-w", str(tmp_path),
+                           "--raw", str(raw)], capture_output=True, text=True, errors="replace", timeout=300)
+    assert proc.returncode == 128 + getattr(signal, signal_name), proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted" and "panic" not in proc.stderr, proc.stderr[-3000:]
+    assert "the sort wrote its file" in proc.stderr  # the signal waited for the write, then stopped the step
+    assert leftovers(tmp_path) == [] and not (tmp_path / "tables").exists()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("step", ["ingest", "build-graph"])
+def test_a_signal_once_the_output_is_complete_exits_0(step, signal_name, wd, tmp_path, monkeypatch, capsys):
+    replace = A.replace_dir
+
+    def then_signalled(src, dst):
+        replace(src, dst)
+        os.kill(os.getpid(), getattr(signal, signal_name))
+        time.sleep(0.2)  # the handler runs here
+
+    monkeypatch.setattr(A, "replace_dir", then_signalled)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        args = (["ingest", "-w", tmp_path, "--raw", _raw(tmp_path, {})] if step == "ingest"
+                else ["build-graph", "-w", wd, "--force"])
+        code, err = hmgnn(capsys, *args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    folder = tmp_path / "tables" if step == "ingest" else wd / "graph"
+    assert code == 0 and "interrupted" not in err and "wrote" in err, err
+    assert (folder / A.MANIFEST).is_file() and leftovers(folder.parent) == []
