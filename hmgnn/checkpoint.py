@@ -8,6 +8,7 @@ checks every part against the others; a bad part is one InputError naming the fi
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ MAX_NODES = 2**31 - 1
 MAX_WIDTH = 1 << 20
 """The widest feature or hidden layer a model may declare."""
 MAX_LAYERS = 64
+"""The deepest GNN a model may declare."""
 RECIPES = ("gnn", "reference")
 _MAX_TREE_LINES = 22
 """LightGBM reads at most this many `key=value` lines per tree."""
@@ -106,7 +108,7 @@ def _model_args(bad, args: Any) -> dict[str, Any]:
 
     if not isinstance(args, dict):
         raise bad("model_args", "is not a dict")
-    known = set(HeteroSAGE(1, 1).model_args) | {"normalize"}
+    known = set(inspect.signature(HeteroSAGE).parameters) | {"normalize"}  # `normalize`: see HeteroSAGE.from_args
     unknown = sorted(set(args) - known)
     if unknown:
         raise bad("model_args", f"holds {', '.join(map(str, unknown))}, which the GNN does not take")
