@@ -334,6 +334,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             if signal.getsignal(signum) is not signal.SIG_IGN:  # a background job's ignored Ctrl-C stays ignored
                 previous[signum] = signal.signal(signum, _stop)
     artifacts.completed_outputs().clear()
+    artifacts.forget_fingerprints()
     _WAITING.clear()
     if previous and argv is None:
         artifacts.quiet_threads()

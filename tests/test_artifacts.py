@@ -1,6 +1,7 @@
 """The artifact contract: atomic step folders, manifests, fingerprints and up-to-date checks."""
 
 import json
+import os
 
 import pytest
 
@@ -92,3 +93,14 @@ def test_manifest_wall_time_covers_the_whole_step(tmp_path):
         pass
     assert json.loads((tmp_path / "out" / artifacts.MANIFEST).read_text())["wall_time_s"] >= 5.0
 
+
+
+def test_a_file_edited_in_place_with_its_old_mtime_is_seen_by_the_next_command(tmp_path):
+    # fingerprints are kept within one command only: the next one reads every byte again
+    path = tmp_path / "transactions_train.csv"
+    path.write_bytes(b"t_dat,price\n2020-09-22,0.05\n")
+    before, stat = artifacts.fingerprint(path), path.stat()
+    path.write_bytes(b"t_dat,price\n2020-09-22,0.06\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime: a careful forger
+    artifacts.forget_fingerprints()  # what the CLI does as a command starts
+    assert artifacts.fingerprint(path) != before
