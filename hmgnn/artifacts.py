@@ -100,7 +100,7 @@ def fingerprint(path: Path) -> str:
     """A content fingerprint: blake2b (128 bits) of every byte of the file, read in 8 MiB blocks.
 
     Every byte, so that an edit anywhere (one price rewritten in place, same length) makes the file's steps due
-    again; docs/CONTRACT.md gives what this costs on the full Kaggle CSVs. Within one command (see
+    again; docs/CONTRACT.md gives what this costs on the full Kaggle CSVs. Within one step (see
     `forget_fingerprints`) a file with the same device, inode, size and modification time is read once: the lineage
     checks of recommend, serve and evaluate meet graph.pt up to three times.
     """
@@ -119,8 +119,8 @@ def fingerprint(path: Path) -> str:
 
 
 def forget_fingerprints() -> None:
-    """Read every file again from here on: each command starts with this (the CLI), and so does every load of a
-    served model (a reload of `hmgnn serve` sees a file edited in place since the last one)."""
+    """Read every file again from here on: each command (the CLI), each step (`skip_if_current`) and each load of a
+    served model start with this (a reload of `hmgnn serve` sees a file edited in place since the last one)."""
     _FINGERPRINTS.clear()
 
 
@@ -586,6 +586,7 @@ def skip_if_current(out: Path, step: str, step_config: dict[str, Any], inputs: l
     finishes or the process ends.
     """
     claim(out, step)
+    forget_fingerprints()  # a step reads its inputs afresh, even in a process that ran others before it
     if not force and is_up_to_date(out, step, step_config, inputs):
         from hmgnn.console import info
 
