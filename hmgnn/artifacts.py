@@ -13,15 +13,17 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from hmgnn import __version__
-from hmgnn.errors import HmgnnError, InputError, MissingArtifactError
+from hmgnn.errors import HmgnnError, InputError, Interrupted, MissingArtifactError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,29 +90,38 @@ PRODUCER = {
     EVALUATE: "hmgnn evaluate",
 }
 
-_FULL_HASH_LIMIT = 64 << 20
-_SAMPLE_CHUNKS = 16
-_CHUNK = 1 << 20
+_BLOCK = 8 << 20
+
+
+_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
 
 
 def fingerprint(path: Path) -> str:
-    """A content fingerprint: blake2b of the whole file up to 64 MiB, else of its size and 16 spread 1 MiB chunks.
+    """A content fingerprint: blake2b (128 bits) of every byte of the file, read in 8 MiB blocks.
 
-    The sampled form reads 16 MiB of a file of any size (a full-scale CSV included) while still changing with any
-    edit that changes the size or touches a sampled chunk.
+    Every byte, so that an edit anywhere (one price rewritten in place, same length) makes the file's steps due
+    again; docs/CONTRACT.md gives what this costs on the full Kaggle CSVs. Within one step (see
+    `forget_fingerprints`) a file with the same device, inode, size and modification time is read once: the lineage
+    checks of recommend, serve and evaluate meet graph.pt up to three times.
     """
-    size = path.stat().st_size
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _FINGERPRINTS:
+        return _FINGERPRINTS[key]
     h = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as f:
-        if size <= _FULL_HASH_LIMIT:
-            for block in iter(lambda: f.read(_CHUNK), b""):
-                h.update(block)
-            return "blake2b:" + h.hexdigest()
-        h.update(str(size).encode())
-        for i in range(_SAMPLE_CHUNKS):
-            f.seek((size - _CHUNK) * i // (_SAMPLE_CHUNKS - 1))
-            h.update(f.read(_CHUNK))
-    return "blake2b-sampled:" + h.hexdigest()
+    buffer = bytearray(_BLOCK)
+    view = memoryview(buffer)
+    with Path(path).open("rb", buffering=0) as f:
+        while n := f.readinto(buffer):
+            h.update(view[:n])
+    _FINGERPRINTS[key] = "blake2b:" + h.hexdigest()
+    return _FINGERPRINTS[key]
+
+
+def forget_fingerprints() -> None:
+    """Read every file again from here on: each command (the CLI), each step (`skip_if_current`) and each load of a
+    served model start with this (a reload of `hmgnn serve` sees a file edited in place since the last one)."""
+    _FINGERPRINTS.clear()
 
 
 def describe_inputs(paths: list[Path]) -> list[dict[str, Any]]:
@@ -139,6 +150,10 @@ def load_torch(path: Path, kind: str, allow: Sequence[type] = (), map_location: 
     rerun = PRODUCER.get(kind, kind)
     if not Path(path).is_file():
         raise MissingArtifactError(f"{path} does not exist; run `{rerun}` first")
+    if _version_tuple(torch.__version__) < SAFE_TORCH:
+        raise HmgnnError(f"torch {torch.__version__} is older than {'.'.join(map(str, SAFE_TORCH))}, whose "
+                         f"weights_only=True a crafted file can bypass (CVE-2025-32434), so {path} was not read; "
+                         f"upgrade torch (pip install 'torch>={'.'.join(map(str, SAFE_TORCH))}')")
     try:
         with torch.serialization.safe_globals(list(allow)):
             return torch.load(path, weights_only=True, map_location=map_location)
@@ -150,6 +165,16 @@ def load_torch(path: Path, kind: str, allow: Sequence[type] = (), map_location: 
     except (RuntimeError, EOFError, ValueError, KeyError, OSError) as exc:
         raise InputError(f"{path} is not a readable torch file ({_first_line(exc) or type(exc).__name__}); it is "
                          f"damaged or truncated: run `{rerun}` again (with --force)") from None
+
+
+SAFE_TORCH = (2, 6)
+"""The oldest torch whose `torch.load(weights_only=True)` runs no code from a crafted file (pyproject.toml's
+minimum too)."""
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """(2, 6) of "2.6.0+cpu"."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
 
 
 def save_torch(obj: Any, path: Path) -> None:
@@ -196,24 +221,48 @@ def mount_point(path: Path) -> Path:
 
 def disk_full(path: Path | None, needed: int = 0) -> HmgnnError:
     """The one-line error for a write that ran out of space: which disk, what is free, what was needed (`path`
-    None: the file is unknown, the disk is the working folder's)."""
+    None: the file is unknown, the disk is the working folder's); or, where a file size limit (`ulimit -f`) is set
+    and the disk has room beyond it, that limit."""
     disk = mount_point(Path(path) if path is not None else Path.cwd())
     try:
         free = shutil.disk_usage(disk).free
     except OSError:
         free = 0
-    writing = f" while writing {path}" if path is not None else ""
+    writing = f" while writing {final_path(Path(path))}" if path is not None else ""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and free > max(limit, needed):
+        return HmgnnError(f"file size limit reached{writing}: files may be at most {limit:,} bytes here (`ulimit -f`)"
+                          f"{f', about {needed:,} needed' if needed else ''}; raise the limit (ulimit -f unlimited) "
+                          "and run the step again")
     need = f", about {needed:,} needed" if needed else ""
     return HmgnnError(f"no space left on {disk}{writing}: {free:,} bytes free{need}; free some space or use a "
                       "--workdir on a larger disk")
 
 
+def write_failed(path: Path, exc: BaseException) -> HmgnnError:
+    """The one-line error for a failed write of `path` whose source is in memory (so the output is at fault): a full
+    disk or a file size limit as `disk_full` says it, else the library's first line with the file named."""
+    if is_disk_full(exc) or resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return disk_full(path)
+    return HmgnnError(f"could not write {final_path(Path(path))} ({_first_line(exc) or type(exc).__name__}); check "
+                      "that its folder is writable and has room")
+
+
+def final_path(path: Path) -> Path:
+    """The path a file under construction will have: each `.<name>.tmp-PID` folder on the way read as `<name>`
+    (what a user knows the output by, not the temporary folder it is built in)."""
+    parts = [m["name"] if (m := _LEFTOVER.fullmatch(part)) and m["kind"] == "tmp" else part for part in path.parts]
+    return Path(*parts)
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    """Whether an error is a full disk, however the library that wrote reported it (an OSError's errno, torch's
-    "file write failed", the text of Rust's os error 28 in polars)."""
+    """Whether an error is a write that found no room (a full disk, a quota, a file size limit), however the library
+    that wrote reported it (an OSError's errno, torch's stream writer, the text of Rust's os errors 27 and 28 in
+    polars)."""
     text = str(exc)
-    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "file write failed" in text
-            or "No space left on device" in text)
+    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            or any(words in text for words in ("file write failed", "No space left on device", "File too large",
+                                               "PytorchStreamWriter", "unexpected pos")))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -393,7 +442,70 @@ class StepOutput:
             **self.extra,
         }
         atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
+        _COMPLETED.add(self.out.resolve())  # from here a signal is ignored (see hmgnn.cli): the renames go through
         replace_dir(self.dir, self.out)
+
+
+_COMPLETED: set[Path] = set()
+_HELD_SIGNALS: list[int] = []
+_UNINTERRUPTED = [0]
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A block that SIGINT and SIGTERM do not cut short: they stay pending (blocked in this thread; `quiet_threads`
+    blocked them in polars' threads), or are held by the CLI's handler (`hold_signal`), until the block ends, then
+    stop the step as usual. Around long polars calls, which watch for Ctrl-C themselves and stop halfway, leaving
+    worker threads writing into a folder being removed and a panic on stderr."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    _UNINTERRUPTED[0] += 1
+    try:
+        yield
+    finally:
+        _UNINTERRUPTED[0] -= 1
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a pending signal is delivered here
+    if not _UNINTERRUPTED[0] and _HELD_SIGNALS:
+        signum = _HELD_SIGNALS[0]
+        _HELD_SIGNALS.clear()
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+
+def hold_signal(signum: int) -> bool:
+    """Keep `signum` for the end of the running `uninterrupted` block (True); False outside one."""
+    if _UNINTERRUPTED[0]:
+        _HELD_SIGNALS.append(signum)
+        return True
+    return False
+
+
+def quiet_threads() -> None:
+    """Start polars' worker threads with SIGINT and SIGTERM blocked (a thread keeps the mask it starts with), so that
+    only the main thread receives them: polars then never sees a Ctrl-C inside an `uninterrupted` block."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        import polars as pl
+
+        pl.LazyFrame({"x": [1, 2]}).select(pl.col("x").sum()).collect()  # the thread pool
+        pl.LazyFrame({"x": [1, 2]}).select(pl.col("x").sum()).collect(engine="streaming")  # the streaming executor
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def completed_outputs() -> set[Path]:
+    """The step folders this command has moved into place, complete (the CLI clears it when a command starts): once
+    there is one, a signal has nothing left to stop."""
+    return _COMPLETED
 
 
 def replace_dir(src: Path, dst: Path) -> None:
@@ -407,7 +519,12 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` to a temporary sibling, then rename it to `path`; the temporary is removed on any failure."""
+    """`write(tmp)` to a temporary sibling, then rename it to `path`; the temporary is removed on any failure. A
+    missing folder is named as such (not the temporary file the write would have failed on)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        raise InputError(f"cannot write {path}: {path.parent} {what}; create it first or choose another path")
     tmp = atomic_path(path)
     try:
         write(tmp)
@@ -432,9 +549,29 @@ def step_dir(workdir: str | Path, kind: str) -> Path:
 
 
 def is_model_folder(path: str | Path) -> bool:
-    """True for a model folder given in place of a workdir (a copied model/: model.pt at its top, which a workdir
-    never holds): it is then the only folder read."""
-    return (Path(path) / MODEL_PT).is_file()
+    """True for a model folder given in place of a workdir (a copied model/: model.pt at its top, or the manifest
+    `hmgnn train` writes, which a workdir never holds): it is then the only folder read (and one that lost its
+    model.pt is refused there, see `portable.check_folder`)."""
+    path = Path(path)
+    return (path / MODEL_PT).is_file() or (read_manifest(path) or {}).get("step") == "train"
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """Whether a model folder (<workdir>/model, <workdir>/reference) holds a trained model: True with its model.pt,
+    False where no model was trained (no model.pt, no manifest). A manifest that lists model.pt without the file
+    is an error, never "not trained": a deleted checkpoint must not turn into a silent fallback to a baseline."""
+    folder = Path(folder)
+    if (folder / MODEL_PT).is_file():
+        return True
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return False
+    listed = any(isinstance(e, dict) and e.get("path") == MODEL_PT for e in manifest.get("outputs") or [])
+    if listed or manifest.get("step") == "train":
+        raise MissingArtifactError(f"{folder / MODEL_PT} is missing ({folder / MANIFEST} lists it); run "
+                                   f"`{PRODUCER.get(folder.name, 'hmgnn train')} --force` (or copy the whole model "
+                                   "folder again)")
+    return False
 
 
 def tables_dir(workdir: str | Path) -> Path:
@@ -449,6 +586,7 @@ def skip_if_current(out: Path, step: str, step_config: dict[str, Any], inputs: l
     finishes or the process ends.
     """
     claim(out, step)
+    forget_fingerprints()  # a step reads its inputs afresh, even in a process that ran others before it
     if not force and is_up_to_date(out, step, step_config, inputs):
         from hmgnn.console import info
 
@@ -525,8 +663,13 @@ def release(out: Path) -> None:
 
 
 def release_all() -> None:
-    """Give up every claim this process holds (the CLI, when a command ends, however it ends)."""
+    """Give up every claim this process holds (the CLI, when a command ends, however it ends). A claim still held
+    means its step never finished, so what this process built beside the output (`.<name>.tmp-PID`) goes too: a
+    signal handled as a StepOutput began to clean up would otherwise leave it."""
     for out in list(_HELD):
+        own = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        if own.is_dir() and not own.is_symlink():
+            shutil.rmtree(own, ignore_errors=True)
         release(out)
 
 

@@ -90,12 +90,13 @@ def synth(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
 @app.command()
 def ingest(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
            raw: Annotated[Optional[Path], typer.Option("--raw", "--in", help="Folder with the Kaggle files (.csv, .csv.zip or parquet) or the competition zip. Default: <workdir>/raw.")] = None,
-           out: OutOpt = None, force: ForceOpt = False) -> None:
+           out: OutOpt = None, force: ForceOpt = False,
+           lenient: Annotated[bool, typer.Option("--lenient", help="Leave out rows with impossible values (dates after today or cut off from the rest, negative prices, malformed ids, rows cut short; ages outside 0-120 become missing) and say how many, instead of refusing the files (shortcut for --set ingest.lenient=true).")] = False) -> None:
     """Read the Kaggle files into typed parquet tables with contiguous customer and article indices.
 
     Example: [bold]hmgnn ingest -c configs/demo.toml --raw ~/Downloads/h-and-m-personalized-fashion-recommendations.zip[/bold]
     """
-    cfg = _config(config, workdir, set_)
+    cfg = _config(config, workdir, list(set_ or []) + (["ingest.lenient=true"] if lenient else []))
     from hmgnn import ingest as step
 
     _wrote("ingest", step.run(cfg, inp=raw, out=out, force=force))
@@ -261,7 +262,37 @@ def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: Model
     step.run(cfg)
 
 
-def _raise_interrupted(signum: int, frame: object) -> None:
+_POLARS = f"{os.sep}polars{os.sep}"
+"""Where polars' Python code lives: its native calls check for signals themselves and stop halfway (its worker
+threads go on writing into a folder that is being removed, and now and then print a panic)."""
+
+
+_WAITING: set[int] = set()
+"""Signals `_stop` is waiting to raise until a polars call returns."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM stop the running step (KeyboardInterrupt, Interrupted): its StepOutput removes the
+    temporary folder and the CLI exits 130 or 143. Two moments wait instead: inside a polars call the stop comes
+    when the call has returned (the signal is raised again every 50 ms until then), and once the step's output is in
+    place the signal is ignored: the output is complete, what is left is saying so. (Inside an
+    `artifacts.uninterrupted` block the signal is held until the block ends.)"""
+    import _thread
+    import signal
+    import threading
+
+    from hmgnn import artifacts
+
+    if (artifacts.completed_outputs() and signum not in _WAITING) or artifacts.hold_signal(signum):
+        return
+    if getattr(getattr(frame, "f_code", None), "co_filename", "").find(_POLARS) >= 0:
+        _WAITING.add(signum)  # it came before the output was complete: it stops the step even if that completes
+        timer = threading.Timer(0.05, _thread.interrupt_main, (signum,))
+        timer.daemon = True
+        timer.start()
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Interrupted(signum)
 
 
@@ -293,12 +324,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     exits, usage, aborts = _click_exceptions()
 
     def error(message: str) -> None:
-        console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        for line in message.splitlines() or [""]:  # several problems: one `error:` line each
+            console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
 
     debug = os.environ.get("HMGNN_DEBUG") or "--debug" in (argv if argv is not None else sys.argv[1:])
-    installed, previous = False, None
+    previous: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
-        previous, installed = signal.signal(signal.SIGTERM, _raise_interrupted), True
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # a background job's ignored Ctrl-C stays ignored
+                previous[signum] = signal.signal(signum, _stop)
+    artifacts.completed_outputs().clear()
+    artifacts.forget_fingerprints()
+    _WAITING.clear()
+    if previous and argv is None:
+        artifacts.quiet_threads()
     try:
         # typer returns (not raises) the code of an Exit: 130 after Ctrl-C, which it turns into Exit(130)
         args = list(sys.argv[1:] if argv is None else argv)
@@ -337,11 +376,17 @@ def main(argv: Optional[list[str]] = None) -> None:
             filename = getattr(exc, "filename", None)
             error(str(artifacts.disk_full(Path(filename) if filename else None)))
         else:
-            error(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            text = str(exc).strip().splitlines() or [""]  # one line, however long the library's message
+            error(f"{type(exc).__name__}: {text[0]}{' ...' if len(text) > 1 else ''} (rerun with --debug for the "
+                  "traceback)")
         code = 1
     finally:
-        if installed:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if argv is None and previous:  # the process ends here: a late signal must not turn a finished run into -2/-15
+            for signum in previous:
+                signal.signal(signum, signal.SIG_IGN)
+        else:  # called in process (tests, scripts): the caller's handlers come back
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         artifacts.release_all()  # a step that failed before writing still held its output folder
     if code in (130, 128 + signal.SIGTERM):
         console.print("interrupted")

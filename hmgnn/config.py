@@ -55,6 +55,11 @@ KAGGLE_CUSTOMERS, KAGGLE_ARTICLES, KAGGLE_TRANSACTIONS = 1_371_980, 105_542, 31_
 ARTICLES_SCALE = 100_000 / -math.log(1 - 82_477 / KAGGLE_ARTICLES)
 
 
+SYNTH_MAX_SCALE = 10
+"""`hmgnn synth` generates at most this many times the full Kaggle data's customers, articles and transactions:
+beyond, memory runs out long before the files are written."""
+
+
 @dataclass
 class SynthConfig:
     """`hmgnn synth`: a synthetic data set in the exact Kaggle schema, calibrated to real H&M statistics."""
@@ -81,6 +86,11 @@ class SynthConfig:
         if self.transactions == 0:
             self.transactions = round(self.customers * KAGGLE_TRANSACTIONS / KAGGLE_CUSTOMERS)
         _check_positive("synth", articles=self.articles, transactions=self.transactions)
+        for name, full in (("customers", KAGGLE_CUSTOMERS), ("articles", KAGGLE_ARTICLES),
+                           ("transactions", KAGGLE_TRANSACTIONS)):
+            if getattr(self, name) > SYNTH_MAX_SCALE * full:
+                raise ConfigError(f"synth.{name} = {getattr(self, name):,} is more than {SYNTH_MAX_SCALE} times the "
+                                  f"full Kaggle data ({full:,}); generate at most {SYNTH_MAX_SCALE * full:,}")
         _check_date("synth", "start_date", self.start_date)
         _check_date("synth", "end_date", self.end_date)
         if self.end_date <= self.start_date:
@@ -94,6 +104,10 @@ class IngestConfig:
 
     keep_unknown: bool = True
     """Keep transactions whose customer or article is missing from the metadata files (an 'unknown' row is added)."""
+    lenient: bool = False
+    """Leave out the rows with impossible values (dates after today or cut off from the rest, negative prices,
+    malformed customer ids, rows cut short) and set ages outside 0..120 to missing, saying how many per reason;
+    false: such rows are an error, one line per kind (`hmgnn ingest --lenient`)."""
 
 
 @dataclass
@@ -265,6 +279,10 @@ class TrainConfig:
 RANKER_OBJECTIVES = ("lambdarank", "binary")
 
 
+MAX_CANDIDATES = 10_000
+"""The most candidates per customer from one source (`ranker.*_candidates`, and a model.pt's `candidate_sizes`)."""
+
+
 @dataclass
 class RankerConfig:
     """`hmgnn train`'s second stage: candidate sources per customer, then gradient-boosted trees (LightGBM) that
@@ -322,6 +340,9 @@ class RankerConfig:
         _check_at_least_zero("ranker", **{name: getattr(self, name) for name in (
             "gnn_candidates", "bought_candidates", "variant_candidates", "popular_candidates", "trending_candidates",
             "walk_candidates", "gnn_recent_days", "windows")})
+        too_many = [f"ranker.{source}_candidates = {n:,}" for source, n in self.sizes().items() if n > MAX_CANDIDATES]
+        if too_many:
+            raise ConfigError(f"{too_many[0]} is more than {MAX_CANDIDATES:,} candidates per customer from one source")
         _check_positive("ranker", min_customers=self.min_customers, max_windows=self.max_windows,
                         max_customers=self.max_customers, trees=self.trees, learning_rate=self.learning_rate,
                         patience=self.patience)
@@ -559,17 +580,33 @@ def packaged_configs() -> dict[str, str]:
             for f in folder.iterdir() if f.name.endswith(".toml")}
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file is a few KiB of TOML: anything over this is another file passed by mistake."""
+
+
 def config_text(path: str | Path) -> str:
     """The TOML text of a config file, or of a packaged config named without a folder (`demo`, `full.toml`)."""
     path = Path(path)
     if path.is_file():
         try:
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes, not a config (at most "
+                                  f"{MAX_CONFIG_BYTES:,}); pass the TOML file, e.g. `hmgnn init demo` writes one")
             return path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc}); check its permissions"
+                              ) from None
     packaged = packaged_configs()
     if path.parent == Path(".") and path.name.removesuffix(".toml") in packaged:
         return packaged[path.name.removesuffix(".toml")]
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a TOML file; pass the file in it (e.g. "
+                          f"{path / 'demo.toml'}) or the name of a packaged config ({', '.join(sorted(packaged))})")
+    if path.exists():
+        raise ConfigError(f"config file {path} is not a regular file (a device, pipe or socket); pass a TOML file, "
+                          "e.g. one `hmgnn init demo` writes")
     raise ConfigError(f"config file {path} does not exist; pass a file, or the name of a packaged config "
                       f"({', '.join(sorted(packaged)) or 'none found'}); `hmgnn init` writes one to edit")
 

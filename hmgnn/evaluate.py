@@ -155,7 +155,7 @@ def model_list(cfg: Config) -> list[str]:
     """cfg.evaluate.models, plus each trained model (`gnn`, `reference`) whose folder holds a model.pt."""
     names = list(dict.fromkeys(cfg.evaluate.models))
     for name, folder in TRAINED.items():
-        if name not in names and (A.step_dir(cfg.workdir, folder) / A.MODEL_PT).is_file():
+        if name not in names and A.has_checkpoint(A.step_dir(cfg.workdir, folder)):
             manifest = A.read_manifest(A.step_dir(cfg.workdir, folder)) or {}
             if name == "ranker-only" and "ranker_only" not in (manifest.get("ranker") or {}):
                 continue  # a model trained before the ranker-only fit
@@ -227,7 +227,7 @@ def auto_model(cfg: Config, names: list[str]) -> str | None:
     from hmgnn.models import auto_choice
 
     folder = A.step_dir(cfg.workdir, A.MODEL)
-    if not (folder / A.MODEL_PT).is_file():
+    if not A.has_checkpoint(folder):
         return None
     chosen = auto_choice(folder)
     return chosen if chosen in names else None

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
 import difflib
 import os
 import shutil
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -46,6 +47,45 @@ ARTICLE_COLUMNS = (
 _ARTICLE_CODES = {c for c in ARTICLE_COLUMNS[1:] if c.endswith(("_no", "_code", "_id")) and c != "index_code"}
 _SNIFF = 64 << 10
 _ZSTD_LEVEL = 1  # on these tables as small as the default level 3, at half the CPU
+MAX_AGE = 120
+"""Ages outside 0..MAX_AGE years are typos."""
+ISOLATED_DAYS = 365
+"""A date at either end of the purchases more than this many days from every other date is cut off from the data: a
+typo (a lone 2030 or 1900), where real logs from any year (1997, 2010) run day after day."""
+CUSTOMER_ID = r"^[0-9a-f]{64}$"
+"""Kaggle's customer ids: 64 lower-case hexadecimal characters (what `recommend` and `serve` accept)."""
+_LENIENT = "or pass --lenient to leave such rows out"
+
+
+@dataclass
+class Problems:
+    """The impossible values `ingest` found, one entry per kind (a file's column and what is wrong): the line that
+    says where, and how many rows. Without --lenient they are one error, a line per kind; with it, the rows are left
+    out (ages set to missing) and counted per kind."""
+
+    lenient: bool
+    lines: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, count: int, line: str) -> None:
+        if count:
+            self.lines.append(line)
+            self.counts[kind] = self.counts.get(kind, 0) + count
+
+    def settle(self) -> None:
+        """Raise the lines as one error, or (lenient) say what was left out."""
+        if not self.lines:
+            return
+        if not self.lenient:
+            raise InputError("\n".join(self.lines))
+        info("ingest --lenient: " + "; ".join(f"{kind}: {n:,}" for kind, n in self.counts.items()))
+
+
+def _at(src: Source, column: str | None, row: int, count: int, value: object) -> str:
+    """Where a problem is: file, column, first row (and how many more), and the value there."""
+    more = f" (and {count - 1:,} more rows)" if count > 1 else ""
+    shown = "empty" if value is None or value == "" else repr(value)
+    return f"{src.name}{f', column {column}' if column else ''}, row {row}{more}: {shown}"
 
 
 @dataclass
@@ -345,12 +385,64 @@ def _whole(src: Source, df: pl.DataFrame, column: str, dtype: pl.DataType, fix: 
     return value
 
 
-def read_customers(src: Source) -> pl.DataFrame:
-    """customers.csv in the contract's schema, file order, known=true."""
+def _short_rows(src: Source, candidates: pl.Series, width: int) -> list[tuple[int, int]]:
+    """(data row, fields) of each candidate row (one whose last column is empty) with fewer fields than the header's
+    `width`: a row cut short, not an empty last value. Read with Python's csv, which follows quoted line breaks; only
+    run where some last value is empty."""
+    if src.is_parquet or candidates.is_empty():
+        return []
+    wanted = set(candidates.to_list())
+    short = []
+    with src.path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for row, fields in enumerate(reader, start=1):
+            if row in wanted and len(fields) < width:
+                short.append((row, len(fields)))
+    return short
+
+
+def _check_short_rows(src: Source, df: pl.DataFrame, found: list[str], problems: Problems) -> pl.Series:
+    """Record the rows cut short (fewer fields than the header); returns the mask of them, to leave out."""
+    last = found[-1]
+    candidates = df["_row"].filter(df[last].is_null()) if last in df.columns else pl.Series([], dtype=pl.UInt32)
+    short = _short_rows(src, candidates, len(found))
+    if short:
+        row, n = short[0]
+        more = f" (and {len(short) - 1:,} more rows)" if len(short) > 1 else ""
+        problems.add(f"rows cut short in {src.name}", len(short),
+                     f"{src.name}, row {row}{more}: {n} fields where the header names {len(found)} (a row cut "
+                     f"short); complete it, {_LENIENT}")
+    return df["_row"].is_in([r for r, _ in short])
+
+
+def _check_customer_ids(src: Source, df: pl.DataFrame, column: str, problems: Problems,
+                        mask: pl.Series | None = None) -> pl.Series:
+    """Record the customer ids that are not Kaggle's 64 lower-case hex characters; returns their mask."""
+    bad = ~df[column].str.contains(CUSTOMER_ID).fill_null(True)
+    if mask is not None:
+        bad = bad & mask
+    n = int(bad.sum())
+    if n:
+        i = int(bad.arg_true()[0])
+        problems.add(f"malformed customer ids in {src.name}", n,
+                     f"{_at(src, column, df['_row'][i], n, df[column][i])} is not a customer id: customer ids are 64 "
+                     f"lower-case hexadecimal characters, as in Kaggle's customers.csv; fix it, {_LENIENT}")
+    return bad
+
+
+def read_customers(src: Source, problems: Problems | None = None) -> pl.DataFrame:
+    """customers.csv in the contract's schema, file order, known=true; malformed ids, ages outside 0..MAX_AGE and
+    rows cut short go to `problems` (lenient: those rows are left out, those ages missing)."""
+    problems = problems if problems is not None else Problems(lenient=False)
     found = _columns(src)
     _require(src, found, ("customer_id",))
-    df = _read_text_table(src, [c for c in CUSTOMER_COLUMNS if c in found])
-    ids = _ids(src, df, "customer_id", numeric=False)
+    df = _read_text_table(src, list(dict.fromkeys([*(c for c in CUSTOMER_COLUMNS if c in found), found[-1]])))
+    _ids(src, df, "customer_id", numeric=False)
+    drop = _check_short_rows(src, df, found, problems) | _check_customer_ids(src, df, "customer_id", problems)
+    if problems.lenient and drop.any():
+        df = df.filter(~drop)
+    ids = df["customer_id"]
 
     def flag(col: str) -> pl.Series:  # FN and Active are 1.0 or empty in Kaggle
         if col not in df.columns:
@@ -360,8 +452,18 @@ def read_customers(src: Source) -> pl.DataFrame:
     def text(col: str) -> pl.Series:
         return df[col] if col in df.columns else pl.Series(col, [None] * df.height, pl.String)
 
-    age = (_whole(src, df, "age", pl.Int16, "write the age in years, e.g. 21 or 21.0, or leave it empty")
-           if "age" in df.columns else pl.Series("age", [None] * df.height, pl.Int16))
+    age = pl.Series("age", [None] * df.height, pl.Int16)
+    if "age" in df.columns:
+        years = _whole(src, df, "age", pl.Int64, "write the age in years, e.g. 21 or 21.0, or leave it empty")
+        outside = ~years.is_between(0, MAX_AGE).fill_null(True)
+        n = int(outside.sum())
+        if n:
+            i = int(outside.arg_true()[0])
+            problems.add(f"ages outside 0..{MAX_AGE} set to missing", n,
+                         f"{_at(src, 'age', df['_row'][i], n, df['age'][i])} is outside 0..{MAX_AGE} years; write "
+                         f"the age in years or leave it empty, or pass --lenient to set such ages to missing")
+            years = years.set(outside, None)
+        age = years.cast(pl.Int16).alias("age")
     news = text("fashion_news_frequency").replace({"None": "NONE"})
     return pl.DataFrame({
         "customer_index": pl.int_range(df.height, dtype=pl.Int32, eager=True),
@@ -376,12 +478,18 @@ def read_customers(src: Source) -> pl.DataFrame:
     })
 
 
-def read_articles(src: Source) -> pl.DataFrame:
-    """articles.csv in the contract's schema, file order, known=true; columns the file lacks are null."""
+def read_articles(src: Source, problems: Problems | None = None) -> pl.DataFrame:
+    """articles.csv in the contract's schema, file order, known=true; columns the file lacks are null. Rows cut
+    short go to `problems` (lenient: they are left out)."""
+    problems = problems if problems is not None else Problems(lenient=False)
     found = _columns(src)
     _require(src, found, ("article_id",))
-    df = _read_text_table(src, [c for c in ARTICLE_COLUMNS if c in found])
-    ids = _ids(src, df, "article_id", numeric=True)
+    df = _read_text_table(src, list(dict.fromkeys([*(c for c in ARTICLE_COLUMNS if c in found), found[-1]])))
+    _ids(src, df, "article_id", numeric=True)
+    drop = _check_short_rows(src, df, found, problems)
+    if problems.lenient and drop.any():
+        df = df.filter(~drop)
+    ids = _whole(src, df, "article_id", pl.Int64, "article ids are digits, e.g. 0108775015")
     out: dict[str, pl.Series] = {
         "article_index": pl.int_range(df.height, dtype=pl.Int32, eager=True),
         "article_id": ids,
@@ -502,6 +610,10 @@ def _with_customer_index(lf: pl.LazyFrame, customers: pl.DataFrame, by_hash: boo
                           .then("customer_index").alias("customer_index")))
 
 
+def _has_channel(src: Source) -> bool:
+    return "sales_channel_id" in _columns(src)
+
+
 def _map_transactions(src: Source, customers: pl.DataFrame, articles: pl.DataFrame, work: Path
                       ) -> tuple[Path, pl.DataFrame, bool]:
     """One streaming pass: the transactions with mapped indices (null where the id is unknown), then checked.
@@ -525,8 +637,11 @@ def _map_transactions(src: Source, customers: pl.DataFrame, articles: pl.DataFra
         if bar is not None:
             bar.add_task(f"mapping {src.name}", total=None)
         try:
-            lf.sink_parquet(mapped, engine="streaming", compression_level=_ZSTD_LEVEL)
+            with artifacts.uninterrupted():  # see there: a sink stopped halfway leaves its writers running
+                lf.sink_parquet(mapped, engine="streaming", compression_level=_ZSTD_LEVEL)
         except (pl.exceptions.PolarsError, OSError) as exc:
+            if artifacts.is_disk_full(exc):
+                raise  # the output's fault, not the input's: `run` names it
             raise _read_error(src, exc) from None
         stats = pl.scan_parquet(mapped).select(
             pl.len().alias("rows"),
@@ -560,10 +675,88 @@ def _unknown_id_rows(src: Source, mapped: Path) -> pl.DataFrame:
     # the mapping pass kept file order, so row numbers in the mapped file are the source's row numbers
     ids = _typed(_scan(src), has_channel=False).select("_row", "customer_id", "article_id")
     found = mapped.with_name("_unknown.parquet")  # sink, not collect: the rows stream to disk
-    ids.filter(pl.col("_row").is_in(misses["_row"].implode())).sink_parquet(found, engine="streaming")
+    with artifacts.uninterrupted():
+        ids.filter(pl.col("_row").is_in(misses["_row"].implode())).sink_parquet(found, engine="streaming")
     rows = pl.read_parquet(found).join(misses, on="_row", how="inner", maintain_order="left")
     found.unlink()
     return rows.select(_NO_ROWS.columns)
+
+
+def isolated_days(days: pl.DataFrame) -> list[dt.date]:
+    """The dates (of `days`: t_dat and its row count n, sorted) at either end that lie more than ISOLATED_DAYS from
+    the nearest other date and hold fewer rows than the dates beyond them."""
+    d, n = days["t_dat"].to_list(), days["n"].to_list()
+    lo, hi, out = 0, len(d) - 1, []
+    while lo < hi and (d[lo + 1] - d[lo]).days > ISOLATED_DAYS and n[lo] < sum(n[lo + 1:hi + 1]):
+        out.append(d[lo])
+        lo += 1
+    while lo < hi and (d[hi] - d[hi - 1]).days > ISOLATED_DAYS and n[hi] < sum(n[lo:hi]):
+        out.append(d[hi])
+        hi -= 1
+    return out
+
+
+def _check_transactions(src: Source, mapped: Path, rows: pl.DataFrame, has_channel: bool,
+                        problems: Problems) -> pl.Expr | None:
+    """Record the transactions with impossible values: dates after today, dates cut off from the rest (see
+    `isolated_days`), negative prices, unknown customer ids that are not Kaggle's (known ones were checked in
+    customers.csv), rows cut short. Returns the filter of the mapped rows (`_row`: 1-based, file order) to leave out,
+    None when none."""
+    today = dt.date.today()
+    lf = pl.scan_parquet(mapped).with_row_index("_row", offset=1)
+    days = lf.group_by("t_dat").agg(pl.len().alias("n")).sort("t_dat").collect()
+    cut_off = isolated_days(days.filter(pl.col("t_dat") <= today))
+    after, lone, negative = pl.col("t_dat") > today, pl.col("t_dat").is_in(cut_off), pl.col("price") < 0
+    kinds = {"after": after, "lone": lone, "negative": negative}
+    if has_channel and not src.is_parquet:  # an empty last value may be a row cut short
+        kinds["empty_last"] = pl.col("sales_channel_id").is_null()
+    found = lf.select(*(e.sum().alias(k) for k, e in kinds.items()),
+                      *(pl.col("_row").filter(e).first().alias(f"{k}_row") for k, e in kinds.items())).collect()
+    found = found.row(0, named=True)
+
+    def raw(row: int, column: str) -> object:
+        return _scan(src).slice(row - 1, 1).select(column).collect().item()
+
+    span = f"{days['t_dat'][0]}..{days['t_dat'][-1]}" if days.height else ""
+    if found["after"]:
+        problems.add("transactions dated after today", found["after"],
+                     f"{_at(src, 't_dat', found['after_row'], found['after'], raw(found['after_row'], 't_dat'))} is "
+                     f"after today ({today}); fix the date, {_LENIENT}")
+    if found["lone"]:
+        rest = days.filter(~pl.col("t_dat").is_in(cut_off) & (pl.col("t_dat") <= today))["t_dat"]
+        within = f" (the other dates run {rest[0]}..{rest[-1]})" if len(rest) else ""
+        problems.add("transactions on a date cut off from the rest", found["lone"],
+                     f"{_at(src, 't_dat', found['lone_row'], found['lone'], raw(found['lone_row'], 't_dat'))} is "
+                     f"more than {ISOLATED_DAYS} days from every other date{within}: a typo? fix the date, {_LENIENT}")
+    if found["negative"]:
+        problems.add("transactions with a negative price", found["negative"],
+                     f"{_at(src, 'price', found['negative_row'], found['negative'], raw(found['negative_row'], 'price'))}"
+                     f" is a negative price; prices are 0 or more (e.g. 0.0508): fix it, {_LENIENT}")
+    drop = [e for k, e in kinds.items() if k != "empty_last" and found[k]]
+    bad_rows: list[int] = []
+    if found.get("empty_last"):
+        candidates = lf.filter(kinds["empty_last"]).select("_row").collect()["_row"]
+        width = len(_columns(src))
+        short = _short_rows(src, candidates, width)
+        if short:
+            row, n = short[0]
+            more = f" (and {len(short) - 1:,} more rows)" if len(short) > 1 else ""
+            problems.add(f"rows cut short in {src.name}", len(short),
+                         f"{src.name}, row {row}{more}: {n} fields where the header names {width} (a row cut short); "
+                         f"complete it, {_LENIENT}")
+            bad_rows += [r for r, _ in short]
+    unknown = rows.filter(pl.col("customer_index").is_null() & pl.col("customer_id").is_not_null())
+    if unknown.height:
+        bad = _check_customer_ids(src, unknown, "customer_id", problems)
+        bad_rows += unknown["_row"].filter(bad).to_list()
+    if bad_rows:
+        drop.append(pl.col("_row").is_in(bad_rows))
+    if not drop:
+        return None
+    expr = drop[0]
+    for e in drop[1:]:
+        expr = expr | e
+    return expr
 
 
 def _unknown_rows(rows: pl.DataFrame, known: pl.DataFrame, key: str, index: str) -> pl.DataFrame:
@@ -583,27 +776,33 @@ def _append_unknown(known: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
 
 
 def _finish_transactions(mapped: Path, target: Path, rows: pl.DataFrame, new_customers: pl.DataFrame,
-                         new_articles: pl.DataFrame, in_order: bool, keep_unknown: bool) -> None:
-    """Write the final transactions: unknown ids filled in (or their rows dropped), sorted by date and customer."""
-    if rows.height == 0 and in_order:
+                         new_articles: pl.DataFrame, in_order: bool, keep_unknown: bool,
+                         drop: pl.Expr | None = None) -> None:
+    """Write the final transactions: the rows `drop` selects left out (--lenient), unknown ids filled in (or their
+    rows dropped), sorted by date and customer."""
+    if rows.height == 0 and in_order and drop is None:
         os.replace(mapped, target)  # the Kaggle file is already in (date, customer) order: nothing to redo
         return
-    lf = pl.scan_parquet(mapped)
+    # the mapping pass kept file order, so the row number is the source's, and joins the fixes back
+    lf = pl.scan_parquet(mapped).with_row_index("_row", offset=1)
+    if drop is not None:
+        lf = lf.filter(~drop)
     if rows.height and keep_unknown:
         fix = (rows.join(new_customers, on="customer_id", how="left", suffix="_new")
                .join(new_articles, on="article_id", how="left", suffix="_new")
                .select("_row", pl.coalesce("customer_index", "customer_index_new").alias("_ci"),
                        pl.coalesce("article_index", "article_index_new").alias("_ai")))
-        # the mapping pass kept file order, so the row number joins the fixes back
-        lf = (lf.with_row_index("_row", offset=1)
-              .join(fix.lazy(), on="_row", how="left", maintain_order="left")
-              .select(pl.coalesce("customer_index", "_ci").alias("customer_index"),
-                      pl.coalesce("article_index", "_ai").alias("article_index"),
-                      "t_dat", "price", "sales_channel_id"))
+        lf = (lf.join(fix.lazy(), on="_row", how="left", maintain_order="left")
+              .with_columns(pl.coalesce("customer_index", "_ci").alias("customer_index"),
+                            pl.coalesce("article_index", "_ai").alias("article_index")))
     elif rows.height:
         lf = lf.filter(pl.col("customer_index").is_not_null() & pl.col("article_index").is_not_null())
-    info("ingest: sorting transactions by date and customer")
-    lf.sort(_order_key(), maintain_order=True).sink_parquet(target, engine="streaming", compression_level=_ZSTD_LEVEL)
+    lf = lf.select("customer_index", "article_index", "t_dat", "price", "sales_channel_id")
+    if not in_order or (rows.height and keep_unknown):  # new indices of unknown customers move rows
+        info("ingest: sorting transactions by date and customer")
+        lf = lf.sort(_order_key(), maintain_order=True)
+    with artifacts.uninterrupted():
+        lf.sink_parquet(target, engine="streaming", compression_level=_ZSTD_LEVEL)
     mapped.unlink()
 
 
@@ -616,16 +815,32 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     inputs = sorted({s.path for s in sources.values()})  # only the files read: images or notes beside them don't count
     if artifacts.skip_if_current(out, "ingest", cfg.section("ingest"), inputs, force):
         return out
+    try:
+        _write_tables(cfg, sources, inputs, out, started)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if not artifacts.is_disk_full(exc):
+            raise
+        raise artifacts.disk_full(out) from None  # a full disk or a size limit: the output, never the input CSV
+    return out
+
+
+def _write_tables(cfg: Config, sources: dict[str, Source], inputs: list[Path], out: Path, started: float) -> None:
     with artifacts.StepOutput(out, "ingest", cfg.to_dict(), cfg.section("ingest"), inputs=inputs,
                               started=started) as so:
         scratch = so.dir / "_extract"
         tx_src, cu_src, ar_src = (_materialize(sources[k], scratch) for k in ("transactions", "customers", "articles"))
-        customers = read_customers(cu_src)
-        articles = read_articles(ar_src)
+        problems = Problems(lenient=cfg.ingest.lenient)
+        customers = read_customers(cu_src, problems)
+        articles = read_articles(ar_src, problems)
         info(f"ingest: {customers.height:,} customers from {cu_src.name}, {articles.height:,} articles from "
              f"{ar_src.name}")
 
         mapped, rows, in_order = _map_transactions(tx_src, customers, articles, so.dir)
+        drop = _check_transactions(tx_src, mapped, rows, _has_channel(tx_src), problems)
+        problems.settle()
+        if drop is not None and rows.height:  # rows left out make no unknown customers or articles
+            left_out = pl.scan_parquet(mapped).with_row_index("_row", offset=1).filter(drop).select("_row").collect()
+            rows = rows.filter(~pl.col("_row").is_in(left_out["_row"].implode()))
         new_customers = _unknown_rows(rows, customers, "customer_id", "customer_index")
         new_articles = _unknown_rows(rows, articles, "article_id", "article_index")
         unknown_rows = rows.height
@@ -637,10 +852,15 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
                 customers = _append_unknown(customers, new_customers)
                 articles = _append_unknown(articles, new_articles)
         target = so.dir / artifacts.TRANSACTIONS_PARQUET
-        _finish_transactions(mapped, target, rows, new_customers, new_articles, in_order, cfg.ingest.keep_unknown)
+        _finish_transactions(mapped, target, rows, new_customers, new_articles, in_order, cfg.ingest.keep_unknown,
+                             drop)
 
-        customers.write_parquet(so.dir / artifacts.CUSTOMERS_PARQUET, compression_level=_ZSTD_LEVEL)
-        articles.write_parquet(so.dir / artifacts.ARTICLES_PARQUET, compression_level=_ZSTD_LEVEL)
+        for frame, name in ((customers, artifacts.CUSTOMERS_PARQUET), (articles, artifacts.ARTICLES_PARQUET)):
+            try:
+                with artifacts.uninterrupted():
+                    frame.write_parquet(so.dir / name, compression_level=_ZSTD_LEVEL)
+            except (pl.exceptions.PolarsError, OSError) as exc:  # the frame is in memory: the write failed
+                raise artifacts.write_failed(so.dir / name, exc) from None
         shutil.rmtree(scratch, ignore_errors=True)
         n_tx = pl.scan_parquet(target).select(pl.len()).collect().item()
         so.rows = {"transactions": n_tx, "customers": customers.height, "articles": articles.height}
@@ -648,5 +868,6 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         so.extra["unknown_transactions"] = unknown_rows
         if not cfg.ingest.keep_unknown:
             so.extra["dropped_transactions"] = unknown_rows
+        if problems.counts:
+            so.extra["left_out"] = problems.counts  # --lenient: rows left out (ages set to missing) per reason
         info(f"ingest: {n_tx:,} transactions, {customers.height:,} customers, {articles.height:,} articles")
-    return out

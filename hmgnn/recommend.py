@@ -59,7 +59,7 @@ def model_name(cfg: Config, name: str | None = None) -> str:
     asked = name or cfg.recommend.model
     resolved = resolve_model_name(asked, cfg.workdir)
     model_class(resolved)  # a bad model name fails here
-    trained = A.is_model_folder(cfg.workdir) or (A.step_dir(cfg.workdir, A.MODEL) / A.MODEL_PT).is_file()
+    trained = A.is_model_folder(cfg.workdir) or A.has_checkpoint(A.step_dir(cfg.workdir, A.MODEL))
     if asked == AUTO and not trained and resolved != "gnn":
         info(f"no trained model in {A.step_dir(cfg.workdir, A.MODEL)}: recommending with {resolved} "
              "(`hmgnn train` trains the gnn, the default once it exists)")

@@ -394,11 +394,18 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1,
     return app
 
 
-def _hostname(authority: str) -> str:
-    """The host part of a Host header or an Origin's authority: `[::1]:8000` -> `::1`, `localhost:80` -> `localhost`."""
-    if authority.startswith("["):
-        return authority[1:].split("]", 1)[0]
-    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+_AUTHORITY = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+))(?::(?P<port>[0-9]{1,5}))?")
+"""A Host header or an Origin's authority as browsers and HTTP clients send it: a name, an IPv4 address or a
+bracketed IPv6 address, then an optional port; no user info (`127.0.0.1:1@evil.example`), no path, nothing else."""
+
+
+def _hostname(authority: str) -> str | None:
+    """The host part of a Host header or an Origin's authority (`[::1]:8000` -> `::1`, `localhost:80` ->
+    `localhost`), or None when it is not strictly hostname[:port] with a port of 1 to 65535."""
+    m = _AUTHORITY.fullmatch(authority)
+    if m is None or (m["port"] is not None and not 0 < int(m["port"]) < 65536):
+        return None
+    return m["ipv6"] or m["name"]
 
 
 def cross_site(host: str | None, origin: str | None) -> str | None:
@@ -409,7 +416,7 @@ def cross_site(host: str | None, origin: str | None) -> str | None:
         return f"reload needs a Host of this machine (localhost, 127.0.0.1 or [::1]), got {host!r}"
     if origin is not None:
         scheme, _, authority = origin.strip().lower().partition("://")
-        if scheme not in ("http", "https") or _hostname(authority.split("/", 1)[0]) not in LOOPBACK_NAMES:
+        if scheme not in ("http", "https") or _hostname(authority) not in LOOPBACK_NAMES:
             return f"reload is not accepted from another site (Origin {origin!r})"
     return None
 

@@ -173,6 +173,7 @@ class ServedModel:
 def load(cfg: Config) -> ServedModel:
     """cfg.serve.model fit on every purchase in tables/ (as `hmgnn recommend` does) plus the id maps and the
     per-article fields, all in memory; the GNN's article embeddings normalised for cosine lookups."""
+    A.forget_fingerprints()  # a reload reads every file again: one edited in place since the last load is seen
     name = model_name(cfg, cfg.serve.model)  # `auto` resolved; a bad name fails before the data is read
     cls = model_class(name)
     workdir = Path(cfg.workdir)

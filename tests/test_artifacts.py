@@ -1,6 +1,7 @@
 """The artifact contract: atomic step folders, manifests, fingerprints and up-to-date checks."""
 
 import json
+import os
 
 import pytest
 
@@ -63,17 +64,17 @@ def test_up_to_date_follows_inputs_and_config(tmp_path):
     assert artifacts.skip_if_current(out, "demo", {"seed": 1}, [src], force=False) is False
 
 
-def test_fingerprint_of_large_file_is_sampled_and_sensitive(tmp_path):
-    big = tmp_path / "big.bin"
-    size = (64 << 20) + 10
-    with big.open("wb") as f:
-        f.truncate(size)
-    before = artifacts.fingerprint(big)
-    assert before.startswith("blake2b-sampled:")
-    with big.open("r+b") as f:  # the first and last chunks are always sampled
-        f.seek(size - 1)
-        f.write(b"x")
-    assert artifacts.fingerprint(big) != before
+def test_fingerprint_sees_every_byte_of_a_large_file(tmp_path):
+    # beyond 64 MiB the fingerprint once sampled 16 chunks: an edit between them (one price rewritten in place, the
+    # size unchanged) left the file "up to date"
+    path = tmp_path / "transactions_train.csv"
+    with path.open("wb") as f:
+        f.truncate(80 << 20)
+    before = artifacts.fingerprint(path)
+    with path.open("r+b") as f:
+        f.seek(3 << 20)
+        f.write(b"1")
+    assert artifacts.fingerprint(path) != before and path.stat().st_size == 80 << 20
 
 
 def test_require_names_the_producer(tmp_path):
@@ -91,3 +92,15 @@ def test_manifest_wall_time_covers_the_whole_step(tmp_path):
     with artifacts.StepOutput(tmp_path / "out", "ingest", {}, {}, inputs=[], started=started):
         pass
     assert json.loads((tmp_path / "out" / artifacts.MANIFEST).read_text())["wall_time_s"] >= 5.0
+
+
+
+def test_a_file_edited_in_place_with_its_old_mtime_is_seen_by_the_next_command(tmp_path):
+    # fingerprints are kept within one command only: the next one reads every byte again
+    path = tmp_path / "transactions_train.csv"
+    path.write_bytes(b"t_dat,price\n2020-09-22,0.05\n")
+    before, stat = artifacts.fingerprint(path), path.stat()
+    path.write_bytes(b"t_dat,price\n2020-09-22,0.06\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime: a careful forger
+    artifacts.forget_fingerprints()  # what the CLI does as a command starts
+    assert artifacts.fingerprint(path) != before

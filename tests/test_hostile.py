@@ -450,6 +450,7 @@ def test_a_folder_moved_aside_by_a_killed_writer_comes_back(wd):
     ("ranker.learning_rate=inf", "ranker.learning_rate"), ("recommend.k=0", "recommend.k"),
     ("recommend.k=1000000000", "recommend.k"), ("sample.customers=-5", "sample.customers"),
     ("serve.port=0", "serve.port"), ("evaluate.k=nan", "evaluate.k"),
+    ("ranker.gnn_candidates=1000000000000", "ranker.gnn_candidates"),
 ])
 def test_numbers_out_of_range_name_the_key(override, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
@@ -607,6 +608,10 @@ def test_a_full_disk_in_any_write_is_one_line(raised, wd, monkeypatch, capsys):
     ("evil.example:8000", None, 403), ("127.0.0.1.evil.example", None, 403),
     ("127.0.0.1:8000", "http://evil.example", 403), ("127.0.0.1:8000", "null", 403),
     ("localhost:8000", "https://localhost.evil.example", 403),
+    ("127.0.0.1:1@evil.example", None, 403), ("localhost:8000@evil.example:80", None, 403),
+    ("evil.example@127.0.0.1:8000", None, 403), ("127.0.0.1:8000/x", None, 403), ("127.0.0.1:99999", None, 403),
+    ("127.0.0.1:80 ", None, 200), ("LOCALHOST", None, 200), ("[::1]", None, 200), ("127.0.0.1:", None, 403),
+    ("127.0.0.1:8000", "http://127.0.0.1:1@evil.example", 403), ("127.0.0.1:8000", "http://localhost:8000", 200),
 ])
 def test_reload_refuses_other_hosts_and_origins(host, origin, status):
     from fastapi.testclient import TestClient
@@ -630,3 +635,375 @@ def test_reload_beyond_loopback_needs_the_start_up_token(authorization, status):
                         client=("127.0.0.1", 50000))
     r = client.post("/admin/reload", headers={"authorization": authorization} if authorization else {})
     assert r.status_code == status, r.text
+
+
+# ---- 8. forged plain data: every part of model.pt checked before native code reads it -----------------------------
+def _retree(text: str) -> str:
+    """`tree_sizes` recomputed from the trees' extents, as a forger who edits a tree keeps LightGBM's index right."""
+    starts = [m.start() for m in re.finditer(r"^Tree=\d+$", text, re.M)] + [text.index("end of trees")]
+    sizes = " ".join(str(b - a) for a, b in zip(starts, starts[1:]))
+    return re.sub(r"^tree_sizes=.*$", f"tree_sizes={sizes}", text, count=1, flags=re.M)
+
+
+def _first(key: str, value: str):
+    """A forgery of a LightGBM text: the first value of the first tree's `key` replaced, tree_sizes kept right."""
+    return lambda t: _retree(re.sub(rf"^{key}=\S+", f"{key}={value}", t, count=1, flags=re.M))
+
+
+RANKER_FORGERIES = {
+    # case: (checkpoint entry, how its model_text is forged, words of the error)
+    "cut-in-half": ("ranker", lambda t: t[: len(t) // 2], "incomplete"),
+    "ranker-only-cut-in-half": ("ranker_only", lambda t: t[: len(t) // 2], "incomplete"),
+    "feature-99999": ("ranker", _first("split_feature", "99999"), "splits on a feature outside"),
+    "child-out-of-range": ("ranker", _first("left_child", "999"), "do not form a tree"),
+    "nan-threshold": ("ranker", _first("threshold", "nan"), "threshold that is not finite"),
+    "infinite-leaf": ("ranker", _first("leaf_value", "inf"), "leaf_value that is not finite"),
+    "tree-sizes-lie": ("ranker", lambda t: re.sub(r"^tree_sizes=(\d+)", lambda m: f"tree_sizes={int(m[1]) + 99}",
+                                                  t, count=1, flags=re.M), "tree_sizes"),
+    "tree-missing": ("ranker", lambda t: re.sub(r"^Tree=1\n.*?\n\n\n", "", t, count=1, flags=re.M | re.S),
+                     "Tree=1 belongs"),
+    "no-end-of-trees": ("ranker", lambda t: t.replace("end of trees", "end of forest"), "end of trees"),
+    "bad-parameters": ("ranker", lambda t: t.replace("[seed: ", "seed: ", 1), "unexpected line"),
+}
+CHECKPOINT_FORGERIES = {
+    "state-dict-shape": (lambda ck: ck["state_dict"].__setitem__("embedding.customer.weight", torch.zeros(3, 16)),
+                         "has shape [3, 16]"),
+    "state-dict-nan": (lambda ck: ck["state_dict"]["convs.0.customer.lin_l.weight"].fill_(float("nan")),
+                       "not finite"),
+    "customers-beyond-int32": (lambda ck: ck["model_args"].__setitem__("num_customers", 10**12), "num_customers"),
+    "candidates-beyond-sane": (lambda ck: ck["candidate_sizes"].__setitem__("gnn", 10**12), "candidate_sizes.gnn"),
+    "unknown-feature": (lambda ck: ck["ranker"].__setitem__("features", ["rm -rf", *ck["ranker"]["features"][1:]]),
+                        "does not compute"),
+    "article-codes": (lambda ck: ck["article_meta"]["product"].__setitem__(0, -1), "article_meta"),
+}
+
+_RUN_EACH = textwrap.dedent("""
+    import sys
+    from hmgnn.cli import main
+    for folder in sys.argv[2:]:
+        print(f"@@ {folder}", file=sys.stderr, flush=True)
+        try:
+            main(["recommend", "--model-dir", folder, "--customer-id", sys.argv[1]])
+            code = 0
+        except SystemExit as done:
+            code = done.code or 0
+        print(f"@@ exit {code}", file=sys.stderr, flush=True)
+""")
+
+
+def _forged_folder(trained: Path, folder: Path, forge) -> Path:
+    shutil.copytree(trained / "model", folder)
+    checkpoint = torch.load(folder / A.MODEL_PT, weights_only=True)
+    forge(checkpoint)
+    torch.save(checkpoint, folder / A.MODEL_PT)  # plain data only, and the manifest agrees: only the checks remain
+    forge_manifest(folder)
+    return folder
+
+
+def test_forged_plain_data_in_a_model_folder_is_one_error_line(trained, tmp_path):
+    def ranker_forgery(key, edit):
+        return lambda ck: ck[key].__setitem__("model_text", edit(ck[key]["model_text"]))
+
+    cases = {name: (ranker_forgery(key, edit), words) for name, (key, edit, words) in RANKER_FORGERIES.items()}
+    cases |= CHECKPOINT_FORGERIES
+    folders = {name: _forged_folder(trained, tmp_path / name, forge) for name, (forge, _) in cases.items()}
+    # one child process for every case: before these checks, LightGBM's parser died by SIGSEGV or SIGABRT
+    proc = subprocess.run([sys.executable, "-c", _RUN_EACH, customer(trained), *map(str, folders.values())],
+                          capture_output=True, text=True, errors="replace", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = re.findall(r"^@@ (\S+)\n(.*?)^@@ exit (\d+)$", proc.stderr, re.M | re.S)
+    outputs = {Path(folder).name: (int(code), text) for folder, text, code in found}
+    assert len(outputs) == len(cases), proc.stderr[-3000:]
+    for name, (_, words) in cases.items():
+        code, err = outputs[name]
+        assert code == 1, (name, err)
+        line = one_line_error(err, "model.pt", words)
+        assert len(err.strip().splitlines()) == 1, err
+        assert "hmgnn train --force" in line
+
+
+_RELOAD_A_FORGERY = textwrap.dedent("""
+    import shutil, sys
+    from pathlib import Path
+    import torch
+    from fastapi.testclient import TestClient
+    from hmgnn import serve
+    from hmgnn.config import load_config
+    from hmgnn.errors import InputError
+    wd, forged, customer = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    holder = serve.ModelHolder(load_config(None, ["serve.model='gnn'"], workdir=wd))
+    client = TestClient(serve.create_app(holder), base_url="http://127.0.0.1:8000", client=("127.0.0.1", 50000))
+    before = client.get(f"/recommendations/{customer}").json()
+    shutil.copy(forged / "model.pt", wd / "model" / "model.pt")
+    shutil.copy(forged / "manifest.json", wd / "model" / "manifest.json")
+    r = client.post("/admin/reload")
+    print("reload", r.status_code, r.json()["detail"])
+    try:
+        holder.reload()  # what SIGHUP runs
+    except InputError as exc:
+        print("sighup refused", exc)
+    print("same answers", client.get(f"/recommendations/{customer}").json() == before)
+""")
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with")
+def test_serve_refuses_to_reload_forged_plain_data_and_keeps_answering(wd, tmp_path):
+    forged = _forged_folder(wd, tmp_path / "forged", lambda ck: ck["ranker"].__setitem__(
+        "model_text", ck["ranker"]["model_text"][: len(ck["ranker"]["model_text"]) // 2]))
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", _RELOAD_A_FORGERY, str(wd), str(forged),
+                           customer(wd)], capture_output=True, text=True, errors="replace", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("reload 409") and "model.pt" in lines[0] and "incomplete" in lines[0], lines
+    assert lines[1].startswith("sighup refused") and "incomplete" in lines[1], lines
+    assert lines[2] == "same answers True", lines
+
+
+# ---- 9. a file the manifest lists, deleted: an error for every command, never a fallback -------------------------
+@pytest.mark.parametrize("command", ["recommend", "recommend-model-dir", "serve", "serve-model-dir", "evaluate",
+                                     "load", "load-model-dir"])
+def test_a_deleted_model_pt_is_an_error_not_a_fallback(command, wd, monkeypatch, capsys):
+    import uvicorn
+
+    from hmgnn import api
+    from hmgnn.errors import HmgnnError
+
+    (wd / "model" / A.MODEL_PT).unlink()
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("serve started without its model.pt"))
+    where = ["--model-dir", wd / "model"] if command.endswith("model-dir") else ["-w", wd]
+    if command.startswith("load"):
+        with pytest.raises(HmgnnError, match="model.pt") as raised:
+            api.load(where[1])
+        assert "is missing" in str(raised.value) or "lacks model.pt" in str(raised.value)
+        return
+    args = {"recommend": ["recommend", *where, "--customer-id", customer(wd)], "serve": ["serve", *where],
+            "evaluate": ["evaluate", *where, "--force"]}[command.removesuffix("-model-dir")]
+    code, err = hmgnn(capsys, *args)
+    assert code == 1 and "trending" not in err, err
+    one_line_error(err, "model.pt", "hmgnn train")
+
+
+# ---- 10. torch: the minimum whose weights_only cannot be bypassed --------------------------------------------------
+def test_torch_older_than_2_6_reads_no_model_file(wd, monkeypatch, capsys):
+    import tomllib
+
+    requires = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch>=2.6" in [r.replace(" ", "") for r in requires]
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    code, err = hmgnn(capsys, *recommend_gnn(wd))
+    assert code == 1
+    one_line_error(err, "torch 2.5.1", "CVE-2025-32434", "model.pt")
+
+
+# ---- 11. impossible values in the raw files: one line per kind, or --lenient leaves them out -----------------------
+def _cid(i: int) -> str:
+    return f"{i:064x}"
+
+
+_RAW = {
+    "customers.csv": "customer_id,FN,Active,club_member_status,fashion_news_frequency,age,postal_code\n"
+                     + "".join(f"{_cid(i)},,,ACTIVE,NONE,{20 + i}.0,p{i}\n" for i in range(1, 7)),
+    "articles.csv": "article_id,product_code,prod_name,product_type_no,detail_desc\n"
+                    "108775015,108775,Strap top,253,\"Jersey top, narrow straps.\"\n"
+                    "108775044,108775,Strap top,253,\n110065001,110065,OP T-shirt,306,Cotton.\n",
+    "transactions_train.csv": "t_dat,customer_id,article_id,price,sales_channel_id\n"
+                              + "".join(f"2018-09-{20 + i % 5},{_cid(1 + i % 6)},0{(108775015, 108775044, 110065001)[i % 3]},"
+                                        f"0.0{i + 10},{1 + i % 2}\n" for i in range(12)),
+}
+
+
+def _raw(tmp_path: Path, edits: dict[str, tuple[int, str, str]]) -> Path:
+    """The small raw set with `edits`: {file: (data row, column, new value)}; a value of None cuts the row short
+    before that column."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, text in _RAW.items():
+        lines = text.splitlines()
+        header = lines[0].split(",")
+        for row, column, value in edits.get(name, []):
+            fields = lines[row].split(",")
+            if value is None:
+                fields = fields[: header.index(column)]
+            else:
+                fields[header.index(column)] = value
+            lines[row] = ",".join(fields)
+        (raw / name).write_text("\n".join(lines) + "\n")
+    return raw
+
+
+IMPOSSIBLE = {
+    # case: (edits, words of its one error line)
+    "date-after-today": ({"transactions_train.csv": [(3, "t_dat", "2030-01-01")]},
+                         ["transactions_train.csv", "column t_dat", "row 3", "'2030-01-01'", "after today"]),
+    "date-in-1900": ({"transactions_train.csv": [(4, "t_dat", "1900-01-01")]},
+                     ["column t_dat", "row 4", "'1900-01-01'", "more than 365 days from every other date"]),
+    "negative-price": ({"transactions_train.csv": [(5, "price", "-0.5"), (6, "price", "-1")]},
+                       ["column price", "row 5 (and 1 more rows)", "'-0.5'", "negative price"]),
+    "malformed-customer-id": ({"transactions_train.csv": [(2, "customer_id", "not-a-hex-id")]},
+                              ["column customer_id", "row 2", "'not-a-hex-id'", "64 lower-case hexadecimal"]),
+    "malformed-id-in-customers": ({"customers.csv": [(1, "customer_id", "A" * 64)]},
+                                  ["customers.csv", "column customer_id", "row 1", "64 lower-case hexadecimal"]),
+    "row-cut-short": ({"transactions_train.csv": [(7, "sales_channel_id", None)]},
+                      ["transactions_train.csv", "row 7", "4 fields where the header names 5"]),
+    "customer-row-cut-short": ({"customers.csv": [(2, "postal_code", None)]},
+                               ["customers.csv", "row 2", "6 fields where the header names 7"]),
+    "age-99999": ({"customers.csv": [(2, "age", "99999")]}, ["customers.csv", "column age", "row 2", "'99999'",
+                                                             "outside 0..120"]),
+    "age-minus-5": ({"customers.csv": [(3, "age", "-5")]}, ["column age", "row 3", "'-5'", "outside 0..120"]),
+}
+
+
+@pytest.mark.parametrize("case", list(IMPOSSIBLE))
+def test_an_impossible_value_is_one_line_naming_where(case, tmp_path, capsys):
+    edits, words = IMPOSSIBLE[case]
+    raw = _raw(tmp_path, edits)
+    code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", raw)
+    assert code == 1 and "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    line = one_line_error(err, *words)
+    assert "--lenient" in line
+    assert not (tmp_path / "tables").exists() and leftovers(tmp_path) == []
+
+
+def test_several_kinds_of_impossible_values_are_a_line_each(tmp_path, capsys):
+    edits = {name: [e for case in IMPOSSIBLE.values() for e in case[0].get(name, [])] for name in _RAW}
+    edits["customers.csv"] = [e for e in edits["customers.csv"] if e[2] != "A" * 64]  # its rows still map
+    raw = _raw(tmp_path, edits)
+    code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", raw)
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert code == 1 and lines[-len(errors):] == errors and not (tmp_path / "tables").exists()
+    kinds = ["after today", "365 days", "negative price", "hexadecimal", "4 fields", "6 fields", "outside 0..120"]
+    assert [sum(kind in line for line in errors) for kind in kinds] == [1] * len(kinds), errors
+
+
+def test_lenient_leaves_out_impossible_rows_and_counts_them(tmp_path, capsys):
+    edits = {"transactions_train.csv": [(3, "t_dat", "2030-01-01"), (4, "t_dat", "1900-01-01"),
+                                        (5, "price", "-0.5"), (6, "price", "-1"), (2, "customer_id", "x"),
+                                        (7, "sales_channel_id", None)],
+             "customers.csv": [(2, "age", "99999")]}
+    raw = _raw(tmp_path, edits)
+    code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", raw, "--lenient")
+    assert code == 0, err
+    said = " ".join(err.split())
+    for words in ("dated after today: 1", "cut off from the rest: 1", "negative price: 2", "malformed customer ids "
+                  "in transactions_train.csv: 1", "rows cut short in transactions_train.csv: 1",
+                  "ages outside 0..120 set to missing: 1"):
+        assert words in said, said
+    tables = tmp_path / "tables"
+    tx = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET)
+    assert tx.height == 12 - 6 and tx["price"].min() >= 0 and str(tx["t_dat"].min()) >= "2018-09-20"
+    customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET)
+    assert customers.height == 6 and customers["age"].null_count() == 1  # the id "x" made no unknown customer
+    assert json.loads((tables / A.MANIFEST).read_text())["left_out"]["transactions with a negative price"] == 2
+
+
+@pytest.mark.parametrize("dates", [["1997-03-01", "1997-03-02"], ["2010-12-01", "2010-12-09"],
+                                   ["2018-09-20", "2019-09-30"]], ids=["1997", "2010", "a-gap-of-a-year"])
+def test_real_logs_of_any_year_are_not_typos(dates, tmp_path, capsys):
+    edits = {"transactions_train.csv": [(row, "t_dat", dates[row % 2]) for row in range(1, 13)]}
+    code, err = hmgnn(capsys, "ingest", "-w", tmp_path, "--raw", _raw(tmp_path, edits))
+    assert code == 0, err
+
+
+# ---- 12. messages that name what is actually wrong ------------------------------------------------------------------
+@pytest.mark.parametrize("args, words", [
+    (["init", "tiny", "--out", "no/such/x.toml"], ["no/such does not exist", "no/such/x.toml"]),
+    (["synth", "-c", "."], ["is a folder, not a TOML file"]),
+    (["synth", "-c", "/dev/zero"], ["/dev/zero is not a regular file"]),
+    (["synth", "-c", "tiny", "--set", "synth.transactions=1000000000000"], ["synth.transactions", "10 times"]),
+    (["synth", "-c", "tiny", "--set", "synth.customers=1000000000000"], ["synth.customers", "10 times"]),
+], ids=["init-into-a-missing-folder", "config-is-a-folder", "config-is-a-device", "synth-too-many-rows",
+        "synth-too-many-customers"])
+def test_messages_name_what_is_wrong(args, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = hmgnn(capsys, *args, *(["-w", tmp_path] if args[0] == "synth" else []))
+    assert code == 1
+    line = one_line_error(err, *words)
+    assert ".tmp-" not in line and "does not exist" not in line.replace("no/such does not exist", "")
+    assert not (tmp_path / "raw").exists() and list(tmp_path.iterdir()) == []
+
+
+_WITH_A_FILE_SIZE_LIMIT = textwrap.dedent("""
+    import resource, sys
+    from hmgnn.cli import main
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))  # `ulimit -f`
+    main(sys.argv[2:])
+""")
+
+
+@pytest.mark.parametrize("step", ["ingest", "build-graph"])
+def test_a_file_size_limit_names_the_output_not_the_input(step, wd, tmp_path):
+    if step == "ingest":
+        raw = _raw(tmp_path, {})
+        text = (raw / "transactions_train.csv").read_text().splitlines()
+        (raw / "transactions_train.csv").write_text("\n".join(text + text[1:] * 300) + "\n")  # tables over 4 KiB
+        args, limit, named = ["ingest", "-w", str(tmp_path), "--raw", str(raw)], 4096, f"{tmp_path / 'tables'}"
+    else:
+        args, limit, named = ["build-graph", "-w", str(wd), "--force"], 60_000, f"{wd / 'graph' / 'graph.pt'}"
+    before = _graph_files(wd)
+    proc = subprocess.run([sys.executable, "-c", _WITH_A_FILE_SIZE_LIMIT, str(limit), *args], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = one_line_error(proc.stderr, "file size limit", f"{limit:,} bytes", named)
+    assert "transactions_train.csv" not in line and "inline_container" not in line and ".tmp-" not in line
+    assert leftovers(tmp_path) == [] and leftovers(wd) == [] and _graph_files(wd) == before
+
+
+# ---- 13. interrupts at any moment: temporary folders removed, 130/143, no panic; after the output, exit 0 ---------
+_SIGNAL_DURING_THE_SORT = textwrap.dedent("""
+    import os, signal, sys, threading
+    import polars as pl
+    from hmgnn.cli import main
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a background job ignores Ctrl-C
+    sink, signum = pl.LazyFrame.sink_parquet, getattr(signal, sys.argv[1])
+    def signalled_sink(self, path, *args, **kwargs):
+        if str(path).endswith("transactions.parquet"):  # the sort, as long as at full scale: a signal comes midway
+            threading.Timer(0.2, os.kill, (os.getpid(), signum)).start()
+            rows = pl.LazyFrame({"x": range(8_000_000)}).with_columns((pl.col("x") * 7919 % 1000003).alias("y"))
+            try:
+                sink(rows.sort("y"), path, *args, **kwargs)
+            except BaseException:
+                print("the sort stopped halfway", file=sys.stderr)
+                raise
+            print("the sort wrote its file", file=sys.stderr)
+        return sink(self, path, *args, **kwargs)
+    pl.LazyFrame.sink_parquet = signalled_sink
+    sys.argv = ["hmgnn", *sys.argv[2:]]
+    main()
+""")
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_ingests_sort_removes_its_temporary_folder(signal_name, tmp_path):
+    raw = _raw(tmp_path, {})  # out of date order: ingest sorts
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_DURING_THE_SORT, signal_name, "ingest", "-w", str(tmp_path),
+                           "--raw", str(raw)], capture_output=True, text=True, errors="replace", timeout=300)
+    assert proc.returncode == 128 + getattr(signal, signal_name), proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted" and "panic" not in proc.stderr, proc.stderr[-3000:]
+    assert "the sort wrote its file" in proc.stderr  # the signal waited for the write, then stopped the step
+    assert leftovers(tmp_path) == [] and not (tmp_path / "tables").exists()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("step", ["ingest", "build-graph"])
+def test_a_signal_once_the_output_is_complete_exits_0(step, signal_name, wd, tmp_path, monkeypatch, capsys):
+    replace = A.replace_dir
+
+    def then_signalled(src, dst):
+        replace(src, dst)
+        os.kill(os.getpid(), getattr(signal, signal_name))
+        time.sleep(0.2)  # the handler runs here
+
+    monkeypatch.setattr(A, "replace_dir", then_signalled)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        args = (["ingest", "-w", tmp_path, "--raw", _raw(tmp_path, {})] if step == "ingest"
+                else ["build-graph", "-w", wd, "--force"])
+        code, err = hmgnn(capsys, *args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    folder = tmp_path / "tables" if step == "ingest" else wd / "graph"
+    assert code == 0 and "interrupted" not in err and "wrote" in err, err
+    assert (folder / A.MANIFEST).is_file() and leftovers(folder.parent) == []

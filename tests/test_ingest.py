@@ -447,7 +447,8 @@ def _real_folders() -> dict[str, dict[str, Path] | Path]:
             "transactions.csv": fit / "kaggle_hm_personalized_transactions_sample.csv",
             "customers.csv": fit / "kaggle_hm_personalized_customers_sample.csv",
             "articles.csv": fit / "kaggle_hm_personalized_transaction_articles_sample.csv"},
-        "movielens": SHARED / "movielens-small-as-hm",
+        "movielens": SHARED / "movielens-small-as-hm",  # 1996..2018, with gaps of weeks: no date is cut off
+        "onlineretail": SHARED / "onlineretail2010-as-hm",  # parquet, real purchase logs of 2010
     }
 
 

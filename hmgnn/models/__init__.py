@@ -45,7 +45,7 @@ def resolve_model_name(name: str, workdir: Any) -> str:
 
         return "reference" if recipe(Path(workdir)) == "reference" else auto_choice(Path(workdir))
     folder = Path(workdir) / artifacts.MODEL
-    return auto_choice(folder) if (folder / artifacts.MODEL_PT).is_file() else AUTO_FALLBACK
+    return auto_choice(folder) if artifacts.has_checkpoint(folder) else AUTO_FALLBACK
 
 
 AUTO_CHOICES = ("gnn", *baselines.BASELINES)

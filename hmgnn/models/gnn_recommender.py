@@ -18,6 +18,7 @@ import torch
 from scipy.stats import rankdata
 
 from hmgnn import artifacts, portable
+from hmgnn.checkpoint import load as load_checked
 from hmgnn.device import resolve_device
 from hmgnn.errors import InputError
 from hmgnn.node_inputs import OwnEdges, build_adjacency, inputs_on, node_inputs
@@ -40,7 +41,7 @@ REST_TOP = 0.4995
 
 def load_checkpoint(folder: Path) -> dict[str, Any]:
     artifacts.require(folder, [artifacts.MODEL_PT], folder.name)
-    return artifacts.load_torch(folder / artifacts.MODEL_PT, folder.name)  # plain data only: no code runs
+    return load_checked(folder / artifacts.MODEL_PT, folder.name)  # plain data only, every part checked
 
 
 @torch.no_grad()
@@ -106,7 +107,7 @@ class GNNRecommender(Recommender):
         folder (a copied model/), everything from that folder alone."""
         workdir = Path(cfg.workdir)
         if artifacts.is_model_folder(workdir):
-            checkpoint = artifacts.load_torch(workdir / artifacts.MODEL_PT, artifacts.MODEL)
+            checkpoint = load_checked(workdir / artifacts.MODEL_PT, artifacts.MODEL)
             recipe = "reference" if cls.folder == artifacts.REFERENCE else "gnn"
             if checkpoint.get("recipe") != recipe:
                 right = "reference" if checkpoint.get("recipe") == "reference" else "gnn"
