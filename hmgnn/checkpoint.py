@@ -119,7 +119,7 @@ def _model_args(bad, args: Any) -> dict[str, Any]:
     _number(bad, "model_args.hidden_channels", args.get("hidden_channels", 64), 1, MAX_WIDTH, integer=True)
     _number(bad, "model_args.num_layers", args.get("num_layers", 2), 1, MAX_LAYERS, integer=True)
     _number(bad, "model_args.dropout", args.get("dropout", 0.0), 0.0, 1.0)
-    for name in ("id_embeddings", "normalize"):
+    for name in ("id_embeddings", "normalize", "own_edges"):
         if not isinstance(args.get(name, False), bool):
             raise bad(f"model_args.{name}", "is not true or false")
     for name in ("decoder", "combine"):

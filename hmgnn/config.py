@@ -153,7 +153,7 @@ class SampleConfig:
 
 RECIPES = ("gnn", "reference")
 LOSSES = ("bpr", "bce", "softmax")
-NEGATIVES = ("uniform", "popularity", "walk")
+NEGATIVES = ("uniform", "popularity", "walk", "walk-new")
 SUPERVISION = ("recent", "disjoint")
 REFIT = ("auto", "always", "never")
 
@@ -189,7 +189,8 @@ class TrainConfig:
     """How negatives for bpr/bce are drawn: `walk`: half of them where a 3-step walk customer -> article -> buyer ->
     article on the message-passing graph ends (the articles the ranker's walk and bought-together candidates
     propose: plausible, hard to tell from a purchase, so the GNN learns to order the ranker's candidates), half
-    uniform; `uniform` over articles; or by `popularity` (count^0.75)."""
+    uniform; `walk-new`: the same, but a walk that ends at one of the customer's own articles gives a uniform one
+    instead (a known purchase is no negative); `uniform` over articles; or by `popularity` (count^0.75)."""
     num_negatives: int = 1
     """Negatives per positive for bpr/bce."""
     lr: float = 0.01

@@ -133,14 +133,18 @@ class EpochGraph:
 class WalkSampler:
     """Articles where a 3-step random walk customer -> article -> buyer -> article ends on the purchase graph, one
     walk per customer asked for: negatives like the ranker's hardest candidates (bought together with what the
-    customer bought). A customer without purchases gets a uniform article.
+    customer bought). A customer without purchases gets a uniform article; with `new_only`, so does a walk that
+    ends at an article the customer bought (a known purchase is no negative: on data where customers re-buy their
+    staples, walks return to them often, and the GNN would learn to rank them low).
 
     Args:
         counts: [n_customers, n_articles] purchases the walks run over (any stored entry is an edge).
+        new_only: replace walks that end at one of the customer's own articles by uniform articles.
     """
 
-    def __init__(self, counts: sp.csr_matrix) -> None:
+    def __init__(self, counts: sp.csr_matrix, new_only: bool = False) -> None:
         c = counts.tocsr()
+        self.counts = c if new_only else None
         t = c.T.tocsr()
         self.c_ptr, self.c_col = torch.from_numpy(c.indptr.astype(np.int64)), torch.from_numpy(c.indices.astype(np.int64))
         self.a_ptr, self.a_col = torch.from_numpy(t.indptr.astype(np.int64)), torch.from_numpy(t.indices.astype(np.int64))
@@ -161,7 +165,11 @@ class WalkSampler:
         buyer, ok2 = self._step(self.a_ptr, self.a_col, article, generator)
         end, ok3 = self._step(self.c_ptr, self.c_col, buyer, generator)
         uniform = torch.randint(self.n_articles, (len(customers),), generator=generator)
-        return torch.where(ok & ok2 & ok3, end, uniform)
+        walked = ok & ok2 & ok3
+        if self.counts is not None:
+            own = stored_at(self.counts, customers.numpy(), end.numpy()) >= 0
+            walked &= torch.from_numpy(~own)
+        return torch.where(walked, end, uniform)
 
 
 class Trainer:
@@ -249,7 +257,9 @@ class Trainer:
             w = torch.from_numpy(np.exp2(-age / self.tc.recency_half_life).astype(np.float32))
         else:
             w = None
-        walk = WalkSampler(counts) if self.tc.negatives == "walk" else None
+        walk = None
+        if self.tc.negatives in ("walk", "walk-new"):
+            walk = WalkSampler(counts, new_only=self.tc.negatives == "walk-new")
         own = OwnEdges.of(hist, as_of, mp_mask) if self.tc.own_edges else None
         return EpochGraph(adj, inputs, c, a, w, walk, own)
 
@@ -269,7 +279,7 @@ class Trainer:
         if self.tc.negatives == "popularity":
             return torch.multinomial(self.popularity, count, replacement=True, generator=self.generator)
         uniform = torch.randint(n_articles, (count,), generator=self.generator)
-        if self.tc.negatives == "walk" and walk is not None:
+        if walk is not None:
             walked = walk.sample(customers.cpu().repeat_interleave(per), self.generator)
             half = torch.rand(count, generator=self.generator) < 0.5
             return torch.where(half, walked, uniform)

@@ -442,6 +442,13 @@ def test_walk_negatives_end_three_steps_from_the_customer():
     assert set(ends[200:].tolist()) == {2}  # 2 -> 2 -> 2 -> 2
     lone = walk.sample(torch.tensor([3] * 100), g)  # no purchases: uniform articles
     assert len(set(lone.tolist())) > 1
+    # walk-new: a walk that ends at the customer's own article gives a uniform one instead (same random draws)
+    new = WalkSampler(counts, new_only=True)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    who = torch.tensor([0] * 400)
+    anywhere, unbought = walk.sample(who, g1), new.sample(who, g2)
+    assert torch.equal(unbought[anywhere == 1], anywhere[anywhere == 1])  # article 1 is new to customer 0: kept
+    assert (anywhere == 0).any() and len(set(unbought[anywhere == 0].tolist())) > 1  # own article 0: uniform
 
 
 def test_walk_negatives_train(workdir, tmp_path):
