@@ -118,6 +118,32 @@ def fingerprint(path: Path) -> str:
     return _FINGERPRINTS[key]
 
 
+_LEGACY_SAMPLED = "blake2b-sampled:"
+"""The prefix of fingerprints hmgnn wrote before hashing every byte: files over 64 MiB were hashed by their size and
+16 spread 1 MiB chunks."""
+
+
+def _legacy_sampled_fingerprint(path: Path) -> str:
+    size = Path(path).stat().st_size
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(size).encode())
+    chunk, chunks = 1 << 20, 16
+    with Path(path).open("rb") as f:
+        for i in range(chunks):
+            f.seek((size - chunk) * i // (chunks - 1))
+            h.update(f.read(chunk))
+    return _LEGACY_SAMPLED + h.hexdigest()
+
+
+def same_fingerprint(path: Path, recorded: Any) -> bool:
+    """Whether the file still has the fingerprint a manifest or checkpoint recorded. A record in the sampled form of
+    earlier versions is compared in that form, so an artifact written before stays readable (a step whose inputs
+    were recorded so runs once more: `skip_if_current` compares the input records as they are)."""
+    if isinstance(recorded, str) and recorded.startswith(_LEGACY_SAMPLED):
+        return _legacy_sampled_fingerprint(path) == recorded
+    return fingerprint(path) == recorded
+
+
 def forget_fingerprints() -> None:
     """Read every file again from here on: each command (the CLI), each step (`skip_if_current`) and each load of a
     served model start with this (a reload of `hmgnn serve` sees a file edited in place since the last one)."""
@@ -348,7 +374,7 @@ def check_lineage(folders: Sequence[Path]) -> None:
             current = source / recorded.name
             if source.name not in CHAINED or source == folder or not current.is_file():
                 continue
-            if current.stat().st_size != entry["bytes"] or fingerprint(current) != entry["fingerprint"]:
+            if current.stat().st_size != entry["bytes"] or not same_fingerprint(current, entry["fingerprint"]):
                 raise InputError(f"{folder} was made from another {source.name}/{recorded.name} than the one there "
                                  f"now ({source.name}/ was made again since); run `{producer} --force` (and the "
                                  "steps after it)")
@@ -363,7 +389,7 @@ def check_outputs(folder: Path, manifest: dict[str, Any], producer: str, fix: st
         if not path.is_file():
             raise InputError(f"{path} is missing (the manifest lists it); {fix}")
         size = path.stat().st_size
-        if size != entry["bytes"] or fingerprint(path) != entry["fingerprint"]:
+        if size != entry["bytes"] or not same_fingerprint(path, entry["fingerprint"]):
             raise InputError(f"{path} is not the file `{producer}` wrote ({entry['bytes']:,} bytes then, "
                              f"{size:,} now, or other content): it is damaged or was replaced; {fix}")
 

@@ -184,7 +184,8 @@ def pair_feature_names(groups: list[str]) -> list[str]:
 def check_ranker(entry: Any, groups: list[str], bad) -> None:
     """A ranker entry ({"model_text", "features", "objective"}) whose LightGBM text LightGBM can parse and predict
     with safely: complete, its trees consistent, every split on one of its features (each one this version computes)
-    at a finite threshold, every leaf value finite. `bad(problem)` makes the error."""
+    at a threshold that is a number (inf included: see `_tree_problem`), every leaf value finite. `bad(problem)`
+    makes the error."""
     from hmgnn.ranking.ranker import OBJECTIVES
 
     if not isinstance(entry, dict) or not {"model_text", "features", "objective"} <= set(entry):
@@ -328,8 +329,8 @@ def _floats(text: str) -> list[float] | None:
 
 def _tree_problem(block: dict[str, str], n_features: int) -> str | None:
     """What is wrong with one tree's key=value lines, or None: numerical splits only, arrays of the lengths
-    num_leaves gives, features below the feature count, finite thresholds and leaf values, and children that form
-    one tree (each node and leaf reached once from the root)."""
+    num_leaves gives, features below the feature count, thresholds that are numbers, finite leaf values, and children
+    that form one tree (each node and leaf reached once from the root)."""
     leaves = _ints(block.get("num_leaves", ""))
     if not leaves or len(leaves) != 1 or not 1 <= leaves[0] <= 1 << 20:
         return "has no valid num_leaves"
@@ -350,8 +351,11 @@ def _tree_problem(block: dict[str, str], n_features: int) -> str | None:
             values = (_ints if kind is int else _floats)(block[name])
             if values is None or len(values) != count:
                 return f"has {name} that is not {count} {'whole ' if kind is int else ''}numbers"
-            if kind is float and not all(math.isfinite(v) for v in values):
-                return f"has {name} that is not finite"
+            # LightGBM writes a threshold of inf for a split that sends every value one way and missing ones the
+            # other: a threshold may be infinite, never NaN; every other value is finite
+            if kind is float and not all(math.isfinite(v) or (name == "threshold" and not math.isnan(v))
+                                         for v in values):
+                return f"has {name} that is not {'a number' if name == 'threshold' else 'finite'}"
             arrays[name] = values
     if any(not 0 <= f < n_features for f in arrays["split_feature"]):
         return f"splits on a feature outside 0..{n_features - 1}"

@@ -94,7 +94,7 @@ def read_features(folder: Path, checkpoint: dict[str, Any]) -> tuple[torch.Tenso
                          "loaded on their own; run `hmgnn train --force` in its workdir (or load the workdir)")
     for name in A.PORTABLE_FILES:
         entry = record.get(name)
-        if not isinstance(entry, dict) or A.fingerprint(folder / name) != entry.get("fingerprint"):
+        if not isinstance(entry, dict) or not A.same_fingerprint(folder / name, entry.get("fingerprint")):
             raise InputError(f"{folder / name} is not the file written with {folder / A.MODEL_PT}; {RECOPY}")
     packed = A.load_torch(folder / A.FEATURES_PT, A.MODEL)
     try:

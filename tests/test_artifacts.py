@@ -104,3 +104,27 @@ def test_a_file_edited_in_place_with_its_old_mtime_is_seen_by_the_next_command(t
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime: a careful forger
     artifacts.forget_fingerprints()  # what the CLI does as a command starts
     assert artifacts.fingerprint(path) != before
+
+
+def test_a_fingerprint_recorded_in_the_earlier_sampled_form_still_matches(tmp_path):
+    # artifacts written before every byte was hashed (files over 64 MiB: their size and 16 spread 1 MiB chunks)
+    # stay readable: the record is compared in its own form
+    import hashlib
+
+    path = tmp_path / "graph.pt"
+    path.write_bytes(bytes(range(256)) * (3 * 4096 + 7))  # ~3 MiB
+    size = path.stat().st_size
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(size).encode())
+    data = path.read_bytes()
+    for i in range(16):
+        start = (size - (1 << 20)) * i // 15
+        h.update(data[start:start + (1 << 20)])
+    recorded = "blake2b-sampled:" + h.hexdigest()
+    assert artifacts.same_fingerprint(path, recorded)
+    assert artifacts.same_fingerprint(path, artifacts.fingerprint(path)) and not artifacts.same_fingerprint(path, "blake2b:0")
+    with path.open("r+b") as f:  # one byte inside the first sampled chunk
+        f.seek(10)
+        f.write(b"\xff")
+    artifacts.forget_fingerprints()
+    assert not artifacts.same_fingerprint(path, recorded)

@@ -656,7 +656,7 @@ RANKER_FORGERIES = {
     "ranker-only-cut-in-half": ("ranker_only", lambda t: t[: len(t) // 2], "incomplete"),
     "feature-99999": ("ranker", _first("split_feature", "99999"), "splits on a feature outside"),
     "child-out-of-range": ("ranker", _first("left_child", "999"), "do not form a tree"),
-    "nan-threshold": ("ranker", _first("threshold", "nan"), "threshold that is not finite"),
+    "nan-threshold": ("ranker", _first("threshold", "nan"), "threshold that is not a number"),
     "infinite-leaf": ("ranker", _first("leaf_value", "inf"), "leaf_value that is not finite"),
     "tree-sizes-lie": ("ranker", lambda t: re.sub(r"^tree_sizes=(\d+)", lambda m: f"tree_sizes={int(m[1]) + 99}",
                                                   t, count=1, flags=re.M), "tree_sizes"),
@@ -689,6 +689,21 @@ _RUN_EACH = textwrap.dedent("""
             code = done.code or 0
         print(f"@@ exit {code}", file=sys.stderr, flush=True)
 """)
+
+
+def test_an_infinite_threshold_is_lightgbms_own_and_passes(trained):
+    # LightGBM writes threshold=inf for a split that sends every value one way and missing values the other: a
+    # model it trained must never be refused as forged
+    from hmgnn.checkpoint import check_ranker
+    from hmgnn.ranking.ranker import Ranker
+
+    checkpoint = torch.load(trained / "model" / A.MODEL_PT, weights_only=True)
+    entry = dict(checkpoint["ranker"])
+    entry["model_text"] = _first("threshold", "inf")(entry["model_text"])
+    groups = [k.split(":", 1)[1] for k in checkpoint["article_meta"] if k.startswith("group:")]
+    check_ranker(entry, groups, ValueError)  # no error
+    x = np.full((3, len(entry["features"])), np.nan, np.float32)
+    assert np.isfinite(Ranker.from_dict(entry).predict(x)).all()
 
 
 def _forged_folder(trained: Path, folder: Path, forge) -> Path:

@@ -117,8 +117,8 @@ class GNNRecommender(Recommender):
         else:
             artifacts.check_lineage([workdir / artifacts.TABLES, workdir / artifacts.GRAPH, workdir / cls.folder])
             checkpoint = load_checkpoint(workdir / cls.folder)
-            fingerprint = artifacts.fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT)
-            if fingerprint != checkpoint.get("graph_fingerprint"):
+            if not artifacts.same_fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT,
+                                              checkpoint.get("graph_fingerprint")):
                 raise InputError(f"{workdir / cls.folder / artifacts.MODEL_PT} was trained on another graph.pt; run "
                                  f"`hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.folder}`)")
             if isinstance(checkpoint.get("files"), dict):  # graph.pt's node features, as the model folder holds them
