@@ -187,7 +187,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         validation = load_window(split, tables, "validation")
         validation = validation if validation.pairs is not None and validation.pairs.height else None
     results: dict[str, dict[str, Any]] = {}
-    with progress(transient=True) as bar:
+    with progress(transient=True, unit="models") as bar:
         task = bar.add_task("evaluate", total=len(names))
         for name in names:
             bar.update(task, description=f"evaluate: {name} (fit, rank {len(data.customers):,} customers, score pairs)")
