@@ -133,7 +133,7 @@ def sample(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
            out: OutOpt = None, force: ForceOpt = False) -> None:
     """Split purchases by time into history / validation / test (no leakage) and draw the fixed negatives.
 
-    Example: [bold]hmgnn sample -c demo --customers 100000[/bold]
+    Example: [bold]hmgnn sample -c demo --customers 5000[/bold]
     """
     overrides = list(set_ or []) + ([f"sample.customers={customers}"] if customers is not None else [])
     cfg = _config(config, workdir, overrides)
@@ -186,8 +186,8 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: M
               json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """Top-k articles for one customer (table or JSON on stdout), or for everybody as a Kaggle submission.
 
-    Examples: [bold]hmgnn recommend -c demo --customer-id 00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657 --json[/bold]
-    [bold]hmgnn recommend -c demo --all --out submission.csv[/bold]
+    Examples: [bold]hmgnn recommend -c demo --customer-id 0000217fb6acf148c7665f1e5c8f49e13e30c94120537c05546e15d11809bd3c --json[/bold]
+    [bold]hmgnn recommend -c demo --all --out submission.csv[/bold]   ([bold]--filter-bought[/bold]: none that the customer bought)
     [bold]hmgnn recommend --model-dir ~/models/hm --customer-id ...[/bold]   (a copied model/ folder)
     """
     import json
