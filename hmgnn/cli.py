@@ -44,7 +44,7 @@ def _config(config: Optional[Path], workdir: Optional[Path], overrides: Optional
         from hmgnn.errors import InputError
 
         if workdir is not None:
-            raise InputError("pass --workdir or --model-dir, not both: a model folder loads without a workdir")
+            raise UsageError("pass --workdir or --model-dir, not both: a model folder loads without a workdir")
         if not artifacts.is_model_folder(model_dir):
             raise InputError(f"--model-dir {model_dir}: no {artifacts.MODEL_PT} there; pass the model/ folder that "
                              "`hmgnn train` wrote (e.g. work/demo/model), or a copy of it")
@@ -222,11 +222,11 @@ def init(name: Annotated[str, typer.Argument(help="Packaged config to start from
     Example: [bold]hmgnn init demo && hmgnn synth -c demo.toml[/bold]
     """
     from hmgnn.config import packaged_configs
-    from hmgnn.errors import ConfigError, InputError
+    from hmgnn.errors import InputError
 
     configs = packaged_configs()
     if name not in configs:
-        raise ConfigError(f"no packaged config {name!r}; there are {', '.join(sorted(configs))}")
+        raise UsageError(f"no packaged config {name!r}; there are {', '.join(sorted(configs))}")
     target = out or Path(f"{name}.toml")
     if target.exists() and not force:
         raise InputError(f"{target} exists; pass --force to overwrite it or --out to write elsewhere")
