@@ -75,11 +75,10 @@ class Model:
 
     def recommend(self, customer_ids: Sequence[str], k: int = 12, filter_already_bought: bool = False) -> pl.DataFrame:
         """Top-k per customer: one row per (customer_id, rank), with `fallback` saying why where it is not personal."""
-        from hmgnn.recommend import check_customer_id
+        from hmgnn.recommend import check_k
 
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        asked = [check_customer_id(c) for c in _as_list(customer_ids, "customer_ids")]
+        k = check_k(k, self._served.model.n_articles)
+        asked = _customer_ids(customer_ids)
         rows = self._served.recommend_many(asked, k, filter_already_bought)
         return pl.DataFrame(
             [{"customer_id": r["customer_id"], "rank": rec["rank"], "article_id": rec["article_id"],
@@ -89,6 +88,9 @@ class Model:
 
     def similar(self, article_ids: Sequence[str | int], k: int = 12) -> pl.DataFrame:
         """The k articles nearest each one by cosine of the GNN's article embeddings (the gnn only)."""
+        from hmgnn.recommend import check_k
+
+        k = check_k(k, self._served.model.n_articles)
         if self._served.unit_embeddings is None:
             raise ValueError(f"model {self.name!r} has no article embeddings; load the workdir with model='gnn'")
         rows = []
@@ -102,14 +104,12 @@ class Model:
 
     def score(self, customer_ids: Sequence[str], article_ids: Sequence[str | int]) -> np.ndarray:
         """The model's score of each (customer_ids[i], article_ids[i]) pair; the customers must be known."""
-        from hmgnn.recommend import check_customer_id
-
-        customers, articles = _as_list(customer_ids, "customer_ids"), _as_list(article_ids, "article_ids")
+        customers, articles = _customer_ids(customer_ids), _as_list(article_ids, "article_ids")
         if len(customers) != len(articles):
             raise ValueError(f"{len(customers)} customer ids but {len(articles)} article ids; pass one of each per pair")
         index = []
         for c in customers:
-            i = self._served.customer_index(check_customer_id(c))
+            i = self._served.customer_index(c)
             if i is None:
                 raise InputError(f"customer {c} is not in tables/customers.parquet")
             index.append(i)
@@ -140,14 +140,29 @@ class Model:
         return out
 
     def _article_index(self, article: str | int) -> int:
+        if isinstance(article, bool) or not isinstance(article, (str, int, np.integer)):
+            raise TypeError(f"article_ids: an article id is a string of digits or an int (as in articles.csv), "
+                            f"got {type(article).__name__} {article!r}")
         try:
             key = int(article)
-        except (TypeError, ValueError):
+        except ValueError:
             raise InputError(f"article id must be digits (as in articles.csv), got {article!r}") from None
         index = self._served.article_index.get(key)
         if index is None:
             raise InputError(f"article {article} is not in tables/articles.parquet")
         return index
+
+
+def _customer_ids(values: Sequence[str]) -> list[str]:
+    """`customer_ids` as strings in canonical form: a non-string is a TypeError naming its position."""
+    from hmgnn.recommend import check_customer_id
+
+    ids = _as_list(values, "customer_ids")
+    for n, c in enumerate(ids):
+        if not isinstance(c, str):
+            raise TypeError(f"customer_ids[{n}] must be a string (a 64-hex customer id as in customers.csv), got "
+                            f"{type(c).__name__} {c!r}")
+    return [check_customer_id(c) for c in ids]
 
 
 def _as_list(values: Sequence, name: str) -> list:

@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 import typer
 
 from hmgnn import __version__
-from hmgnn.config import Config, load_config
+from hmgnn.config import MAX_K, Config, load_config
 from hmgnn.console import console, info
-from hmgnn.errors import HmgnnError, Interrupted
+from hmgnn.errors import HmgnnError, Interrupted, UsageError
 
 app = typer.Typer(
     name="hmgnn",
@@ -27,12 +27,13 @@ app = typer.Typer(
 )
 
 # Shared options, one place.
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file, e.g. configs/demo.toml.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file, or the name of a packaged config (demo, tiny, seed-scale, full, ...): -c demo.")]
 WorkdirOpt = Annotated[Optional[Path], typer.Option("--workdir", "-w", help="Workdir (overrides the config's `workdir`).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set synth.customers=5000 (repeatable).")]
 InOpt = Annotated[Optional[Path], typer.Option("--in", help="Input folder (default: the previous step's folder in the workdir).")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: this step's folder in the workdir).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo the step even if its output is up to date.")]
+KOpt = Annotated[Optional[int], typer.Option("--k", min=1, max=MAX_K, help="Articles per customer (default: recommend.k, 12).")]
 ModelDirOpt = Annotated[Optional[Path], typer.Option("--model-dir", help="A model folder (the model/ `hmgnn train` writes, copied anywhere): load it alone, without a workdir.")]
 
 
@@ -43,7 +44,7 @@ def _config(config: Optional[Path], workdir: Optional[Path], overrides: Optional
         from hmgnn.errors import InputError
 
         if workdir is not None:
-            raise InputError("pass --workdir or --model-dir, not both: a model folder loads without a workdir")
+            raise UsageError("pass --workdir or --model-dir, not both: a model folder loads without a workdir")
         if not artifacts.is_model_folder(model_dir):
             raise InputError(f"--model-dir {model_dir}: no {artifacts.MODEL_PT} there; pass the model/ folder that "
                              "`hmgnn train` wrote (e.g. work/demo/model), or a copy of it")
@@ -57,6 +58,15 @@ def _wrote(step: str, out: Path) -> None:
 
     if not artifacts.was_skipped(out):
         info(f"[green]{step}[/green] wrote {out}")
+
+
+def _model_option(value: Optional[str]) -> Optional[str]:
+    """`--model`: a name the registry knows (or auto), checked while parsing, so a typo is a usage error (exit 2)."""
+    from hmgnn.models import AUTO, model_names
+
+    if value is not None and value != AUTO and value not in model_names():
+        raise typer.BadParameter(f"unknown model {value!r}; known: {AUTO}, {', '.join(model_names())}")
+    return value
 
 
 def _version(value: bool) -> None:
@@ -79,7 +89,7 @@ def synth(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
           force: ForceOpt = False) -> None:
     """Generate the three Kaggle CSVs (transactions_train, customers, articles), calibrated to real H&M data.
 
-    Example: [bold]hmgnn synth -c configs/demo.toml[/bold]
+    Example: [bold]hmgnn synth -c demo[/bold]
     """
     cfg = _config(config, workdir, set_)
     from hmgnn import synth as step
@@ -94,7 +104,7 @@ def ingest(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
            lenient: Annotated[bool, typer.Option("--lenient", help="Leave out rows with impossible values (dates after today or cut off from the rest, negative prices, malformed ids, rows cut short; ages outside 0-120 become missing) and say how many, instead of refusing the files (shortcut for --set ingest.lenient=true).")] = False) -> None:
     """Read the Kaggle files into typed parquet tables with contiguous customer and article indices.
 
-    Example: [bold]hmgnn ingest -c configs/demo.toml --raw ~/Downloads/h-and-m-personalized-fashion-recommendations.zip[/bold]
+    Example: [bold]hmgnn ingest -c demo --raw ~/Downloads/h-and-m-personalized-fashion-recommendations.zip[/bold]
     """
     cfg = _config(config, workdir, list(set_ or []) + (["ingest.lenient=true"] if lenient else []))
     from hmgnn import ingest as step
@@ -108,7 +118,7 @@ def build_graph(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetO
                 out: OutOpt = None, force: ForceOpt = False) -> None:
     """Build the customer-buys-article graph (PyG HeteroData) with customer and article features.
 
-    Example: [bold]hmgnn build-graph -c configs/demo.toml --set graph.text_dim=16[/bold]
+    Example: [bold]hmgnn build-graph -c demo --set graph.text_dim=16[/bold]
     """
     cfg = _config(config, workdir, set_)
     from hmgnn import graph as step
@@ -123,7 +133,7 @@ def sample(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
            out: OutOpt = None, force: ForceOpt = False) -> None:
     """Split purchases by time into history / validation / test (no leakage) and draw the fixed negatives.
 
-    Example: [bold]hmgnn sample -c configs/demo.toml --customers 100000[/bold]
+    Example: [bold]hmgnn sample -c demo --customers 5000[/bold]
     """
     overrides = list(set_ or []) + ([f"sample.customers={customers}"] if customers is not None else [])
     cfg = _config(config, workdir, overrides)
@@ -139,7 +149,7 @@ def train(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
           device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")] = None) -> None:
     """Train the GNN on the history window, select it on the validation window (resumes after a kill).
 
-    Example: [bold]hmgnn train -c configs/demo.toml[/bold]   (reference recipe: [bold]--recipe reference[/bold])
+    Example: [bold]hmgnn train -c demo[/bold]   (reference recipe: [bold]--recipe reference[/bold])
     """
     extra = ([f"train.recipe={recipe}"] if recipe else []) + ([f"train.device={device}"] if device else [])
     cfg = _config(config, workdir, (set_ or []) + extra)
@@ -153,7 +163,7 @@ def evaluate(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt 
              out: OutOpt = None, force: ForceOpt = False) -> None:
     """Score every model on the held-out week: MAP@12 as Kaggle scored it, recall, NDCG, coverage, AUC and F1.
 
-    Example: [bold]hmgnn evaluate -c configs/demo.toml --set evaluate.models="['popular','trending']"[/bold]
+    Example: [bold]hmgnn evaluate -c demo --set evaluate.models="['popular','trending']"[/bold]
     """
     cfg = _config(config, workdir, set_)
     from rich.console import Console
@@ -170,13 +180,14 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: M
               customer_id: Annotated[Optional[str], typer.Option("--customer-id", help="A customer_id from customers.csv (64 hex characters).")] = None,
               all_: Annotated[bool, typer.Option("--all", help="Recommend for every customer in tables/customers.parquet (needs --out).")] = False,
               out: Annotated[Optional[Path], typer.Option("--out", help="With --all: submission.csv (Kaggle format) or recs.parquet.")] = None,
-              k: Annotated[Optional[int], typer.Option("--k", help="Articles per customer (default: recommend.k, 12).")] = None,
-              model: Annotated[Optional[str], typer.Option("--model", help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, gnn-retrieval, als, popular, popular-new, repurchase or trending.")] = None,
+              k: KOpt = None,
+              filter_bought: Annotated[bool, typer.Option("--filter-bought", help="Leave out the articles the customer already bought (the next-best take their places).")] = False,
+              model: Annotated[Optional[str], typer.Option("--model", callback=_model_option, help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, gnn-retrieval, als, popular, popular-new, repurchase or trending.")] = None,
               json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """Top-k articles for one customer (table or JSON on stdout), or for everybody as a Kaggle submission.
 
-    Examples: [bold]hmgnn recommend -c configs/demo.toml --customer-id 00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657 --json[/bold]
-    [bold]hmgnn recommend -c configs/demo.toml --all --out submission.csv[/bold]
+    Examples: [bold]hmgnn recommend -c demo --customer-id 0000217fb6acf148c7665f1e5c8f49e13e30c94120537c05546e15d11809bd3c --json[/bold]
+    [bold]hmgnn recommend -c demo --all --out submission.csv[/bold]   ([bold]--filter-bought[/bold]: none that the customer bought)
     [bold]hmgnn recommend --model-dir ~/models/hm --customer-id ...[/bold]   (a copied model/ folder)
     """
     import json
@@ -191,13 +202,13 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: M
 
     from hmgnn import recommend as step
 
-    result = step.run(cfg, customer_id=customer_id, all_customers=all_, out=out)
+    result = step.run(cfg, customer_id=customer_id, all_customers=all_, out=out, filter_bought=filter_bought)
     if isinstance(result, Path):
         info(f"[green]recommend[/green] wrote {result}")
     elif json_:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        Console().print(step.render_table(result))
+        Console(width=None if sys.stdout.isatty() else 160).print(step.render_table(result))  # piped: never cut
         if result.fallback:
             info(f"[yellow]fallback[/yellow]: {result.fallback}")
 
@@ -205,17 +216,17 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: M
 @app.command()
 def init(name: Annotated[str, typer.Argument(help="Packaged config to start from: demo, tiny, seed-scale, full, movielens, dunnhumby or onlineretail.")] = "demo",
          out: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: <name>.toml here).")] = None,
-         force: ForceOpt = False) -> None:
+         force: Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")] = False) -> None:
     """Write a packaged config to a file to edit (a pip install has no configs/ folder; `-c <name>` also works).
 
     Example: [bold]hmgnn init demo && hmgnn synth -c demo.toml[/bold]
     """
     from hmgnn.config import packaged_configs
-    from hmgnn.errors import ConfigError, InputError
+    from hmgnn.errors import InputError
 
     configs = packaged_configs()
     if name not in configs:
-        raise ConfigError(f"no packaged config {name!r}; there are {', '.join(sorted(configs))}")
+        raise UsageError(f"no packaged config {name!r}; there are {', '.join(sorted(configs))}")
     target = out or Path(f"{name}.toml")
     if target.exists() and not force:
         raise InputError(f"{target} exists; pass --force to overwrite it or --out to write elsewhere")
@@ -228,10 +239,10 @@ def init(name: Annotated[str, typer.Argument(help="Packaged config to start from
 @app.command()
 def export(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: ModelDirOpt = None, set_: SetOpt = None,
            embeddings: Annotated[Path, typer.Option("--embeddings", help="Parquet file to write: kind (customer | article), id, embedding.")] = ...,
-           model: Annotated[str, typer.Option("--model", help="gnn or auto (the default: the trained gnn).")] = "auto") -> None:
+           model: Annotated[str, typer.Option("--model", callback=_model_option, help="gnn or auto (the default: the trained gnn).")] = "auto") -> None:
     """Export the trained GNN's customer and article embeddings, e.g. for a vector database.
 
-    Example: [bold]hmgnn export -c configs/demo.toml --embeddings embeddings.parquet[/bold]
+    Example: [bold]hmgnn export -c demo --embeddings embeddings.parquet[/bold]
     """
     cfg = _config(config, workdir, set_, model_dir)
     from hmgnn import api
@@ -242,12 +253,12 @@ def export(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: Mode
 
 @app.command()
 def serve(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: ModelDirOpt = None, set_: SetOpt = None,
-          model: Annotated[Optional[str], typer.Option("--model", help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, or another model name (only gnn gives similar articles).")] = None,
+          model: Annotated[Optional[str], typer.Option("--model", callback=_model_option, help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, or another model name (only gnn gives similar articles).")] = None,
           host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 exposes the API to the network).")] = None,
           port: Annotated[Optional[int], typer.Option("--port", help="TCP port (default 8000).")] = None) -> None:
     """Serve recommendations over HTTP: per customer, in batches, similar articles; API docs at /docs.
 
-    Example: [bold]hmgnn serve -c configs/demo.toml --model gnn --port 8000[/bold]
+    Example: [bold]hmgnn serve -c demo --model gnn --port 8000[/bold]
     (after retraining: [bold]curl -X POST http://127.0.0.1:8000/admin/reload[/bold], or send SIGHUP)
     """
     import json
@@ -312,7 +323,8 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type,
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: known errors become one line on stderr and exit code 1; usage errors exit 2; Ctrl-C
+    """Console entry point: known errors become one line on stderr and exit code 1; usage errors exit 2, whether
+    the parser or a step finds them (`UsageError`: options that do not fit together, a value out of range); Ctrl-C
     exits 130 and SIGTERM 143, both saying "interrupted" after the step has removed its temporary files."""
     import signal
     import threading
@@ -368,7 +380,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         if debug:
             raise
         error(str(exc))
-        code = 1
+        code = 2 if isinstance(exc, UsageError) else 1  # options that do not fit, found after parsing
     except Exception as exc:  # an unexpected failure: still one line unless debugging
         if debug:
             raise

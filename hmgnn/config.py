@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hmgnn.errors import ConfigError
+from hmgnn.errors import ConfigError, ConfigUsageError, HmgnnError
 
 KAGGLE_FIRST_DAY = "2018-09-20"
 KAGGLE_LAST_DAY = "2020-09-22"
@@ -614,7 +614,21 @@ def config_text(path: str | Path) -> str:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 workdir: str | Path | None = None) -> Config:
-    """Load a TOML config (or the defaults), apply `--set` overrides and an explicit workdir."""
+    """Load a TOML config (or the defaults), apply `--set` overrides and an explicit workdir. An error that only
+    the overrides cause is a `ConfigUsageError` (the CLI's usage error, exit 2)."""
+    try:
+        return _load_config(path, overrides, workdir)
+    except ConfigError as exc:
+        if not overrides or isinstance(exc, ConfigUsageError):
+            raise
+        try:
+            _load_config(path, [], workdir)
+        except HmgnnError:
+            raise exc from None  # the config file alone fails too: the file is what to fix
+        raise ConfigUsageError(str(exc)) from None
+
+
+def _load_config(path: str | Path | None, overrides: list[str] | None, workdir: str | Path | None) -> Config:
     values: dict[str, Any] = {}
     if path is not None:
         text = config_text(path)

@@ -1,4 +1,5 @@
-"""Errors that the CLI turns into one line on stderr and exit code 1 (no traceback unless HMGNN_DEBUG=1)."""
+"""Errors that the CLI turns into one line on stderr and exit code 1, or 2 for a usage error (no traceback unless
+HMGNN_DEBUG=1)."""
 
 
 class HmgnnError(Exception):
@@ -15,6 +16,15 @@ class InputError(HmgnnError):
 
 class MissingArtifactError(HmgnnError):
     """A step's input folder is missing or incomplete: the message names the command that makes it."""
+
+
+class UsageError(HmgnnError, ValueError):
+    """A command or call used wrongly: options that do not fit together, an option or argument out of range. The
+    CLI exits 2 for it, as for the errors its parser finds; to a Python caller it is also a ValueError."""
+
+
+class ConfigUsageError(ConfigError, UsageError):
+    """A bad config key or value that the command line gave (`--set`, `--k`, `--model`), not a config file."""
 
 
 class Interrupted(BaseException):

@@ -4,6 +4,7 @@ scored it beside recall, NDCG, coverage and the binary metrics; writes metrics.j
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import time
@@ -38,6 +39,22 @@ SCORE_MAPPING = {
     "logit": "sigmoid of the score",
     "probability": "the score itself (a probability)",
 }
+
+PLOT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+                "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
+"""matplotlib's tab20 without its greys (grey marks K, black the bought articles): one colour per model."""
+PLOT_MODELS = ("gnn", "ranker-only", "gnn-retrieval", "reference", "popular", "popular-new", "repurchase",
+               "trending", "als", "rp3beta", "ease")
+"""The models whose colours are fixed by their place here; any other name gets one of the remaining colours."""
+
+
+def model_colour(name: str) -> str:
+    """The plot colour of model `name`: the same in every run and every plot, whichever models are beside it (a
+    known model by its place in PLOT_MODELS, any other by a hash of its name over the colours left over)."""
+    if name in PLOT_MODELS:
+        return PLOT_COLOURS[PLOT_MODELS.index(name)]
+    spare = PLOT_COLOURS[len(PLOT_MODELS):]
+    return spare[int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big") % len(spare)]
 
 
 @dataclass
@@ -187,7 +204,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         validation = load_window(split, tables, "validation")
         validation = validation if validation.pairs is not None and validation.pairs.height else None
     results: dict[str, dict[str, Any]] = {}
-    with progress(transient=True) as bar:
+    with progress(transient=True, unit="models") as bar:
         task = bar.add_task("evaluate", total=len(names))
         for name in names:
             bar.update(task, description=f"evaluate: {name} (fit, rank {len(data.customers):,} customers, score pairs)")
@@ -307,7 +324,7 @@ def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndar
             if name == AUTO_ROW:
                 continue  # the same curve as the model it answers with
             curve = r["curves"][key]
-            ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
+            ax.plot(np.arange(1, len(curve) + 1), curve, label=name, color=model_colour(name))
         ax.axvline(k, color="grey", lw=0.8, ls=":")
         ax.annotate(f"K = {k}", (k, 0), xytext=(3, 3), textcoords="offset points", color="grey", fontsize=8)
         ax.set(xlabel="K (articles recommended)", ylabel=label, title=f"{label}, {data.name} window")
@@ -327,7 +344,7 @@ def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndar
         if len(articles):
             values = np.quantile(np.log10(1 + popularity[articles]), q)
             ax.plot(values, q, label=name, lw=2.5 if name == "bought (truth)" else 1.5,
-                    color="black" if name == "bought (truth)" else None)
+                    color="black" if name == "bought (truth)" else model_colour(name))
     ax.set(xlabel="log10(1 + purchases of the article before the window)", ylabel="share of articles at or below",
            title=f"Popularity of recommended (top {k}) vs bought articles")
     ax.grid(alpha=0.3)
@@ -406,10 +423,13 @@ def _report(metrics: dict[str, Any], data: ScoredWindow, results: dict[str, dict
                                                             "validation pairs" for n in names)
                         else "0.5")
                      + ". Scores were mapped to (0, 1) as follows:")
+        mapped: dict[str, list[str]] = {}  # one sentence per mapping, naming the models that share it
         for n in names:
-            kind = results[n]["details"]["score_mapping"]
-            cut = results[n]["details"].get("threshold", 0.5)
-            lines.append(f"  - {n}: {SCORE_MAPPING.get(kind, kind)}; cut at {cut:.4f}")
+            mapped.setdefault(results[n]["details"]["score_mapping"], []).append(n)
+        for kind, group in mapped.items():
+            lines.append(f"  - {', '.join(group)}: {SCORE_MAPPING.get(kind, kind)}")
+        lines.append("  - cuts: " + ", ".join(f"{n} {results[n]['details'].get('threshold', 0.5):.4f}"
+                                             for n in names))
     else:
         lines.append(f"- The binary metrics are n/a: split/ holds no {PAIRS[data.name]}.")
     lines += ["", "## Models", ""]

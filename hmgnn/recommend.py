@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 
 from hmgnn import artifacts as A
-from hmgnn.config import Config, RecommendConfig
+from hmgnn.config import MAX_K, Config, RecommendConfig
 from hmgnn.console import info, progress
-from hmgnn.errors import ConfigError, InputError
+from hmgnn.errors import ConfigUsageError, InputError, UsageError
 from hmgnn.models import AUTO, Recommender, create_model, model_class, resolve_model_name
 from hmgnn.models.base import PARALLEL_BATCHES
 
@@ -53,6 +53,25 @@ def check_customer_id(text: str) -> str:
     return cid
 
 
+def k_limit(n_articles: int) -> int:
+    """The most articles one customer's answer may ask for, in every interface (CLI, HTTP, Python): the catalogue,
+    and config.MAX_K. The default k stays valid on a catalogue smaller than it (fewer articles come back); beyond
+    it, a k larger than the catalogue is a mistake that would only allocate empty slots."""
+    return min(MAX_K, max(n_articles, RecommendConfig.k))
+
+
+def check_k(k: object, n_articles: int, name: str = "k") -> int:
+    """`k` checked as every interface checks it: an int from 1 to `k_limit(n_articles)`; else a TypeError or a
+    UsageError (a ValueError) that names the argument `name`."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{name} must be an int (articles per answer), got {type(k).__name__} {k!r}")
+    limit = k_limit(n_articles)
+    if not 1 <= k <= limit:
+        raise UsageError(f"{name} must be from 1 to {limit:,} (the {n_articles:,} articles, at most {MAX_K:,}), "
+                         f"got {k:,}")
+    return int(k)
+
+
 def model_name(cfg: Config, name: str | None = None) -> str:
     """The model that answers: `name` (default cfg.recommend.model), with `auto` resolved (see
     `hmgnn.models.resolve_model_name`) and checked, before any data is read."""
@@ -83,11 +102,9 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
         A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
         A.check_lineage([tables])
     ids = A.IdMaps.read(tables)
-    # the default k stays valid on a catalogue smaller than it (fewer articles come back); beyond it, a k larger
-    # than the catalogue is a mistake that would only allocate empty slots
-    limit = max(ids.n_articles, RecommendConfig.k)
+    limit = k_limit(ids.n_articles)
     if k is not None and k > limit:
-        raise ConfigError(f"recommend.k = {k:,} is more than the {ids.n_articles:,} articles in "
+        raise ConfigUsageError(f"recommend.k = {k:,} is more than the {ids.n_articles:,} articles in "
                           f"{tables / A.ARTICLES_PARQUET}; ask for at most {limit:,}")
     purchases = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET, columns=["customer_index", "article_index", "t_dat"])
     model = create_model(name or model_name(cfg), cfg).fit(ids.interactions(purchases))
@@ -99,8 +116,9 @@ def _article_ids(tables: Path) -> np.ndarray:
     return frame["article_id"].to_numpy()
 
 
-def recommend_customer(cfg: Config, customer_id: str) -> CustomerRecommendations:
-    """Top cfg.recommend.k articles for one customer id; an id without history gets the labelled fallback."""
+def recommend_customer(cfg: Config, customer_id: str, filter_bought: bool = False) -> CustomerRecommendations:
+    """Top cfg.recommend.k articles for one customer id (with `filter_bought`, none that they bought); an id
+    without history gets the labelled fallback."""
     cid = check_customer_id(customer_id)
     name = model_name(cfg)  # a bad model name fails before the data is read
     model, _ = fit_model(cfg, name, k=cfg.recommend.k)
@@ -108,7 +126,8 @@ def recommend_customer(cfg: Config, customer_id: str) -> CustomerRecommendations
     row = (pl.scan_parquet(tables / A.CUSTOMERS_PARQUET).filter(pl.col("customer_id") == cid)
            .select("customer_index").collect())
     k = cfg.recommend.k
-    article_index, scores, fallback = rank_customer(model, int(row.item(0, 0)) if row.height else None, k)
+    article_index, scores, fallback = rank_customer(model, int(row.item(0, 0)) if row.height else None, k,
+                                                    filter_bought)
     articles = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
                 .sort("article_index"))[article_index]
     recs = [{"rank": i + 1, "article_id": f"{a['article_id']:010d}", **{c: a[c] for c in ARTICLE_COLUMNS},
@@ -132,13 +151,14 @@ def rank_customer(model: Recommender, customer_index: int | None, k: int,
     return article_index[keep], scores[keep], fallback
 
 
-def write_all(cfg: Config, out: Path) -> Path:
-    """Recommendations for every customer in customers.parquet, streamed to `out` (.csv or .parquet)."""
+def write_all(cfg: Config, out: Path, filter_bought: bool = False) -> Path:
+    """Recommendations for every customer in customers.parquet (with `filter_bought`, none that the customer
+    bought), streamed to `out` (.csv or .parquet)."""
     out = Path(out)
     if out.suffix not in OUTPUT_SUFFIXES:
-        raise InputError(f"--out {out}: write a .csv (Kaggle submission) or a .parquet file")
+        raise UsageError(f"--out {out}: write a .csv (Kaggle submission) or a .parquet file")
     if cfg.recommend.k > MAX_K_ALL:
-        raise ConfigError(f"recommend.k = {cfg.recommend.k:,} with --all: at most {MAX_K_ALL:,} articles per "
+        raise ConfigUsageError(f"recommend.k = {cfg.recommend.k:,} with --all: at most {MAX_K_ALL:,} articles per "
                           "customer are written for everybody (a Kaggle submission needs 12)")
     model, _ = fit_model(cfg, model_name(cfg), k=cfg.recommend.k)
     tables = A.tables_dir(cfg.workdir)
@@ -149,16 +169,17 @@ def write_all(cfg: Config, out: Path) -> Path:
         info(f"{cold:,} of {len(index):,} customers have no purchase history: they get their age band's "
              "bestsellers (the cold-start fallback)")
     return write_recommendations(model, index, customers["customer_id"].to_numpy(), _article_ids(tables), out,
-                                 cfg.recommend.k, cfg.recommend.batch_size)
+                                 cfg.recommend.k, cfg.recommend.batch_size, filter_bought=filter_bought)
 
 
 def write_recommendations(model: Recommender, customer_index: np.ndarray, customer_ids: np.ndarray,
                           article_ids: np.ndarray, out: Path, k: int = 12, batch_size: int = 512,
-                          show_progress: bool = True) -> Path:
+                          show_progress: bool = True, filter_bought: bool = False) -> Path:
     """Stream `model`'s top-k for each customer to `out` in batches (memory stays flat), via a temporary name.
 
     .csv: the Kaggle submission (customer_id,prediction with k space-separated 10-digit article ids);
     .parquet: one row per (customer_id, rank, article_id as a 10-digit string, score).
+    `filter_bought` leaves out the articles each customer bought in the data the model was fit on.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -169,15 +190,18 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     writer = _ParquetWriter(tmp, labels) if out.suffix == ".parquet" else _CsvWriter(tmp, labels)
     try:
         # one thread writes a chunk's rows while the next chunk is ranked
-        with progress() if show_progress else contextlib.nullcontext() as bar, ThreadPoolExecutor(1) as side:
+        bar_or_none = progress(unit="customers") if show_progress else contextlib.nullcontext()
+        with bar_or_none as bar, ThreadPoolExecutor(1) as side:
             task = bar.add_task(f"recommend ({model.name})", total=len(customer_index)) if bar else None
             # `recommend` ranks PARALLEL_BATCHES batches side by side: many per call, so that they seldom wait for
-            # each other at the end of a call
-            step = batch_size * PARALLEL_BATCHES * 8
+            # each other at the end of a call; but a call is at most 1% of the customers, so that the bar moves
+            # in small steps
+            step = max(1, min(batch_size * PARALLEL_BATCHES * 8, len(customer_index) // 100))
             written: Future | None = None
             for start in range(0, len(customer_index), step):
                 stop = start + step
-                ids, scores = model.recommend(customer_index[start:stop], k=k, batch_size=batch_size)
+                ids, scores = model.recommend(customer_index[start:stop], k=k, batch_size=batch_size,
+                                              filter_already_bought=filter_bought)
                 if written is not None:
                     written.result()
                 written = side.submit(writer.write, customer_ids[start:stop], ids, scores)
@@ -234,17 +258,20 @@ class _ParquetWriter:
 
 
 def run(cfg: Config, customer_id: str | None = None, all_customers: bool = False,
-        out: Path | None = None) -> CustomerRecommendations | Path:
-    """One customer's recommendations (returned), or every customer's written to `out` (its path returned)."""
-    if (customer_id is None) == (not all_customers):
-        raise InputError("pass either --customer-id ID or --all --out FILE")
+        out: Path | None = None, filter_bought: bool = False) -> CustomerRecommendations | Path:
+    """One customer's recommendations (returned), or every customer's written to `out` (its path returned); with
+    `filter_bought`, none of the articles the customer bought. Options that do not fit together are a UsageError."""
+    if customer_id is not None and all_customers:
+        raise UsageError("pass either --customer-id ID or --all --out FILE, not both")
+    if customer_id is None and not all_customers:
+        raise UsageError("pass either --customer-id ID or --all --out FILE")
     if all_customers:
         if out is None:
-            raise InputError("--all needs --out: submission.csv (Kaggle format) or recs.parquet")
-        return write_all(cfg, out)
+            raise UsageError("--all needs --out: submission.csv (Kaggle format) or recs.parquet")
+        return write_all(cfg, out, filter_bought)
     if out is not None:
-        raise InputError("--out goes with --all; for one customer use --json to get machine-readable output")
-    return recommend_customer(cfg, customer_id)
+        raise UsageError("--out goes with --all; for one customer use --json to get machine-readable output")
+    return recommend_customer(cfg, customer_id, filter_bought)
 
 
 def render_table(recs: CustomerRecommendations):

@@ -10,6 +10,7 @@ import asyncio
 import copy
 import dataclasses
 import datetime as dt
+import errno
 import hmac
 import logging
 import os
@@ -17,6 +18,7 @@ import queue
 import re
 import secrets
 import signal
+import socket
 import threading
 import time
 from typing import Any, Callable
@@ -24,9 +26,9 @@ from typing import Any, Callable
 import torch
 
 from hmgnn import __version__
-from hmgnn.config import Config
+from hmgnn.config import MAX_K, Config
 from hmgnn.errors import HmgnnError
-from hmgnn.recommend import check_customer_id
+from hmgnn.recommend import check_customer_id, check_k
 from hmgnn.served import ServedModel, load
 
 try:
@@ -39,7 +41,6 @@ except ModuleNotFoundError as exc:  # the API is an optional extra; say how to g
 
 log = logging.getLogger("hmgnn.serve")
 
-MAX_K = 100
 ARTICLE_ID = re.compile(r"[0-9]{1,10}")
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 LOOPBACK_NAMES = LOOPBACK | {"localhost"}
@@ -240,6 +241,14 @@ def check_article_id(text: str) -> int:
     return int(text)
 
 
+def _k(k: int, served: ServedModel, where: str = "k") -> int:
+    """`k` within the catalogue, as the CLI and the Python API check it (FastAPI has checked 1 <= k <= MAX_K)."""
+    try:
+        return check_k(k, served.model.n_articles, where)
+    except HmgnnError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
 def _customer_id(text: str) -> str:
     try:
         return check_customer_id(text)
@@ -323,7 +332,8 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1,
             filter_bought: bool = Query(False, description="Leave out articles the customer already bought"),
     ) -> Response:
         """An unknown (well-formed) id gets this week's bestsellers, with `cold_start` true and the reason."""
-        body = await scorer.recommend(holder.current, _customer_id(customer_id), k, filter_bought)
+        served = holder.current
+        body = await scorer.recommend(served, _customer_id(customer_id), _k(k, served), filter_bought)
         return Response(body, media_type="application/json")
 
     # plain `def` (thread pool): a big batch ranks for long and must not stall the event loop
@@ -341,7 +351,7 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1,
             except HmgnnError as exc:
                 raise HTTPException(422, f"customer_ids[{n}]: {exc}") from None
         served = holder.current
-        return {"model": served.name, "results": served.recommend_many(ids, body.k, body.filter_bought)}
+        return {"model": served.name, "results": served.recommend_many(ids, _k(body.k, served), body.filter_bought)}
 
     @app.get("/articles/{article_id}/similar", response_model=SimilarArticles,
              responses={**ERRORS, 404: {"model": Problem, "description": "Unknown article"},
@@ -352,6 +362,7 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1,
         """Cosine similarity of the GNN's article embeddings. A baseline has none: 409 (serve `--model gnn`)."""
         number = check_article_id(article_id)
         served = holder.current
+        k = _k(k, served)
         index = served.article_index.get(number)
         if index is None:
             raise HTTPException(404, f"article {number:010d} is not in tables/articles.parquet")
@@ -442,10 +453,36 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-def run(cfg: Config) -> None:
-    """Load the model (errors surface here, before the port is bound), then serve until interrupted."""
-    import uvicorn
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port for uvicorn to listen on. Bound here, before the model loads, so that a busy
+    port is one error line naming it at once (uvicorn's own bind would exit 3 with its log text, after the load)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait for TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise HmgnnError(f"port {port} on {host} is already in use (another server?); pass --port with a free "
+                             "port, or stop the program that holds it") from None
+        raise HmgnnError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port") from None
+    sock.set_inheritable(True)
+    return sock
 
+
+def run(cfg: Config) -> None:
+    """Bind the port and load the model (errors surface here, before anything is served), then serve until
+    interrupted."""
+    sc = cfg.serve
+    sock = bind(sc.host, sc.port)
+    try:
+        _serve(cfg, sock)
+    finally:
+        sock.close()
+
+
+def _serve(cfg: Config, sock: socket.socket) -> None:
     from hmgnn.console import console, info
 
     sc = cfg.serve
@@ -470,4 +507,11 @@ def run(cfg: Config) -> None:
     served = holder.current
     info(f"[green]serve[/green] {served.name} ({served.model.n_customers:,} customers, {served.model.n_articles:,} "
          f"articles, data as of {served.model.as_of}) on http://{sc.host}:{sc.port} (docs: /docs)")
-    uvicorn.run(app, host=sc.host, port=sc.port, log_config=_log_config(), access_log=sc.access_log)
+    listen(app, sock, host=sc.host, port=sc.port, log_config=_log_config(), access_log=sc.access_log)
+
+
+def listen(app: FastAPI, sock: socket.socket, **settings: Any) -> None:
+    """uvicorn serving `app` on the bound `sock` until interrupted (`settings`: uvicorn.Config's)."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn.Config(app, **settings)).run(sockets=[sock])

@@ -520,7 +520,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     trainer.start_clock()
     out_of_time = trainer.out_of_time if tc.max_minutes else None
     steps = trainer.steps_per_epoch()
-    with progress() as bar:  # per optimisation step; the total (and time left) assumes no early stop
+    with progress(unit="steps") as bar:  # per optimisation step; the total (and time left) assumes no early stop
         task = bar.add_task("epoch 1", total=tc.epochs * steps, completed=trainer.epoch * steps)
         while not trainer.finished():
             t0 = time.perf_counter()
@@ -634,7 +634,7 @@ def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactio
         return None, {"skipped": "train.max_minutes spent before the refit"}
     every = dataclasses.replace(data, history=purchases, history_end=data.val_end, train_end=data.val_end)
     second = Trainer(tc, seed, every, device, validate=False)
-    with progress() as bar:
+    with progress(unit="steps") as bar:
         steps = second.steps_per_epoch()
         task = bar.add_task("refit", total=epochs * steps)
         for epoch in range(1, epochs + 1):

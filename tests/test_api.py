@@ -157,3 +157,39 @@ def test_the_api_and_the_cli_need_no_extra(workdir):
     done = subprocess.run([sys.executable, "-c", code, str(workdir)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert '"model": "gnn"' in done.stdout
+
+
+def test_argument_errors_name_the_argument(rec, workdir):
+    n_articles = pl.read_parquet(workdir / "tables" / "articles.parquet").height
+    customer = rec.customer_ids()[0]
+    article = rec.recommend([customer], k=1)["article_id"][0]
+    with pytest.raises(TypeError, match=r"customer_ids\[1\] must be a string .* int 123"):
+        rec.recommend([customer, 123])
+    with pytest.raises(TypeError, match=r"customer_ids\[0\]"):
+        rec.score([123], [article])
+    for bad in (0, -1, n_articles + 1, 10**9):  # the limits the CLI and HTTP apply
+        with pytest.raises(ValueError, match=f"k must be from 1 to {n_articles:,}"):
+            rec.recommend([customer], k=bad)
+        with pytest.raises(ValueError, match=f"k must be from 1 to {n_articles:,}"):
+            rec.similar([article], k=bad)
+    with pytest.raises(TypeError, match="k must be an int"):
+        rec.recommend([customer], k=2.5)
+    with pytest.raises(TypeError, match="article_ids"):
+        rec.similar([1.5])
+    assert rec.recommend([customer], k=n_articles).height <= n_articles  # the largest k is accepted
+
+
+def test_filter_already_bought(rec, workdir):
+    tables = workdir / "tables"
+    customers = pl.read_parquet(tables / "customers.parquet")
+    purchases = pl.read_parquet(tables / "transactions.parquet")
+    articles = pl.read_parquet(tables / "articles.parquet")
+    buyer = purchases["customer_index"].value_counts(sort=True)["customer_index"][0]  # the most purchases
+    customer = customers.filter(pl.col("customer_index") == buyer)["customer_id"].item()
+    own = articles.filter(pl.col("article_index").is_in(
+        purchases.filter(pl.col("customer_index") == buyer)["article_index"].implode()))["article_id"]
+    own = {f"{a:010d}" for a in own}
+    every = rec.recommend([customer], k=articles.height)["article_id"].to_list()
+    kept = rec.recommend([customer], k=12, filter_already_bought=True)["article_id"].to_list()
+    assert own & set(every[:12]) and not own & set(kept)
+    assert kept == [a for a in every if a not in own][:12]

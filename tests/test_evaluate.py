@@ -4,6 +4,8 @@ the exact MAP@12 of the baselines, and the CLI's table."""
 import datetime as dt
 import hashlib
 import json
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -134,6 +136,10 @@ def test_evaluate_writes_the_known_metrics(workdir):
     assert m["curves"]["popular"]["map"][11] == pytest.approx(EXPECTED_MAP["popular"])
     report = (out / "report.md").read_text()
     assert "rank-normalised" in report and "map_at_k.png" in report and "| popular |" in report
+    # the four baselines share one score mapping: its sentence is said once, naming them all
+    assert report.count(evaluate.SCORE_MAPPING["rank"]) == 1
+    assert f"  - popular, popular-new, repurchase, trending: {evaluate.SCORE_MAPPING['rank']}" in report
+    assert "  - cuts: popular 0.5000, popular-new 0.5000, repurchase 0.5000, trending 0.5000" in report
     assert "95% interval" in report and "Settings: seed" in report
     for name, details in m["details"].items():  # the interval holds the mean; warm + cold = every scored customer
         low, high = details["map_ci95"]
@@ -184,3 +190,31 @@ def test_cli_prints_the_metrics_table(workdir):
     assert set(metrics) == {"popular", "repurchase"}
     assert all(0 <= m["map@12"] <= m["hit@12"] <= 1 for m in metrics.values())
     assert f"{metrics['repurchase']['map@12']:.4f}" in result.stdout  # the table shows what was written
+
+
+def test_model_colours_are_fixed_per_name():
+    known = evaluate.PLOT_MODELS
+    assert len({evaluate.model_colour(n) for n in known}) == len(known)  # distinct
+    assert [evaluate.model_colour(n) for n in known] == list(evaluate.PLOT_COLOURS[:len(known)])
+    # an unknown name: the same colour in every process (no per-process hash seed), outside the known ones
+    assert evaluate.model_colour("my-model") == evaluate.model_colour("my-model")
+    assert evaluate.model_colour("my-model") in evaluate.PLOT_COLOURS[len(known):]
+    other = subprocess.run([sys.executable, "-c", "from hmgnn.evaluate import model_colour; "
+                            "print(model_colour('my-model'))"], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == evaluate.model_colour("my-model")
+
+
+def test_plot_lines_use_the_model_colours(workdir, monkeypatch, tmp_path):
+    import matplotlib.axes
+
+    drawn = {}
+    plot = matplotlib.axes.Axes.plot
+
+    def recording(self, *args, label=None, color=None, **kwargs):
+        drawn.setdefault(label, set()).add(color)
+        return plot(self, *args, label=label, color=color, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording)
+    evaluate.run(_cfg(workdir, "evaluate.models=['trending','popular']"), out=tmp_path / "evaluate")
+    assert drawn["popular"] == {evaluate.model_colour("popular")}
+    assert drawn["trending"] == {evaluate.model_colour("trending")}

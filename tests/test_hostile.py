@@ -252,7 +252,9 @@ def test_a_damaged_table_without_a_manifest_is_named(how, wd, capsys):
 
 # ---- 3. exits that tell the truth -------------------------------------------------------------------------------
 @pytest.mark.parametrize("args", [["recommend", "--nope"], ["recommend", "--k", "abc"], ["train", "--set"],
-                                  ["no-such-command"]])
+                                  ["no-such-command"], ["train", "--set", "foo"], ["init", "nosuch"],
+                                  ["recommend", "--workdir", "a", "--model-dir", "b", "--customer-id", "x"],
+                                  ["serve", "--model", "nosuch"], ["export", "--model", "nosuch", "--embeddings", "e"]])
 def test_usage_errors_exit_2(args, capsys):
     code, _ = hmgnn(capsys, *args)
     assert code == 2
@@ -460,20 +462,20 @@ def test_numbers_out_of_range_name_the_key(override, key):
 def test_k_beyond_the_articles_is_refused(wd, capsys):
     code, err = hmgnn(capsys, "recommend", "-w", wd, "--model", "popular", "--k", "500", "--all", "--out",
                       wd / "recs.csv")
-    assert code == 1 and not (wd / "recs.csv").exists()
+    assert code == 2 and not (wd / "recs.csv").exists()  # a usage error: the command asked for too much
     one_line_error(err, "recommend.k", "articles.parquet")
 
 
 def test_k_for_everybody_has_a_cap(wd, capsys):
     code, err = hmgnn(capsys, "recommend", "-w", wd, "--k", "5000", "--all", "--out", wd / "recs.csv")
-    assert code == 1 and not (wd / "recs.csv").exists()
+    assert code == 2 and not (wd / "recs.csv").exists()
     one_line_error(err, "recommend.k", "--all")
 
 
 def test_a_non_finite_learning_rate_is_refused_through_the_cli(wd, capsys):
     before = (wd / "model" / "model.pt").read_bytes()
     code, err = hmgnn(capsys, "train", "-w", wd, "--force", "--set", "train.lr=inf")
-    assert code == 1 and (wd / "model" / "model.pt").read_bytes() == before
+    assert code == 2 and (wd / "model" / "model.pt").read_bytes() == before
     one_line_error(err, "train.lr", "finite")
 
 
@@ -934,7 +936,7 @@ def test_real_logs_of_any_year_are_not_typos(dates, tmp_path, capsys):
 def test_messages_name_what_is_wrong(args, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, err = hmgnn(capsys, *args, *(["-w", tmp_path] if args[0] == "synth" else []))
-    assert code == 1
+    assert code == (2 if "--set" in args else 1)  # a value the command line set is a usage error
     line = one_line_error(err, *words)
     assert ".tmp-" not in line and "does not exist" not in line.replace("no/such does not exist", "")
     assert not (tmp_path / "raw").exists() and list(tmp_path.iterdir()) == []

@@ -3,6 +3,8 @@ fallback), every customer as the Kaggle submission CSV or parquet, and the one-l
 
 import json
 
+import numpy as np
+
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -10,8 +12,8 @@ from typer.testing import CliRunner
 from hmgnn import recommend
 from hmgnn.cli import app, main
 from hmgnn.config import load_config
-from hmgnn.errors import InputError
-from test_evaluate import AGES, customer_id, write_workdir
+from hmgnn.errors import InputError, UsageError
+from test_evaluate import AGES, HISTORY, TEST, VALIDATION, customer_id, write_workdir
 
 # Fit on every transaction (up to 2020-09-20): the last 7 days hold article 0 three times, 5 twice, 2 and 9 once,
 # so the global bestsellers are 0, 5, 2, 9, then the rest by all-time sales (1, 3, 4, 6, 7), then 8.
@@ -70,11 +72,13 @@ def test_bad_id_is_an_input_error(workdir, bad):
 
 
 def test_options_that_do_not_fit_together(workdir, tmp_path):
-    with pytest.raises(InputError, match="either --customer-id"):
+    with pytest.raises(UsageError, match="either --customer-id"):
         recommend.run(_cfg(workdir))
-    with pytest.raises(InputError, match="--all needs --out"):
+    with pytest.raises(UsageError, match="not both"):
+        recommend.run(_cfg(workdir), customer_id=customer_id(0), all_customers=True, out=tmp_path / "a.csv")
+    with pytest.raises(UsageError, match="--all needs --out"):
         recommend.run(_cfg(workdir), all_customers=True)
-    with pytest.raises(InputError, match=r"\.csv"):
+    with pytest.raises(UsageError, match=r"\.csv"):
         recommend.run(_cfg(workdir), all_customers=True, out=tmp_path / "recs.txt")
 
 
@@ -119,3 +123,109 @@ def test_cli_json_table_and_errors(workdir, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: customer id must be 64 hexadecimal characters") and "\n" not in err
+
+
+def bought(customer: int) -> set[int]:
+    return {a for c, a, _ in HISTORY + VALIDATION + TEST if c == customer}
+
+
+@pytest.mark.parametrize("model, customer", [("repurchase", 5), ("popular", 5), ("trending", 0), ("popular", 6)])
+def test_filter_bought_one_customer(workdir, model, customer):
+    every = recommend.run(_cfg(workdir, model, k=10), customer_id=customer_id(customer))
+    kept = recommend.run(_cfg(workdir, model, k=4), customer_id=customer_id(customer), filter_bought=True)
+    got = [r["article_id"] for r in kept.recommendations]
+    assert not {article_id(a) for a in bought(customer)} & set(got)
+    # the next-best articles take their places, in the order the model ranks them
+    expected = [r["article_id"] for r in every.recommendations if r["article_id"] not in
+                {article_id(a) for a in bought(customer)}][:4]
+    assert got == expected and len(got) == 4
+    if bought(customer):
+        assert got != [r["article_id"] for r in every.recommendations][:4]  # the filter changed the answer
+
+
+def test_filter_bought_all_customers(workdir, tmp_path):
+    every = recommend.run(_cfg(workdir, "repurchase", k=10), all_customers=True, out=tmp_path / "every.csv")
+    kept = recommend.run(_cfg(workdir, "repurchase", k=3), all_customers=True, out=tmp_path / "kept.csv",
+                         filter_bought=True)
+    rows_every = dict(line.split(",") for line in every.read_text().splitlines()[1:])
+    rows_kept = dict(line.split(",") for line in kept.read_text().splitlines()[1:])
+    assert len(rows_kept) == len(AGES)
+    for c in range(len(AGES)):
+        own = {article_id(a) for a in bought(c)}
+        got = rows_kept[customer_id(c)].split()
+        assert not own & set(got)
+        assert got == [a for a in rows_every[customer_id(c)].split() if a not in own][:3]
+
+
+def test_cli_filter_bought(workdir):
+    res = CliRunner().invoke(app, ["recommend", "-w", str(workdir), "--customer-id", customer_id(5), "--k", "3",
+                                   "--model", "repurchase", "--filter-bought", "--json"])
+    assert res.exit_code == 0, res.output
+    got = [r["article_id"] for r in json.loads(res.stdout)["recommendations"]]
+    # customer 5 bought 1..5: the rest by recent sales (0, then 9; 6, 7 before 8 by all-time sales)
+    assert got == [article_id(0), article_id(9), article_id(6)]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--all"], "--all needs --out"),
+    (["--customer-id", customer_id(0), "--all", "--out", "x.csv"], "not both"),
+    (["--customer-id", customer_id(0), "--out", "x.csv"], "--out goes with --all"),
+    (["--all", "--out", "recs.txt"], ".csv"),
+    (["--customer-id", customer_id(0), "--k", "0"], "--k"),
+    (["--customer-id", customer_id(0), "--k", "13"], "at most 12"),  # 10 articles; the default 12 stays valid
+    (["--customer-id", customer_id(0), "--k", "20000"], "--k"),
+    (["--customer-id", customer_id(0), "--model", "nosuch"], "nosuch"),
+    (["--customer-id", customer_id(0), "--set", "foo"], "section.key=value"),
+    (["--customer-id", customer_id(0), "--set", "recommend.k=0"], "recommend.k must be > 0"),
+    (["--customer-id", customer_id(0), "--set", "recommend.nosuch=1"], "nosuch"),
+])
+def test_usage_errors_exit_2(workdir, tmp_path, monkeypatch, capsys, args, words):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recommend", "-w", str(workdir), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_data_and_config_file_errors_exit_1(workdir, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[recommend]\nk = 0\n")
+    for args in (["-c", str(bad), "--customer-id", customer_id(0)],  # the file is wrong, not the command
+                 ["--customer-id", "nothex"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["recommend", "-w", str(workdir), *args])
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+
+
+def test_piped_output_has_plain_lines(workdir, tmp_path, capsys):
+    """stderr is no terminal here (as in a pipe): no spinner or bar residue, no wrapping at 80 columns, and the
+    bar's one line says what it counted."""
+    main(["recommend", "-w", str(workdir), "--model", "popular", "--all", "--out", str(tmp_path / "s.csv")])
+    lines = capsys.readouterr().err.splitlines()
+    cold = [line for line in lines if "have no purchase history" in line]
+    assert len(cold) == 1 and len(cold[0]) > 80 and cold[0].endswith("(the cold-start fallback)")
+    done = [line for line in lines if line.startswith("recommend (popular)")]
+    assert len(done) == 1 and f"{len(AGES)} of {len(AGES)} customers" in done[0]
+    assert not any(ch in "".join(lines) for ch in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏━")
+    assert lines[-1].startswith("recommend wrote ")
+
+
+def test_all_ranks_in_chunks_of_at_most_one_percent(workdir, tmp_path):
+    model, _ = recommend.fit_model(_cfg(workdir), "popular")
+    sizes = []
+    ranked = model.recommend
+
+    def counting(customers, **kwargs):
+        sizes.append(len(customers))
+        return ranked(customers, **kwargs)
+
+    model.recommend = counting
+    index = np.tile(np.arange(len(AGES)), 300)  # 2,400 rows
+    ids = np.array([customer_id(i) for i in index.tolist()], dtype=object)
+    recommend.write_recommendations(model, index, ids, np.arange(10) + 108775015, tmp_path / "s.csv", k=3,
+                                    show_progress=False)
+    assert sum(sizes) == len(index) and max(sizes) <= len(index) // 100

@@ -301,16 +301,19 @@ GOOD = "ab" * 32
     ("GET", f"/recommendations/{'a' * 5000}", None, 422, "64 hexadecimal characters"),
     ("GET", "/recommendations/%20%00;drop", None, 422, "64 hexadecimal characters"),
     ("GET", f"/recommendations/{GOOD}?k=0", None, 422, "k: Input should be greater than or equal to 1"),
-    ("GET", f"/recommendations/{GOOD}?k=101", None, 422, "k: Input should be less than or equal to 100"),
+    ("GET", f"/recommendations/{GOOD}?k=10001", None, 422, "k: Input should be less than or equal to 10000"),
+    ("GET", f"/recommendations/{GOOD}?k=153", None, 422, "k must be from 1 to 152 (the 152 articles"),
     ("GET", f"/recommendations/{GOOD}?k=abc", None, 422, "k: Input should be a valid integer"),
     ("GET", f"/recommendations/{GOOD}?filter_bought=maybe", None, 422, "filter_bought"),
     ("GET", "/articles/abc/similar", None, 422, "up to 10 digits"),
     ("GET", "/articles/12345678901/similar", None, 422, "up to 10 digits"),
     ("GET", "/articles/-5/similar", None, 422, "up to 10 digits"),
-    ("GET", "/articles/108775015/similar?k=101", None, 422, "k: Input should be less than or equal to 100"),
+    ("GET", "/articles/108775015/similar?k=10001", None, 422, "k: Input should be less than or equal to 10000"),
+    ("GET", "/articles/108775015/similar?k=153", None, 422, "k must be from 1 to 152"),
     ("GET", "/articles/108775015/similar?k=0", None, 422, "k: Input should be greater than or equal to 1"),
     ("POST", "/recommendations", {"customer_ids": [GOOD, "nope"]}, 422, "customer_ids[1]: customer id must be 64"),
-    ("POST", "/recommendations", {"customer_ids": [GOOD], "k": 500}, 422, "k: Input should be less than or equal"),
+    ("POST", "/recommendations", {"customer_ids": [GOOD], "k": 20000}, 422, "k: Input should be less than or equal"),
+    ("POST", "/recommendations", {"customer_ids": [GOOD], "k": 500}, 422, "k must be from 1 to 152"),
     ("POST", "/recommendations", {"customer_ids": [1, 2]}, 422, "customer_ids.0: Input should be a valid string"),
     ("POST", "/recommendations", {"ids": [GOOD]}, 422, "customer_ids: Field required"),
     ("POST", "/recommendations", "{not json", 422, "JSON decode error"),
@@ -324,6 +327,18 @@ def test_bad_input_is_a_clear_4xx(http, method, path, payload, status, words):
     detail = r.json()["detail"]
     assert isinstance(detail, str) and words in detail and "Traceback" not in r.text
     assert len(detail) < 300
+
+
+def test_busy_port_is_one_error_line(workdir):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "hmgnn.cli", "serve", "--workdir", str(workdir), "--port",
+                               str(port)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (f"error: port {port} on 127.0.0.1 is already in use (another server?); pass "
+                                   "--port with a free port, or stop the program that holds it")
 
 
 # ---- a baseline has no embeddings -------------------------------------------------------------------------
@@ -440,10 +455,8 @@ def test_reload_only_from_loopback():
 
 
 def test_cli_warns_when_serving_beyond_loopback(workdir, monkeypatch, capsys):
-    import uvicorn
-
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(serve, "listen", lambda app, sock, **kw: calls.append(kw))
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep this test process as it was
     monkeypatch.setattr(serve.signal, "signal", lambda *args: None)
     main(["serve", "--workdir", str(workdir), "--model", "popular", "--host", "0.0.0.0", "--port", "8123"])
