@@ -64,7 +64,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     if skip_if_current(out, STEP, step_config, [tables], force):
         return out
 
-    with progress(transient=True) as bar:
+    with progress(transient=True, unit="parts") as bar:
         task = bar.add_task("reading tables", total=4)
         transactions, customers, articles = read_tables(tables)
         bar.update(task, advance=1, description=f"{transactions.height:,} purchase edges")

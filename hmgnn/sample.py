@@ -69,7 +69,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
         return out
     sample = cfg.sample
 
-    with progress(transient=True) as bar:
+    with progress(transient=True, unit="parts") as bar:
         task = bar.add_task("reading the purchases", total=4)
         ids = IdMaps.read(tables_dir)
         n_customers, n_articles = ids.n_customers, ids.n_articles

@@ -132,7 +132,7 @@ def fit_ranker(purchases: Interactions, windows: list[LabelWindow], meta: Articl
     parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
     held: list[np.ndarray] = []
     names: list[str] = []
-    with progress(transient=True) as bar:
+    with progress(transient=True, unit="label windows") as bar:
         task = bar.add_task("ranker: candidates and features per label window", total=len(windows))
         for i, window in enumerate(windows):
             found, customers, report, names = _window_part(purchases, window, meta, sizes, gnn_as_of,
@@ -185,7 +185,7 @@ def _fit_one(rows: LabelRows, keep_cols: np.ndarray, is_held: np.ndarray, rc: Ra
     trees = rc.trees
     settings = dict(objective=rc.objective, learning_rate=rc.learning_rate, leaves=leaves, seed=seed)
     if valid.any() and train.any() and rows.labels[train].max() > rows.labels[train].min():
-        with progress(transient=True) as bar:
+        with progress(transient=True, unit="trees") as bar:
             task = bar.add_task(f"ranker ({name}): early stopping on held-out customers", total=rc.trees)
             first = Ranker.fit(rows.x[np.ix_(train, keep_cols)], rows.labels[train], rows.groups(train), names,
                                trees=rc.trees, on_tree=lambda: bar.advance(task),
@@ -193,7 +193,7 @@ def _fit_one(rows: LabelRows, keep_cols: np.ndarray, is_held: np.ndarray, rc: Ra
                                patience=rc.patience, **settings)
         trees = first.trees
         held_scores = (valid, first.predict(rows.x[np.ix_(valid, keep_cols)]))
-    with progress(transient=True) as bar:
+    with progress(transient=True, unit="trees") as bar:
         task = bar.add_task(f"ranker ({name}): {rc.objective}, {trees} trees on {len(rows.labels):,} rows", total=trees)
         ranker = Ranker.fit(rows.x[:, keep_cols], rows.labels, groups, names,
                             trees=trees, on_tree=lambda: bar.advance(task), **settings)
