@@ -402,18 +402,24 @@ def _short_rows(src: Source, candidates: pl.Series, width: int) -> list[tuple[in
     return short
 
 
-def _check_short_rows(src: Source, df: pl.DataFrame, found: list[str], problems: Problems) -> pl.Series:
-    """Record the rows cut short (fewer fields than the header); returns the mask of them, to leave out."""
-    last = found[-1]
-    candidates = df["_row"].filter(df[last].is_null()) if last in df.columns else pl.Series([], dtype=pl.UInt32)
-    short = _short_rows(src, candidates, len(found))
+def _report_short_rows(src: Source, candidates: pl.Series, width: int, problems: Problems) -> list[int]:
+    """Record the rows among `candidates` (row numbers whose last field is empty) that hold fewer than `width`
+    fields, as one problem; returns their row numbers, to leave out."""
+    short = _short_rows(src, candidates, width)
     if short:
         row, n = short[0]
         more = f" (and {len(short) - 1:,} more rows)" if len(short) > 1 else ""
         problems.add(f"rows cut short in {src.name}", len(short),
-                     f"{src.name}, row {row}{more}: {n} fields where the header names {len(found)} (a row cut "
-                     f"short); complete it, {_LENIENT}")
-    return df["_row"].is_in([r for r, _ in short])
+                     f"{src.name}, row {row}{more}: {n} fields where the header names {width} (a row cut short); "
+                     f"complete it, {_LENIENT}")
+    return [r for r, _ in short]
+
+
+def _check_short_rows(src: Source, df: pl.DataFrame, found: list[str], problems: Problems) -> pl.Series:
+    """Record the rows cut short (fewer fields than the header); returns the mask of them, to leave out."""
+    last = found[-1]
+    candidates = df["_row"].filter(df[last].is_null()) if last in df.columns else pl.Series([], dtype=pl.UInt32)
+    return df["_row"].is_in(_report_short_rows(src, candidates, len(found), problems))
 
 
 def _check_customer_ids(src: Source, df: pl.DataFrame, column: str, problems: Problems,
@@ -736,15 +742,7 @@ def _check_transactions(src: Source, mapped: Path, rows: pl.DataFrame, has_chann
     bad_rows: list[int] = []
     if found.get("empty_last"):
         candidates = lf.filter(kinds["empty_last"]).select("_row").collect()["_row"]
-        width = len(_columns(src))
-        short = _short_rows(src, candidates, width)
-        if short:
-            row, n = short[0]
-            more = f" (and {len(short) - 1:,} more rows)" if len(short) > 1 else ""
-            problems.add(f"rows cut short in {src.name}", len(short),
-                         f"{src.name}, row {row}{more}: {n} fields where the header names {width} (a row cut short); "
-                         f"complete it, {_LENIENT}")
-            bad_rows += [r for r, _ in short]
+        bad_rows += _report_short_rows(src, candidates, len(_columns(src)), problems)
     unknown = rows.filter(pl.col("customer_index").is_null() & pl.col("customer_id").is_not_null())
     if unknown.height:
         bad = _check_customer_ids(src, unknown, "customer_id", problems)
