@@ -111,6 +111,18 @@ class OwnEdges:
         last = csr_rows(self.last, customers)[2]  # the same pattern: the same entries in the same order
         return r, a, self._terms(model, times, last, device)
 
+    def add_to(self, scores: torch.Tensor, model: HeteroSAGE, customers: np.ndarray,
+               articles: np.ndarray | None = None) -> torch.Tensor:
+        """`scores` ([customers, articles]: every article, or the sorted `articles` listed) with the own-edge term
+        added in place to the pairs these customers bought (those of unlisted articles have no column)."""
+        r, a, term = self.rows(model, customers, scores.device)
+        if articles is not None:
+            col = np.minimum(np.searchsorted(articles, a), max(len(articles) - 1, 0))
+            listed = (articles[col] == a) if len(articles) else np.zeros(len(a), bool)
+            r, a, term = r[listed], col[listed], term[torch.from_numpy(np.flatnonzero(listed)).to(scores.device)]
+        scores[torch.from_numpy(r).to(scores.device), torch.from_numpy(a).to(scores.device)] += term.to(scores.dtype)
+        return scores
+
 
 def node_inputs(recipe: str, with_time: bool, customer_x: torch.Tensor, article_x: torch.Tensor,
                 inter: Interactions, as_of: dt.date, mask: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:

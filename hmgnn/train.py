@@ -434,9 +434,8 @@ def validation_map(model: HeteroSAGE, c_emb: torch.Tensor, a_emb: torch.Tensor,
     for s in range(0, len(customers), chunk):
         idx = torch.from_numpy(customers[s:s + chunk].astype(np.int64)).to(c_emb.device)
         scores = model.score_all(c_emb, a_emb, idx)
-        if own is not None and model.own_edges:
-            rows, cols, term = own.rows(model, customers[s:s + chunk].astype(np.int64), c_emb.device)
-            scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] += term
+        if own is not None:
+            own.add_to(scores, model, customers[s:s + chunk].astype(np.int64))
         if bought is not None:
             rows, cols, _ = csr_rows(bought, customers[s:s + chunk].astype(np.int64))
             scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = -torch.inf

@@ -138,14 +138,7 @@ class GNNScores:
                 articles: np.ndarray | None = None) -> torch.Tensor:
         """[customers, articles] scores against `article_emb` (the embeddings of `articles`, sorted; all without)."""
         scores = self.model.score_all(self.customer_emb, article_emb, self._index(customers)).float()
-        if self.own is not None:
-            r, a, term = self.own.rows(self.model, customers, self.device)
-            if articles is not None:  # columns of the listed articles; pairs of unlisted ones have none
-                col = np.minimum(np.searchsorted(articles, a), max(len(articles) - 1, 0))
-                listed = (articles[col] == a) if len(articles) else np.zeros(len(a), bool)
-                r, a, term = r[listed], col[listed], term[torch.from_numpy(np.flatnonzero(listed)).to(self.device)]
-            scores[self._index(r), self._index(a)] += term.to(scores.dtype)
-        return scores
+        return scores if self.own is None else self.own.add_to(scores, self.model, customers, articles)
 
     @torch.no_grad()
     def dense(self, customers: np.ndarray, articles: np.ndarray | None = None) -> torch.Tensor:
