@@ -81,6 +81,14 @@ def check(checkpoint: Any, path: Path) -> None:
     _number(bad, "gnn_recent_days", checkpoint.get("gnn_recent_days", 0), 0, 1_000_000, integer=True)
     if not isinstance(checkpoint.get("retrieval_drops_bought", False), bool):
         raise bad("retrieval_drops_bought", "is not true or false")
+    head = checkpoint.get("retrieval_head")
+    if head is not None:
+        from hmgnn.models.gnn import OWN_BASIS
+
+        if not isinstance(head, list) or len(head) != OWN_BASIS:
+            raise bad("retrieval_head", f"is not a list of {OWN_BASIS} numbers")
+        for i, value in enumerate(head):
+            _number(bad, f"retrieval_head[{i}]", value, -1e6, 1e6)
     sizes = checkpoint.get("candidate_sizes") or {}
     from hmgnn.ranking.candidates import SOURCES
 

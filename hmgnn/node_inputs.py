@@ -78,6 +78,17 @@ class OwnEdges:
 
     times: sp.csr_matrix
     last: sp.csr_matrix
+    weights: torch.Tensor | None = None
+    """[OWN_BASIS] weights of the basis in place of the model's own-edge term (the GNN alone's retrieval head,
+    fit after training on frozen embeddings); None: `HeteroSAGE.own_term`."""
+
+    def with_weights(self, weights: torch.Tensor) -> OwnEdges:
+        """The same pairs, their term weighed by `weights` instead of the model's."""
+        return OwnEdges(self.times, self.last, weights.detach().float().reshape(-1))
+
+    @property
+    def has_term(self) -> bool:
+        return self.weights is not None
 
     @classmethod
     def of(cls, inter: Interactions, as_of: dt.date, mask: np.ndarray | None = None) -> OwnEdges:
@@ -86,10 +97,13 @@ class OwnEdges:
         pairs = PurchasePairs(visible, visible.days_before(as_of))
         return cls(pairs.matrix(pairs.counts()), pairs.matrix(pairs.reduce(np.minimum, pairs.days) + 1.0))
 
-    @staticmethod
-    def _terms(model: HeteroSAGE, times: np.ndarray, last: np.ndarray, device: torch.device) -> torch.Tensor:
-        basis = own_edge_basis(torch.from_numpy(times).to(device), torch.from_numpy(last - 1.0).to(device))
-        return model.own_term(basis)
+    def basis(self, times: np.ndarray, last: np.ndarray, device: torch.device) -> torch.Tensor:
+        """[P, OWN_BASIS] `own_edge_basis` rows of stored entries' values."""
+        return own_edge_basis(torch.from_numpy(times).to(device), torch.from_numpy(last - 1.0).to(device))
+
+    def _terms(self, model: HeteroSAGE, times: np.ndarray, last: np.ndarray, device: torch.device) -> torch.Tensor:
+        basis = self.basis(times, last, device)
+        return model.own_term(basis) if self.weights is None else basis @ self.weights.to(device)
 
     def pairs(self, model: HeteroSAGE, customers: np.ndarray, articles: np.ndarray,
               device: torch.device) -> torch.Tensor:

@@ -343,11 +343,11 @@ class Trainer:
     def validate(self, drop_bought: bool | None = None) -> float:
         """MAP@12 of the raw GNN scores on the validation window (full ranking over all articles); `drop_bought`
         leaves out each customer's bought articles, as a peer like ALS ranks. By default (the early-stopping
-        criterion) a model with the own-edge term, or learning from new articles only (`train.targets = new`), is
-        judged without them: early stopping keeps the epoch whose embeddings rank the articles new to each
-        customer best."""
+        criterion) a model learning from new articles only (`train.targets = new`) is judged without them: early
+        stopping keeps the epoch whose embeddings rank the articles new to each customer best. A model with the
+        own-edge term is judged with them, since that term ranks exactly the customer's own articles."""
         if drop_bought is None:
-            drop_bought = self.tc.own_edges or self.tc.targets == "new"
+            drop_bought = self.tc.targets == "new"
         c_emb, a_emb = self.embeddings_for_validation()
         bought = self.data.history.user_items() if drop_bought else None
         return validation_map(self.model, c_emb, a_emb, self.val_truth, bought=bought, own=self.val_own)
@@ -445,6 +445,101 @@ def validation_map(model: HeteroSAGE, c_emb: torch.Tensor, a_emb: torch.Tensor,
     return truth.map_at_k(top, k)
 
 
+@dataclass
+class RetrievalChoice:
+    """How the GNN alone (`gnn-retrieval`) treats each customer's bought articles, chosen on the validation window
+    (the two-stage `gnn` has its own bought source and reads the embeddings' scores only)."""
+
+    drops_bought: bool
+    """Leave them out (data where nobody buys the same article twice)."""
+    head: list[float] | None
+    """Or add a learned term of each bought pair's own edge (how often, how recently) to its score: the ID-GNN's
+    mark of the customer's own neighbours, fit on the frozen embeddings; weights in units of `GNNScores.mean_spread`."""
+    maps: dict[str, float]
+    """Validation MAP@12 of each way: `keep`, `drop`, `head`."""
+
+    def describe(self) -> str:
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in self.maps.items())
+        way = ("leaves out each customer's bought articles" if self.drops_bought else
+               "adds a learned term of each bought pair's own edge (times bought, recency) to its score"
+               if self.head is not None else "keeps each customer's bought articles at their scores")
+        return f"{way}: the best ranking of the validation window ({figures})" if figures else way
+
+
+HEAD_L2 = 1e-4
+"""Ridge on the retrieval head's weights: keeps them finite where the window's purchases separate perfectly."""
+
+
+def fit_retrieval_head(model: HeteroSAGE, c_emb: torch.Tensor, a_emb: torch.Tensor, truth: WindowTruth,
+                       own: OwnEdges, chunk: int = 1024) -> torch.Tensor:
+    """[OWN_BASIS] weights of a term added to the GNN's score of each pair the customer bought before, fit on the
+    frozen embeddings: the softmax likelihood, over every article, of the window's purchases (each customer
+    weighing alike, as MAP does). Only the bought pairs' scores move, so the softmax's other terms are each
+    customer's log-sum-exp over the articles not bought, computed once."""
+    customers = truth.customers
+    device = c_emb.device
+    with torch.no_grad():
+        rest = []
+        for s in range(0, len(customers), chunk):
+            rows = customers[s:s + chunk]
+            scores = model.score_all(c_emb, a_emb, torch.from_numpy(rows).to(device)).double()
+            r, a, _ = csr_rows(own.times, rows)
+            scores[torch.from_numpy(r).to(device), torch.from_numpy(a).to(device)] = -torch.inf
+            rest.append(torch.logsumexp(scores, 1))
+        rest_lse = torch.cat(rest) if rest else torch.zeros(0, dtype=torch.float64, device=device)
+        r, a, times = csr_rows(own.times, customers)
+        last = csr_rows(own.last, customers)[2]
+        own_basis = own.basis(times, last, device).double()
+        own_dot = model.score(c_emb, a_emb, torch.from_numpy(customers[r]).to(device),
+                              torch.from_numpy(a).to(device)).double()
+        own_row = torch.from_numpy(r).to(device)
+        tc, ta = truth.bought_customers, truth.bought_articles
+        t_row = torch.from_numpy(np.searchsorted(customers, tc)).to(device)
+        t_dot = model.score(c_emb, a_emb, torch.from_numpy(tc).to(device), torch.from_numpy(ta).to(device)).double()
+        at = stored_at(own.times, tc, ta)
+        hit = np.flatnonzero(at >= 0)
+        t_basis = torch.zeros(len(tc), own_basis.shape[1], dtype=torch.float64, device=device)
+        if len(hit):
+            t_basis[torch.from_numpy(hit).to(device)] = own.basis(own.times.data[at[hit]], own.last.data[at[hit]],
+                                                                  device).double()
+        per_customer = torch.bincount(t_row, minlength=len(customers)).clamp_min(1).double()
+        t_weight = 1.0 / per_customer[t_row]
+    n = max(len(customers), 1)
+    w = torch.zeros(own_basis.shape[1], dtype=torch.float64, device=device, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        x = own_dot + own_basis @ w
+        top = rest_lse.clone().scatter_reduce_(0, own_row, x.detach(), "amax")  # a shift that keeps exp() finite
+        total = torch.exp(rest_lse - top).index_add(0, own_row, torch.exp(x - top[own_row]))
+        log_z = top + torch.log(total)
+        value = (log_z.sum() - (t_weight * (t_dot + t_basis @ w)).sum()) / n + HEAD_L2 * (w * w).sum()
+        value.backward()
+        return value
+
+    if len(customers) and len(r):
+        optimizer.step(loss)
+    return w.detach().float()
+
+
+def choose_retrieval(trainer: Trainer) -> RetrievalChoice:
+    """How the GNN alone ranks each customer's bought articles: as scored, left out, or with the own-edge head
+    (`fit_retrieval_head`), whichever ranks the validation window best. A model trained with its own-edge term
+    (`train.own_edges`) has that term already and chooses between keeping and leaving out only."""
+    maps = {"keep": trainer.validate(drop_bought=False), "drop": trainer.validate(drop_bought=True)}
+    head = None
+    if not trainer.model.own_edges:
+        c_emb, a_emb = trainer.embeddings_for_validation()
+        own = OwnEdges.of(trainer.data.history, trainer.data.history_end)
+        weights = fit_retrieval_head(trainer.model, c_emb, a_emb, trainer.val_truth, own)
+        maps["head"] = validation_map(trainer.model, c_emb, a_emb, trainer.val_truth, own=own.with_weights(weights))
+        warm = np.flatnonzero(np.diff(own.times.indptr) > 0)
+        head = (weights / GNNScores(trainer.model, c_emb, a_emb, c_emb.device).mean_spread(warm)).tolist()
+    best = max(maps, key=lambda k: (maps[k], k == "keep"))  # ties: the plain scores
+    return RetrievalChoice(best == "drop", head if best == "head" else None, maps)
+
+
 # ---- the step ------------------------------------------------------------------------------------------------
 def _run_key(cfg: Config, inputs: list[Path]) -> str:
     blob = json.dumps([cfg.section("train"), [(i["bytes"], i["fingerprint"]) for i in artifacts.describe_inputs(inputs)]],
@@ -537,10 +632,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
     trainer.restore_best()
-    # the GNN alone (`gnn-retrieval`) leaves out each customer's bought articles where that ranks the validation
-    # window better (data where nobody buys the same article twice); the two-stage gnn has its own bought source.
-    retrieval_drops_bought = bool(trainer.dist.is_main
-                                  and trainer.validate(drop_bought=True) > trainer.validate(drop_bought=False))
+    retrieval = choose_retrieval(trainer) if trainer.dist.is_main else RetrievalChoice(False, None, {})
+    retrieval_drops_bought = retrieval.drops_bought
     trainer.release()
     final, refit = trainer.model, None
     if tc.refit == "always" or (tc.refit == "auto" and windows is not None and len(windows) > 1):
@@ -594,6 +687,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             "candidate_sizes": cfg.ranker.sizes(),
             "gnn_recent_days": cfg.ranker.gnn_recent_days,
             "retrieval_drops_bought": retrieval_drops_bought,
+            "retrieval_head": retrieval.head,  # the GNN alone's own-edge weights, in units of its scores' spread
             "rest_mix": rest_mix,  # the non-candidates' weight of recent sales against the GNN's percentile
             "article_meta": data.meta.to_dict(),  # the pair features' article categories
             "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
@@ -608,7 +702,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         sizes = {p.name: p.stat().st_size for p in sorted(so.dir.iterdir()) if p.is_file()}
         artifacts.atomic_write_text(so.dir / MODEL_CARD,
                                     _model_card(cfg, tc, data, trainer, ranker_report, refit, out, sizes,
-                                               retrieval_drops_bought))
+                                               retrieval))
         so.rows = {"epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
                    "validation_customers": len(trainer.val_truth.customers)}
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
@@ -650,7 +744,7 @@ def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactio
 
 def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Trainer,
                 ranker_report: dict[str, Any] | None, refit: dict[str, Any] | None, out: Path,
-                sizes: dict[str, int], retrieval_drops_bought: bool) -> str:
+                sizes: dict[str, int], retrieval: RetrievalChoice) -> str:
     """model/README.md: what the model is, what data and windows it learned from, how well, how to load it."""
     h = data.history
     lines = [
@@ -665,8 +759,7 @@ def _model_card(cfg: Config, tc: TrainConfig, data: TrainingData, trainer: Train
         f"{trainer.best_epoch} "
         f"(validation MAP@12 of the GNN alone {trainer.best_map:.4f}).",
     ]
-    lines.append(f"- The GNN alone (`--model gnn-retrieval`) {'leaves out' if retrieval_drops_bought else 'keeps'} each "
-                 f"customer's bought articles: that ranked the validation window better.")
+    lines.append(f"- The GNN alone (`--model gnn-retrieval`) {retrieval.describe()}.")
     if refit and "skipped" in refit:
         lines.append(f"- No refit: {refit['skipped']}; the GNN above recommends.")
     elif refit:

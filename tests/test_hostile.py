@@ -677,6 +677,8 @@ CHECKPOINT_FORGERIES = {
     "unknown-feature": (lambda ck: ck["ranker"].__setitem__("features", ["rm -rf", *ck["ranker"]["features"][1:]]),
                         "does not compute"),
     "article-codes": (lambda ck: ck["article_meta"]["product"].__setitem__(0, -1), "article_meta"),
+    "head-nan": (lambda ck: ck.__setitem__("retrieval_head", [0.0, float("nan"), 0.0, 0.0, 0.0]), "retrieval_head[1]"),
+    "head-length": (lambda ck: ck.__setitem__("retrieval_head", [1.0, 2.0]), "retrieval_head"),
 }
 
 _RUN_EACH = textwrap.dedent("""

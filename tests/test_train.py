@@ -300,12 +300,70 @@ def test_gnn_retrieval_leaves_out_bought_articles_when_training_chose_to(workdir
     customers = np.unique(inter.customer_index)[:20]
     checkpoint = torch.load(out / "model.pt", weights_only=True)
     for drops in (False, True):
-        checkpoint["retrieval_drops_bought"] = drops
+        checkpoint["retrieval_drops_bought"], checkpoint["retrieval_head"] = drops, None
         customer_x, article_x, _ = load_graph_features(workdir / "graph")
         model = GNNRetrievalRecommender(checkpoint, customer_x, article_x).fit(inter)
         ids, _ = model.recommend(customers, k=12)
         bought = lookup(model.user_items, np.repeat(customers, 12), ids.ravel()) > 0
         assert model.filters_bought is drops and bought.any() != drops
+
+
+def test_retrieval_head_learns_that_the_window_rebuys_the_recent_purchase():
+    # customer c bought article c yesterday and article c + 4 200 days ago; the embeddings rank article 8 (never
+    # bought) first, then c + 4, then c; the window buys c: the head lifts the recent purchase above both
+    from hmgnn.node_inputs import OwnEdges
+
+    model = HeteroSAGE(num_customers=4, num_articles=10, hidden_channels=8).eval()
+    c_emb, a_emb = torch.zeros(4, 8), torch.zeros(10, 8)
+    a_emb[8, 0] = 3.0
+    for c in range(4):
+        c_emb[c, 0] = c_emb[c, c + 1] = 1.0
+        a_emb[c + 4, c + 1], a_emb[c, c + 1] = 2.0, 1.0
+    rows = np.repeat(np.arange(4), 2)
+    cols = np.stack([np.arange(4), np.arange(4) + 4], 1).ravel()
+    times = sp.csr_matrix((np.ones(8), (rows, cols)), shape=(4, 10))
+    last = sp.csr_matrix((np.tile([2.0, 201.0], 4), (rows, cols)), shape=(4, 10))  # days since, plus one
+    own = OwnEdges(times, last)
+    truth = WindowTruth(np.arange(4), np.arange(4), np.arange(4))
+    assert train.validation_map(model, c_emb, a_emb, truth) == pytest.approx(1 / 3)
+    weights = train.fit_retrieval_head(model, c_emb, a_emb, truth, own)
+    assert weights.shape == (5,) and torch.isfinite(weights).all()
+    assert train.validation_map(model, c_emb, a_emb, truth, own=own.with_weights(weights)) == pytest.approx(1.0)
+    assert weights[2] > 0  # the 7-day recency term carries it
+
+
+def test_gnn_retrieval_adds_the_head_to_the_bought_pairs_in_units_of_the_spread(workdir):
+    import polars as pl
+
+    from hmgnn.models.gnn import own_edge_basis
+    from hmgnn.ranking.candidates import GNNScores
+
+    out = train.run(_cfg(workdir))
+    checkpoint = torch.load(out / "model.pt", weights_only=True)
+    head = checkpoint["retrieval_head"]
+    assert head is None or (len(head) == 5 and "learned term" in (out / "README.md").read_text())
+    history = pl.read_parquet(workdir / "split" / "history.parquet")
+    n_c = pl.read_parquet(workdir / "tables" / "customers.parquet").height
+    n_a = pl.read_parquet(workdir / "tables" / "articles.parquet").height
+    inter = Interactions.from_frame(history, n_c, n_a)
+    customer_x, article_x, _ = load_graph_features(workdir / "graph")
+    checkpoint["retrieval_drops_bought"], checkpoint["retrieval_head"] = False, [0.5, 0.0, 2.0, 0.0, 0.0]
+    model = GNNRetrievalRecommender(checkpoint, customer_x, article_x).fit(inter)
+    customer = int(history["customer_index"][0])
+    bought = np.unique(history.filter(pl.col("customer_index") == customer)["article_index"].to_numpy())
+    plain = GNNScores(model.model, model.customer_emb, model.article_emb, model.device)
+    warm = np.unique(inter.customer_index)
+    spread = plain.mean_spread(warm)
+    lifted = model.gnn.dense(np.array([customer]))[0] - plain.dense(np.array([customer]))[0]
+    assert set(np.flatnonzero(lifted.abs().numpy() > 1e-6).tolist()) == set(bought.tolist())
+    days = inter.days_before(inter.last_day)
+    article = int(bought[0])
+    mine = (inter.customer_index == customer) & (inter.article_index == article)
+    basis = own_edge_basis(torch.tensor([float(mine.sum())]), torch.tensor([float(days[mine].min())]))[0]
+    expected = spread * float(basis @ torch.tensor([0.5, 0.0, 2.0, 0.0, 0.0]))
+    assert float(lifted[article]) == pytest.approx(expected, rel=1e-4)
+    checkpoint["retrieval_head"] = None
+    assert GNNRetrievalRecommender(checkpoint, customer_x, article_x).fit(inter).gnn.own is None
 
 
 def test_target_span_reaches_back_until_enough_targets():
@@ -518,3 +576,5 @@ def test_new_targets_keep_only_articles_new_to_the_customer(workdir):
     # early stopping judges the ranking of the articles new to each customer
     assert new.validate() == new.validate(drop_bought=True)
     assert every.validate() == every.validate(drop_bought=False)
+    own = train.Trainer(_cfg(workdir, "train.own_edges=true").train, 42, data, torch.device("cpu"))
+    assert own.validate() == own.validate(drop_bought=False)  # the own-edge term ranks the bought articles

@@ -309,14 +309,25 @@ def _rows_of(customers: np.ndarray, of: np.ndarray) -> np.ndarray:
 
 @register("gnn-retrieval")
 class GNNRetrievalRecommender(GNNRecommender):
-    """The GNN alone: every article ranked by the GNN's score (the retrieval stage of `gnn`, without the ranker),
-    leaving out each customer's bought articles where `hmgnn train` found that to rank the validation window
-    better."""
+    """The GNN alone: every article ranked by the GNN's score (the retrieval stage of `gnn`, without the ranker).
+    Each customer's bought articles are scored as `hmgnn train` found best on the validation window
+    (`train.RetrievalChoice`): as the embeddings score them, left out, or with the learned own-edge head added."""
 
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
                  device: str = "cpu", cold_start: bool = True, batch_size: int = 512, use_ranker: bool = False) -> None:
         super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size, use_ranker=False)
         self.filters_bought = bool(checkpoint.get("retrieval_drops_bought", False))
+        head = checkpoint.get("retrieval_head")
+        self.head = torch.tensor(head, dtype=torch.float32) if head is not None and not self.model.own_edges else None
+
+    @torch.no_grad()
+    def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
+        super()._fit(interactions, as_of)
+        if self.head is not None:  # its weights are in units of the scores' mean spread over buying customers
+            own = OwnEdges.of(interactions, as_of)
+            spread = self.gnn.mean_spread(np.flatnonzero(np.diff(own.times.indptr) > 0))
+            self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device,
+                                 own=own.with_weights(self.head * spread))
 
 
 @register("ranker-only")

@@ -88,14 +88,15 @@ class GNNScores:
         model: the GNN (its decoder scores pairs).
         customer_emb, article_emb: its embeddings after one message pass.
         device: where the scores are computed.
-        own: the pairs bought up to the message pass's as-of day, for a model with the own-edge term; None scores
-            its embeddings alone (what the ranker reads: its own features carry the customer's purchases).
+        own: the pairs bought up to the message pass's as-of day, for a model with the own-edge term or with a
+            retrieval head's weights (`OwnEdges.with_weights`); None scores its embeddings alone (what the ranker
+            reads: its own features carry the customer's purchases).
     """
 
     def __init__(self, model: HeteroSAGE, customer_emb: torch.Tensor, article_emb: torch.Tensor,
                  device: torch.device, own: OwnEdges | None = None) -> None:
         self.model, self.customer_emb, self.article_emb, self.device = model, customer_emb, article_emb, device
-        self.own = own if model.own_edges else None
+        self.own = own if own is not None and (model.own_edges or own.has_term) else None
         self._mean = self._cov = None
         self._listed: tuple[np.ndarray, torch.Tensor] | None = None  # the last article list's embeddings
         self._kept: tuple[int, np.ndarray | None, np.ndarray] | None = None  # see `keep_top`
@@ -214,6 +215,13 @@ class GNNScores:
             return mean.float(), var.sqrt().float() + 1e-6
 
         return self._in_blocks(moments, np.asarray(customers))
+
+    def mean_spread(self, customers: np.ndarray) -> float:
+        """The mean over `customers` of each one's score spread over every article (1 for none): the unit of the
+        GNN alone's own-edge head (`hmgnn train`'s retrieval choice), so that a GNN trained again (the refit), whose
+        scores have another scale, weighs its own edges alike."""
+        customers = np.asarray(customers, np.int64)
+        return float(self.moments(customers)[1].mean()) if len(customers) else 1.0
 
     @torch.no_grad()
     def recent_similarity(self, snapshot: Snapshot, customers: np.ndarray, rows: np.ndarray,
