@@ -483,7 +483,7 @@ def candidate_reasons(snapshot: Snapshot, customer: int, articles: np.ndarray, b
                       beyond: str) -> list[Reason]:
     """Why each of `articles` ranks for `customer` in the two-stage model: `bits`, the set of sources that proposed
     each (0: no candidate, ranked after them by `beyond`), and the evidence of the strongest: the customer's purchases
-    of it (which the ranker reads whatever proposed it), the bought article of the same product, the bought article
+    of a candidate (which the ranker reads whichever source proposed it), the bought article of the same product, the bought article
     whose walk reaches it furthest, the recently bought article closest to it in the GNN's embeddings, or the
     bestseller list (the customer's age band's, or everyone's) that holds it."""
     c = np.array([customer], np.int64)
@@ -494,7 +494,8 @@ def candidate_reasons(snapshot: Snapshot, customer: int, articles: np.ndarray, b
     at = np.searchsorted(bought, articles)
     own = (at < len(bought)) & (bought[np.minimum(at, max(len(bought) - 1, 0))] == articles) if len(bought) else \
         np.zeros(len(articles), bool)
-    kinds = [BOUGHT if o else k for o, k in zip(own.tolist(), kinds)]
+    # a candidate the customer bought: the ranker reads their purchases of it whichever source proposed it
+    kinds = [BOUGHT if o and n else k for o, n, k in zip(own.tolist(), names, kinds)]
     refer = np.full(len(articles), -1, np.int64)  # the customer's bought article each reason names
 
     def pick(kind: str) -> np.ndarray:
