@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import hmgnn
@@ -89,6 +90,27 @@ def test_a_model_without_sources_says_its_score_ranked_it():
     model = create_model("rp3beta").fit(shop(), AS_OF)
     _, _, reasons = model.recommend_explained(0, k=3)
     assert whys(reasons) == ["ranked by the rp3beta model's score"] * 3 and {r.sources for r in reasons} == {()}
+
+
+def test_variant_and_walk_name_the_bought_article_behind_them():
+    from hmgnn.ranking.candidates import RandomWalk, candidate_reasons
+    from hmgnn.ranking.features import ArticleMeta, Snapshot
+
+    # customer 0 bought article 0 twice and 1 once, later (one product: 0, 1, 2), and article 5; the buyers of 5
+    # (customers 1-3) also bought 7, the one buyer of 0 besides customer 0 (customer 4) bought 6
+    rows = [(0, 0, 9), (0, 0, 8), (0, 1, 2), (0, 5, 3), (1, 5, 4), (1, 7, 1), (2, 5, 4), (2, 7, 2), (3, 5, 5),
+            (3, 7, 3), (4, 0, 6), (4, 6, 1)]
+    c, a, d = (np.array(x) for x in zip(*rows))
+    inter = Interactions(c, a, np.datetime64(AS_OF, "D") - d, 5, 8)
+    snapshot = Snapshot(inter, AS_OF, ArticleMeta(np.array([0, 0, 0, 1, 2, 3, 4, 5], np.int32), {}))
+    variant, walk = 1 << SOURCES.index("variant"), 1 << SOURCES.index("walk")
+    reasons = candidate_reasons(snapshot, 0, np.array([2, 7, 6, 1]), np.array([variant, walk, walk, walk | variant]),
+                                {"variant": 5, "walk": 5}, None, RandomWalk(snapshot), "x")
+    assert whys(reasons) == ["another colour of a0 that you bought",  # the most bought colour, not the latest
+                             "also bought by customers who bought a5, as you did",
+                             "also bought by customers who bought a0, as you did",
+                             "bought once, on 2020-09-20"]  # a candidate the customer bought: their purchase first
+    assert reasons[3].sources == ("variant", "walk")
 
 
 # ---- the two-stage gnn in a trained workdir ------------------------------------------------------------------
@@ -180,6 +202,25 @@ def test_a_variant_names_the_colour_the_customer_bought(fitted, tables):
             same = mine.filter(pl.col("article_index").is_in(np.flatnonzero(product == product[a]).tolist()))
             assert same.filter(pl.col("article_index") == reason.article).height == \
                 same.group_by("article_index").len()["len"].max()
+    assert found
+
+
+def test_a_gnn_candidate_names_the_closest_recent_purchase(fitted, tables):
+    customers = warm_customers(fitted, n=fitted.n_customers)
+    ids, _, reasons = fitted.recommend_explained(customers, k=12)
+    unit = torch.nn.functional.normalize(fitted.article_emb.float(), dim=1)
+    last = (tables["purchases"].group_by("customer_index", "article_index").agg(pl.col("t_dat").max())
+            .sort("customer_index", "t_dat", "article_index", descending=[False, True, False]))
+    found = 0
+    for c, row, row_reasons in zip(customers.tolist(), ids, reasons):
+        recent = last.filter(pl.col("customer_index") == c)["article_index"].to_numpy()[:5]
+        for a, reason in zip(row.tolist(), row_reasons):
+            if reason.kind == "gnn":
+                found += len(recent) > 1  # a choice among several
+                cosine = (unit[recent] @ unit[a]).numpy()
+                assert reason.article in recent and cosine[list(recent).index(reason.article)] == \
+                    pytest.approx(cosine.max(), abs=1e-6)
+                assert reason.why(label) == f"close in the graph model to a{reason.article}, which you bought recently"
     assert found
 
 
