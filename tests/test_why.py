@@ -66,11 +66,15 @@ def test_popular_and_trending_name_their_evidence():
     trending = create_model("trending").fit(shop(), AS_OF)
     ids, _, reasons = trending.recommend_explained(0, k=8)
     got = dict(zip(ids.tolist(), reasons))
-    # article 3: bought by the customer and sold lately; 6: bought 30 days ago, outside the 28-day trend
+    # article 3: bought by the customer (their purchases weigh more than its trend) and sold lately; 6: bought 30
+    # days ago, outside the 28-day trend
     assert got[3].why(label) == "bought 3 times, last on 2020-09-17" and got[3].sources == ("bought", "trending")
     assert got[6].why(label) == "bought once, on 2020-08-23" and got[6].sources == ("bought",)
     assert got[1].why(label) == "selling well over the last 28 days" and got[1].sources == ("trending",)
     assert got[7].why(label) == "one of the best sellers of all time"
+    # customer 2 bought article 1 three days ago: its trend (the top, 1) weighs more than their purchase (~0.93)
+    _, _, reasons = trending.recommend_explained(2, k=1)
+    assert reasons[0].why(label) == "selling well over the last 28 days" and reasons[0].sources == ("trending", "bought")
 
 
 def test_cold_and_unknown_customers_get_their_bestseller_list():

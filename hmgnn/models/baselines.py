@@ -9,8 +9,8 @@ import numpy as np
 
 from hmgnn.interactions import (Interactions, PurchasePairs, article_sales, decayed_sales, purchase_matrix,
                                 window_popularity)
-from hmgnn.models.base import SharedScoreRecommender, bestseller_reason, register
-from hmgnn.models.reasons import ALL_TIME, TRENDING, Reason
+from hmgnn.models.base import SharedScoreRecommender, bestseller_reason, lookup, register
+from hmgnn.models.reasons import ALL_TIME, BOUGHT, TRENDING, Reason
 
 BASELINES = ("popular", "popular-new", "repurchase", "trending")
 """The one-line models (the best of them by MAP@12 is "the best baseline"), in the order that breaks their ties."""
@@ -112,15 +112,20 @@ class TrendingRecommender(SharedScoreRecommender):
             self.boosts = purchase_matrix(interactions, weight)
 
     def _explain(self, customer: int, articles: np.ndarray) -> list[Reason]:
-        """Bought (its own purchases add to the trend), else trending, else the all-time tie-break."""
+        """The larger part of the score first: the customer's own purchases of the article (their decayed weight) or
+        its trend; an article with neither ranks by the all-time tie-break."""
         own = self._bought_reasons(customer, articles) if self.repeat_weight > 0 else [None] * len(articles)
+        weight = lookup(self.boosts, np.full(len(articles), customer), articles) if self.boosts is not None else \
+            np.zeros(len(articles))
         out = []
-        for a, reason in zip(articles.tolist(), own):
-            trending = self.trend[a] > 0
-            if reason is not None:
-                out.append(Reason(reason.kind, (*reason.sources, TRENDING) if trending else reason.sources,
-                                  times=reason.times, last=reason.last))
+        for a, reason, w in zip(articles.tolist(), own, weight.tolist()):
+            trend = Reason(TRENDING, (TRENDING,), detail=str(self.days)) if self.trend[a] > 0 else None
+            if reason is None:
+                out.append(trend or Reason(ALL_TIME, (TRENDING,)))
+            elif trend is None:
+                out.append(reason)
+            elif w >= self.trend[a]:
+                out.append(Reason(BOUGHT, (BOUGHT, TRENDING), times=reason.times, last=reason.last))
             else:
-                out.append(Reason(TRENDING, (TRENDING,), detail=str(self.days)) if trending
-                           else Reason(ALL_TIME, (TRENDING,)))
+                out.append(Reason(TRENDING, (TRENDING, BOUGHT), detail=str(self.days)))
         return out
