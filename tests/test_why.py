@@ -55,6 +55,10 @@ def test_repurchase_says_how_often_and_when_the_customer_bought():
     assert whys(reasons) == ["bought 3 times, last on 2020-09-17", "bought once, on 2020-08-23",
                              "a bestseller this week", "a bestseller this week", "one of the best sellers of all time"]
     assert [r.sources for r in reasons] == [("bought",), ("bought",), ("popular",), ("popular",), ("popular",)]
+    # many customers at once read the purchases grouped by customer: the same reasons
+    many = np.repeat(np.arange(4), 3)
+    assert model._by_customer is None
+    assert model.explain(many, model.recommend(many, k=5)[0])[0] == reasons and model._by_customer is not None
 
 
 def test_popular_and_trending_name_their_evidence():

@@ -27,6 +27,9 @@ AGE_BANDS: tuple[tuple[int, int, str], ...] = (
     (0, 25, "under 25"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-54"), (55, 200, "55+"))
 GLOBAL_BAND = len(AGE_BANDS)
 BESTSELLER_DAYS = 7
+EXPLAIN_SCAN = 8
+"""`explain` finds the purchases of up to this many customers by a pass over all purchases each; beyond, it groups
+every purchase by customer once, and reads them from there from then on."""
 
 
 def run_starts(values: np.ndarray) -> np.ndarray:
@@ -172,6 +175,7 @@ class Recommender(ABC):
         self._history = np.diff(self.user_items.indptr) > 0
         self._fallback = ColdStartFallback(interactions, as_of, self._fallback_scale)
         self._interactions = interactions  # a reference, not a copy: what `explain` reads a customer's purchases from
+        self._by_customer: tuple[np.ndarray, np.ndarray] | None = None  # those purchases grouped, once `explain` needs
         self._orders: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._fit(interactions, as_of)
         shared = self.shared_scores()
@@ -231,6 +235,8 @@ class Recommender(ABC):
         if len(rows) != len(customers):
             raise ValueError(f"{len(customers)} customers but {len(rows)} rows of articles")
         cold = self.is_cold(customers)
+        if (~cold).sum() > EXPLAIN_SCAN and self._by_customer is None:
+            self._by_customer = _grouped_by(self._interactions.customer_index, self.n_customers)
         out = []
         for c, row, fallback in zip(customers.tolist(), rows, cold.tolist()):
             row = row[row >= 0]
@@ -251,9 +257,14 @@ class Recommender(ABC):
 
     def _bought_facts(self, customer: int, articles: np.ndarray) -> list[tuple[int, dt.date | None]]:
         """(times bought, the last day bought; None where never) of each of `articles` by `customer`, from the
-        purchases the model was fit on: one pass over them, so for a few customers' answers only."""
+        purchases the model was fit on: read from them grouped by customer where `explain` has grouped them, else
+        found by one pass over them (cheaper for a few customers' answers than grouping every purchase)."""
         inter = self._interactions
-        mine = np.flatnonzero(inter.customer_index == customer)
+        if self._by_customer is not None:
+            starts, order = self._by_customer
+            mine = order[starts[customer]:starts[customer + 1]]
+        else:
+            mine = np.flatnonzero(inter.customer_index == customer)
         bought, days = inter.article_index[mine], inter.t_dat[mine]
         out = []
         for a in articles.tolist():
@@ -518,6 +529,13 @@ class Recommender(ABC):
             return r, c
         hit, p = positions_in(cand, c)
         return r[hit], p
+
+
+def _grouped_by(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts [n + 1], order): the rows with key i are order[starts[i]:starts[i + 1]], in their original order."""
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(keys, minlength=n), out=starts[1:])
+    return starts, np.argsort(keys, kind="stable")
 
 
 def positions_in(sorted_items: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
