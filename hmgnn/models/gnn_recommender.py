@@ -26,7 +26,7 @@ from hmgnn.interactions import Interactions
 from hmgnn.models.base import Recommender, in_parallel, lookup, position_in_run, positions_in, register
 from hmgnn.models.reasons import Reason
 from hmgnn.models.gnn import HeteroSAGE
-from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, candidate_reasons,
+from hmgnn.ranking.candidates import (CandidatePairs, GNNScores, RandomWalk, candidate_pairs, candidate_reasons,
                                       non_candidate_score, gnn_pool, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix, feature_names
@@ -254,7 +254,7 @@ class GNNRecommender(Recommender):
                 ids[part], vals[part], bits[part] = self._rank_candidates(customers[part], k, filtered[part])
             return ids, vals, bits
         pairs, scores = self.ranked_pairs(customers)
-        row = _rows_of(customers, pairs.customer)
+        row = pair_row = _rows_of(customers, pairs.customer)
         scores = _candidate_scale(scores)
         filtered = np.broadcast_to(filt, len(customers))
         if filtered.any():
@@ -272,7 +272,7 @@ class GNNRecommender(Recommender):
         short = np.flatnonzero(np.bincount(row, minlength=len(customers)) < k)
         if len(short):
             ids[short], vals[short] = super()._rank_dense(customers[short], k, filtered[short], None)
-        return ids, vals, _slot_sources(pairs, _rows_of(customers, pairs.customer), ids, self.n_articles)
+        return ids, vals, _slot_sources(pairs, pair_row, ids, self.n_articles)
 
     def recommend_explained(self, customer_indices: Any, k: int = 12, filter_already_bought: bool = False
                             ) -> tuple[np.ndarray, np.ndarray, list]:
@@ -352,7 +352,7 @@ class GNNRecommender(Recommender):
         return self.customer_emb.cpu(), self.article_emb.cpu()
 
 
-def _slot_sources(pairs: Any, rows: np.ndarray, ids: np.ndarray, n_articles: int) -> np.ndarray:
+def _slot_sources(pairs: CandidatePairs, rows: np.ndarray, ids: np.ndarray, n_articles: int) -> np.ndarray:
     """uint8 [customers, k]: the source bits of the candidate pair (row, ids[row, slot]) of each slot (`rows`: each
     pair's row), 0 where it is no candidate or the slot is empty."""
     keys = rows * n_articles + pairs.article

@@ -24,7 +24,8 @@ from hmgnn.node_inputs import OwnEdges
 from hmgnn.models.reasons import BEYOND, BOUGHT, GNN, POPULAR, TRENDING, VARIANT, WALK, Reason, strongest
 from hmgnn.ranking.features import TREND_DAYS, Snapshot
 
-SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
+SOURCES = (GNN, BOUGHT, VARIANT, POPULAR, TRENDING, WALK)
+"""The candidate sources, in the order of their bits in `CandidatePairs.sources` (and of the `from_*` features)."""
 WALK_BETA = 0.5
 SMALL_BATCH, BLOCK = 64, 8
 """Up to SMALL_BATCH customers, the GNN's scores are computed in blocks of exactly BLOCK customers (the last one
@@ -482,10 +483,10 @@ def candidate_reasons(snapshot: Snapshot, customer: int, articles: np.ndarray, b
                       sizes: dict[str, int], gnn: GNNScores | None, walk: RandomWalk | None,
                       beyond: str) -> list[Reason]:
     """Why each of `articles` ranks for `customer` in the two-stage model: `bits`, the set of sources that proposed
-    each (0: no candidate, ranked after them by `beyond`), and the evidence of the strongest: the customer's purchases
-    of a candidate (which the ranker reads whichever source proposed it), the bought article of the same product, the bought article
-    whose walk reaches it furthest, the recently bought article closest to it in the GNN's embeddings, or the
-    bestseller list (the customer's age band's, or everyone's) that holds it."""
+    each (0: no candidate, ranked after them by `beyond`), and the evidence of the strongest: the customer's
+    purchases of a candidate (which the ranker reads whichever source proposed it), the bought article of the same
+    product, the bought article whose walk reaches it furthest, the recently bought article closest to it in the
+    GNN's embeddings, or the bestseller list (the customer's age band's, or everyone's) that holds it."""
     c = np.array([customer], np.int64)
     _, bought, times = csr_rows(snapshot.times_bought, c)
     _, _, last = csr_rows(snapshot.last_bought, c)  # the same pattern: days before as_of, + 1
@@ -515,11 +516,11 @@ def candidate_reasons(snapshot: Snapshot, customer: int, articles: np.ndarray, b
     if near.any() and gnn is not None:
         refer[near] = gnn.closest_recent(snapshot, customer, articles[near])
     band = None
-    if "popular" in sizes:
+    if pick(POPULAR).any():
         bands, orders = _cached(snapshot, "bands", lambda: _band_orders(snapshot))
         b = int(bands[customer]) if bands is not None else len(orders)
         if b < len(orders):
-            band = (AGE_BANDS[b][2], orders[b][:sizes["popular"] // 2])
+            band = (AGE_BANDS[b][2], orders[b][:sizes[POPULAR] // 2])  # as `_popular` takes the band's list
     out = []
     for i, (a, kind, sources) in enumerate(zip(articles.tolist(), kinds, names)):
         if kind == BOUGHT:
