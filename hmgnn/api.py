@@ -3,7 +3,7 @@
     import hmgnn
 
     rec = hmgnn.load("work/demo")                  # a workdir after `hmgnn train`, or a model/ folder anywhere
-    rec.recommend(["<64-hex customer id>"], k=12)  # customer_id, rank, article_id, score, fallback
+    rec.recommend(["<64-hex customer id>"], k=12)  # customer_id, rank, article_id, score, fallback, why, sources
     rec.similar(["0108775015"], k=12)              # article_id, rank, similar_article_id, score
     rec.score(["<customer id>"], ["0108775015"])   # the model's score of each pair
     customers, articles = rec.embeddings()         # frames keyed by id, for a vector database
@@ -74,7 +74,8 @@ class Model:
         return ids.tolist()
 
     def recommend(self, customer_ids: Sequence[str], k: int = 12, filter_already_bought: bool = False) -> pl.DataFrame:
-        """Top-k per customer: one row per (customer_id, rank), with `fallback` saying why where it is not personal."""
+        """Top-k per customer: one row per (customer_id, rank), with `fallback` saying why where it is not personal,
+        `why` what ranked the article (a sentence) and `sources` the candidate sources that proposed it."""
         from hmgnn.recommend import check_k
 
         k = check_k(k, self._served.model.n_articles)
@@ -82,9 +83,10 @@ class Model:
         rows = self._served.recommend_many(asked, k, filter_already_bought)
         return pl.DataFrame(
             [{"customer_id": r["customer_id"], "rank": rec["rank"], "article_id": rec["article_id"],
-              "score": rec["score"], "fallback": r["fallback"]} for r in rows for rec in r["recommendations"]],
+              "score": rec["score"], "fallback": r["fallback"], "why": rec["why"], "sources": rec["sources"]}
+             for r in rows for rec in r["recommendations"]],
             schema={"customer_id": pl.String, "rank": pl.Int32, "article_id": pl.String, "score": pl.Float64,
-                    "fallback": pl.String})
+                    "fallback": pl.String, "why": pl.String, "sources": pl.List(pl.String)})
 
     def similar(self, article_ids: Sequence[str | int], k: int = 12) -> pl.DataFrame:
         """The k articles nearest each one by cosine of the GNN's article embeddings (the gnn only)."""

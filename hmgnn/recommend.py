@@ -9,7 +9,7 @@ import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -20,6 +20,7 @@ from hmgnn.console import info, progress
 from hmgnn.errors import ConfigUsageError, InputError, UsageError
 from hmgnn.models import AUTO, Recommender, create_model, model_class, resolve_model_name
 from hmgnn.models.base import PARALLEL_BATCHES
+from hmgnn.models.reasons import Reason
 
 CUSTOMER_ID = re.compile(r"[0-9a-f]{64}")
 ARTICLE_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
@@ -31,7 +32,8 @@ UNKNOWN_CUSTOMER = "customer id not in tables/customers.parquet: this week's glo
 
 @dataclass
 class CustomerRecommendations:
-    """One customer's top-k: article rows best first, and why a fallback was used (None when personal)."""
+    """One customer's top-k: article rows best first (each with `why` and `sources`, see `explained`), and why a
+    fallback was used (None when personal)."""
 
     customer_id: str
     model: str
@@ -126,29 +128,40 @@ def recommend_customer(cfg: Config, customer_id: str, filter_bought: bool = Fals
     row = (pl.scan_parquet(tables / A.CUSTOMERS_PARQUET).filter(pl.col("customer_id") == cid)
            .select("customer_index").collect())
     k = cfg.recommend.k
-    article_index, scores, fallback = rank_customer(model, int(row.item(0, 0)) if row.height else None, k,
-                                                    filter_bought)
-    articles = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
-                .sort("article_index"))[article_index]
+    article_index, scores, fallback, reasons = rank_customer(model, int(row.item(0, 0)) if row.height else None, k,
+                                                             filter_bought)
+    catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
+                 .sort("article_index"))
+    article_ids = catalogue["article_id"]
     recs = [{"rank": i + 1, "article_id": f"{a['article_id']:010d}", **{c: a[c] for c in ARTICLE_COLUMNS},
-             "score": round(float(s), 6)} for i, (a, s) in enumerate(zip(articles.iter_rows(named=True), scores))]
+             "score": round(float(s), 6), **explained(r, lambda j: f"{article_ids[j]:010d}")}
+            for i, (a, s, r) in enumerate(zip(catalogue[article_index].iter_rows(named=True), scores, reasons))]
     return CustomerRecommendations(cid, name, k, fallback, recs)
 
 
+def explained(reason: Reason, article_id: Callable[[int], str]) -> dict[str, Any]:
+    """The members every interface adds to a recommended article: `why` (a sentence) and `sources` (the candidate
+    sources that proposed it, strongest first); `article_id` gives an article_index's 10-digit id."""
+    return {"why": reason.why(article_id), "sources": list(reason.sources)}
+
+
 def rank_customer(model: Recommender, customer_index: int | None, k: int,
-                  filter_bought: bool = False) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """One customer's top-k (article indices, scores; empty slots dropped) and the fallback reason, if any.
+                  filter_bought: bool = False) -> tuple[np.ndarray, np.ndarray, str | None, list[Reason]]:
+    """One customer's top-k (article indices, scores; empty slots dropped), the fallback reason, if any, and the
+    `Reason` of each article.
 
     `customer_index` None means the id is not in the id maps: the global bestsellers, labelled as such.
     """
     if customer_index is None:
         article_index, scores = model.recommend_unknown(k=k)
         fallback: str | None = UNKNOWN_CUSTOMER
+        reasons = model.explain_unknown(article_index)
     else:
-        article_index, scores = model.recommend(customer_index, k=k, filter_already_bought=filter_bought)
+        article_index, scores, reasons = model.recommend_explained(customer_index, k=k,
+                                                                   filter_already_bought=filter_bought)
         fallback = model.fallback_reason(customer_index)
     keep = article_index >= 0
-    return article_index[keep], scores[keep], fallback
+    return article_index[keep], scores[keep], fallback, reasons
 
 
 def write_all(cfg: Config, out: Path, filter_bought: bool = False) -> Path:
@@ -281,8 +294,10 @@ def render_table(recs: CustomerRecommendations):
     table = Table(title=f"top {len(recs.recommendations)} for {recs.customer_id[:16]}... ({recs.model})",
                   caption=f"fallback: {recs.fallback}" if recs.fallback else None)
     for name, justify in (("rank", "right"), ("article_id", "left"), ("prod_name", "left"),
-                          ("product_type_name", "left"), ("colour_group_name", "left"), ("score", "right")):
+                          ("product_type_name", "left"), ("colour_group_name", "left"), ("score", "right"),
+                          ("why", "left")):
         table.add_column(name.replace("_name", "").replace("_", " "), justify=justify)
     for r in recs.recommendations:
-        table.add_row(str(r["rank"]), r["article_id"], *(str(r[c] or "") for c in ARTICLE_COLUMNS), f"{r['score']:.4g}")
+        table.add_row(str(r["rank"]), r["article_id"], *(str(r[c] or "") for c in ARTICLE_COLUMNS), f"{r['score']:.4g}",
+                      r["why"])
     return table

@@ -70,6 +70,14 @@ class RankedArticle(Article):
     score: float = Field(description="The model's score (rounded to 6 decimals); for similar articles, the cosine")
 
 
+class RecommendedArticle(RankedArticle):
+    why: str = Field(description="What ranked the article, in one sentence", examples=["bought 3 times, last on "
+                                                                                       "2020-09-10"])
+    sources: list[str] = Field(description="The candidate sources that proposed it, strongest first (gnn, bought, "
+                                           "variant, popular, trending, walk); empty when none did",
+                               examples=[["bought", "walk"]])
+
+
 class Recommendations(BaseModel):
     """One customer's top-k, shaped as `hmgnn recommend --json` prints it, plus `cold_start`."""
 
@@ -78,7 +86,7 @@ class Recommendations(BaseModel):
     k: int
     cold_start: bool = Field(description="True when the cold-start fallback answered instead of the model")
     fallback: str | None = Field(description="Why the fallback was used; null when the model ranked itself")
-    recommendations: list[RankedArticle]
+    recommendations: list[RecommendedArticle]
 
 
 class BatchRequest(BaseModel):

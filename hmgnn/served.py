@@ -21,7 +21,8 @@ from hmgnn.console import info
 from hmgnn.errors import HmgnnError
 from hmgnn.models import Recommender, model_class
 from hmgnn.models.base import top_k  # exact on ties, like every ranking in hmgnn
-from hmgnn.recommend import ARTICLE_COLUMNS, fit_model, model_name, rank_customer
+from hmgnn.models.reasons import Reason
+from hmgnn.recommend import ARTICLE_COLUMNS, explained, fit_model, model_name, rank_customer
 
 
 def rank_dense(model: Recommender, customers: np.ndarray, ks: list[int],
@@ -98,24 +99,26 @@ class ServedModel:
         if (self.dense or model.ranks_candidates) and known:
             cold = model.is_cold(np.array([index[n] for n in known], np.int64))
             warm = [n for n, c in zip(known, cold) if not c]
-        ranked: dict[int, tuple[np.ndarray, np.ndarray, str | None]] = {}
+        ranked: dict[int, tuple[np.ndarray, np.ndarray, str | None, list[Reason]]] = {}
         if warm and self.dense:
             rows = rank_dense(model, np.array([index[n] for n in warm], np.int64),
                               [asks[n][1] for n in warm], [asks[n][2] for n in warm])
-            ranked = {n: (ids, scores, None) for n, (ids, scores) in zip(warm, rows)}
+            ranked = {n: (ids, scores, None, model.explain(index[n], ids[None])[0])
+                      for n, (ids, scores) in zip(warm, rows)}
         elif warm:  # a model with its own candidates ranks each customer alone: one call for the requests alike
             alike: dict[tuple[int, bool], list[int]] = {}
             for n in warm:
                 alike.setdefault((asks[n][1], asks[n][2]), []).append(n)
             for (k, filter_bought), group in alike.items():
-                ids, scores = model.recommend(np.array([index[n] for n in group], np.int64), k=k,
-                                              filter_already_bought=filter_bought)
-                for n, i, v in zip(group, ids, scores):
-                    ranked[n] = (i[i >= 0], v[i >= 0], None)
+                ids, scores, reasons = model.recommend_explained(np.array([index[n] for n in group], np.int64), k=k,
+                                                                 filter_already_bought=filter_bought)
+                for n, i, v, r in zip(group, ids, scores, reasons):
+                    ranked[n] = (i[i >= 0], v[i >= 0], None, r)
         out = []
         for n, (cid, k, filter_bought) in enumerate(asks):
-            ids, scores, fallback = ranked[n] if n in ranked else rank_customer(model, index[n], k, filter_bought)
-            out.append(self._recommendations_json(cid, k, ids, scores, fallback))
+            ids, scores, fallback, reasons = ranked[n] if n in ranked else rank_customer(model, index[n], k,
+                                                                                        filter_bought)
+            out.append(self._recommendations_json(cid, k, ids, scores, fallback, reasons))
         return out
 
     def recommend_many(self, customer_ids: list[str], k: int, filter_bought: bool) -> list[dict[str, Any]]:
@@ -123,19 +126,20 @@ class ServedModel:
         (a batched product: scores may differ from the one-customer answer in the last bit)."""
         index = [self.customer_index(c) for c in customer_ids]
         known = [i for i in index if i is not None]
-        ranked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        ranked: dict[int, tuple[np.ndarray, np.ndarray, list[Reason]]] = {}
         if known:
-            ids, scores = self.model.recommend(np.array(known, np.int64), k=k, filter_already_bought=filter_bought)
-            ranked = {i: (ids[r], scores[r]) for r, i in enumerate(known)}
+            ids, scores, reasons = self.model.recommend_explained(np.array(known, np.int64), k=k,
+                                                                  filter_already_bought=filter_bought)
+            ranked = {i: (ids[r], scores[r], reasons[r]) for r, i in enumerate(known)}
         out = []
         for cid, i in zip(customer_ids, index):
             if i is None:
-                ids, scores, fallback = rank_customer(self.model, None, k)
+                ids, scores, fallback, reasons = rank_customer(self.model, None, k)
             else:
-                (ids, scores), fallback = ranked[i], self.model.fallback_reason(i)
+                (ids, scores, reasons), fallback = ranked[i], self.model.fallback_reason(i)
                 keep = ids >= 0
                 ids, scores = ids[keep], scores[keep]
-            out.append(self._recommendations(cid, k, ids, scores, fallback))
+            out.append(self._recommendations(cid, k, ids, scores, fallback, reasons))
         return out
 
     def similar(self, article_index: int, k: int) -> list[dict[str, Any]]:
@@ -152,19 +156,24 @@ class ServedModel:
                 "data_fingerprint": self.data_fingerprint, "hmgnn_version": __version__, "as_of": self.model.as_of,
                 "loaded_at": self.loaded_at, "customers": self.model.n_customers, "articles": self.model.n_articles}
 
+    def _article_id(self, article_index: int) -> str:
+        return self.article_rows[article_index]["article_id"]
+
     def _recommendations(self, customer_id: str, k: int, ids: np.ndarray, scores: np.ndarray,
-                         fallback: str | None) -> dict[str, Any]:
-        recs = [{"rank": r + 1, **self.article_rows[a], "score": round(s, 6)}
-                for r, (a, s) in enumerate(zip(ids.tolist(), scores.tolist()))]
+                         fallback: str | None, reasons: list[Reason]) -> dict[str, Any]:
+        recs = [{"rank": r + 1, **self.article_rows[a], "score": round(s, 6), **explained(why, self._article_id)}
+                for r, (a, s, why) in enumerate(zip(ids.tolist(), scores.tolist(), reasons))]
         return {"customer_id": customer_id, "model": self.name, "k": k, "cold_start": fallback is not None,
                 "fallback": fallback, "recommendations": recs}
 
     def _recommendations_json(self, customer_id: str, k: int, ids: np.ndarray, scores: np.ndarray,
-                              fallback: str | None) -> bytes:
+                              fallback: str | None, reasons: list[Reason]) -> bytes:
         # what FastAPI would write for `_recommendations` under the `Recommendations` model (same members, same
         # order, compact), at a fraction of the cost; `customer_id` is checked hex, so it needs no escaping
-        recs = ",".join(f'{{{self.article_json[a]},"rank":{r + 1},"score":{round(s, 6)!r}}}'
-                        for r, (a, s) in enumerate(zip(ids.tolist(), scores.tolist())))
+        recs = ",".join(f'{{{self.article_json[a]},"rank":{r + 1},"score":{round(s, 6)!r},'
+                        f'"why":{json.dumps(why.why(self._article_id), ensure_ascii=False)},'
+                        f'"sources":{json.dumps(list(why.sources), separators=(",", ":"))}}}'
+                        for r, (a, s, why) in enumerate(zip(ids.tolist(), scores.tolist(), reasons)))
         return (f'{{"customer_id":"{customer_id}","model":{json.dumps(self.name)},"k":{k},'
                 f'"cold_start":{"false" if fallback is None else "true"},'
                 f'"fallback":{json.dumps(fallback, ensure_ascii=False)},"recommendations":[{recs}]}}').encode()

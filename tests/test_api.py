@@ -41,14 +41,20 @@ def test_load_gives_the_trained_gnn_from_the_workdir_or_its_model_folder(rec, wo
 def test_recommend_matches_the_cli(rec, workdir):
     customers = rec.customer_ids()[:3]
     frame = rec.recommend(customers, k=5)
-    assert frame.columns == ["customer_id", "rank", "article_id", "score", "fallback"]
+    assert frame.columns == ["customer_id", "rank", "article_id", "score", "fallback", "why", "sources"]
+    assert frame.schema["sources"] == pl.List(pl.String)
     assert frame.height == 15 and frame["article_id"].str.len_chars().unique().to_list() == [10]
-    cli = recommend.run(load_config(None, ["recommend.k=5"], workdir=workdir), customer_id=customers[0])
-    mine = frame.filter(pl.col("customer_id") == customers[0])
-    assert mine["article_id"].to_list() == [r["article_id"] for r in cli.recommendations]
-    np.testing.assert_allclose(mine["score"].to_numpy(), [r["score"] for r in cli.recommendations], rtol=1e-5)
+    for customer in customers:  # the why and the sources of each article too
+        cli = recommend.run(load_config(None, ["recommend.k=5"], workdir=workdir), customer_id=customer)
+        mine = frame.filter(pl.col("customer_id") == customer)
+        assert mine["article_id"].to_list() == [r["article_id"] for r in cli.recommendations]
+        np.testing.assert_allclose(mine["score"].to_numpy(), [r["score"] for r in cli.recommendations], rtol=1e-5)
+        assert mine["why"].to_list() == [r["why"] for r in cli.recommendations]
+        assert mine["sources"].to_list() == [r["sources"] for r in cli.recommendations]
     # an unknown (well-formed) id gets the labelled fallback, a malformed one an error naming it
-    assert rec.recommend(["ab" * 32], k=3)["fallback"].null_count() == 0
+    unknown = rec.recommend(["ab" * 32], k=3)
+    assert unknown["fallback"].null_count() == 0 and unknown["sources"].to_list() == [["popular"]] * 3
+    assert set(unknown["why"].to_list()) <= {"a bestseller this week", "one of the best sellers of all time"}
     with pytest.raises(InputError, match="64 hexadecimal"):
         rec.recommend(["nope"])
 

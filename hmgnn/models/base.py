@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from hmgnn.interactions import Interactions, article_sales, window_popularity
+from hmgnn.models.reasons import ALL_TIME, BOUGHT, MODEL, POPULAR, Reason
 
 ArrayLike = Any  # an int, a sequence of ints or a numpy/torch integer array
 R = TypeVar("R", bound="Recommender")
@@ -26,6 +27,9 @@ AGE_BANDS: tuple[tuple[int, int, str], ...] = (
     (0, 25, "under 25"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-54"), (55, 200, "55+"))
 GLOBAL_BAND = len(AGE_BANDS)
 BESTSELLER_DAYS = 7
+EXPLAIN_SCAN = 8
+"""`explain` finds the purchases of up to this many customers by a pass over all purchases each; beyond, it groups
+every purchase by customer once, and reads them from there from then on."""
 
 
 def run_starts(values: np.ndarray) -> np.ndarray:
@@ -62,9 +66,12 @@ class ColdStartFallback:
         overall = window_popularity(inter, as_of, BESTSELLER_DAYS)
         recent = inter.days_before(as_of) < BESTSELLER_DAYS
         buyer_band = self.band[inter.customer_index]
+        self.week_sales = article_sales(inter, where=recent)
+        self.band_sales = []  # each band's sales of the week, which say why an article is in its list
         vectors = []
         for b in range(len(AGE_BANDS)):
             counts = article_sales(inter, where=recent & (buyer_band == b))
+            self.band_sales.append(counts)
             # the band's own bestsellers first; the overall ranking breaks ties and fills the rest
             vectors.append(counts + overall / (overall.max(initial=0) + 1))
         vectors.append(overall)
@@ -76,6 +83,23 @@ class ColdStartFallback:
         if b == GLOBAL_BAND:
             return "no purchase history and no age: this week's global bestsellers"
         return f"no purchase history: this week's bestsellers among customers aged {AGE_BANDS[b][2]}"
+
+    def article_reasons(self, band: int, articles: np.ndarray) -> list[Reason]:
+        """Why each of `articles` is in band `band`'s list (GLOBAL_BAND: everyone's): sold to the band this week,
+        else to anyone this week, else by its all-time sales (the tie-break that fills the list)."""
+        out = []
+        for a in articles.tolist():
+            if band != GLOBAL_BAND and self.band_sales[band][a] > 0:
+                out.append(Reason(POPULAR, (POPULAR,), band=AGE_BANDS[band][2]))
+            else:
+                out.append(bestseller_reason(self.week_sales, a))
+        return out
+
+
+def bestseller_reason(week_sales: np.ndarray, article: int) -> Reason:
+    """Why a popularity ranking (`window_popularity`: the week's sales, all-time sales breaking ties) holds
+    `article`: sold this week, or by its all-time sales."""
+    return Reason(POPULAR if week_sales[article] > 0 else ALL_TIME, (POPULAR,))
 
 
 class Recommender(ABC):
@@ -150,6 +174,8 @@ class Recommender(ABC):
         self.user_items = interactions.user_items()
         self._history = np.diff(self.user_items.indptr) > 0
         self._fallback = ColdStartFallback(interactions, as_of, self._fallback_scale)
+        self._interactions = interactions  # a reference, not a copy: what `explain` reads a customer's purchases from
+        self._by_customer: tuple[np.ndarray, np.ndarray] | None = None  # those purchases grouped, once `explain` needs
         self._orders: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._fit(interactions, as_of)
         shared = self.shared_scores()
@@ -188,6 +214,68 @@ class Recommender(ABC):
         ids, vals = self._rank_shared(self._fallback.vectors[band], None, np.zeros(1, np.int64),
                                       min(k, self.n_articles), False, None)
         return ids[0], vals[0]
+
+    # ---- why each article ranks ------------------------------------------------------------------------------
+    def recommend_explained(self, customer_indices: ArrayLike, k: int = 12, filter_already_bought: bool = False
+                            ) -> tuple[np.ndarray, np.ndarray, list]:
+        """`recommend`'s top-k with the `Reason` of each article: (ids, scores, reasons), 1-D and one list of reasons
+        for one index, 2-D and a list per customer for an array. An empty slot (-1) has no reason: each list holds
+        one per article, in the row's order."""
+        ids, scores = self.recommend(customer_indices, k=k, filter_already_bought=filter_already_bought)
+        if np.ndim(customer_indices) == 0:
+            return ids, scores, self.explain(customer_indices, ids[None])[0]
+        return ids, scores, self.explain(customer_indices, ids)
+
+    def explain(self, customer_indices: ArrayLike, article_indices: ArrayLike) -> list[list[Reason]]:
+        """Why each customer's articles (one row of `article_indices` per customer, as `recommend` ranked them; -1
+        slots skipped) rank for them: a list of `Reason` per customer."""
+        self._check_fitted()
+        customers = self._customers(customer_indices)
+        rows = np.atleast_2d(np.asarray(article_indices, np.int64))
+        if len(rows) != len(customers):
+            raise ValueError(f"{len(customers)} customers but {len(rows)} rows of articles")
+        cold = self.is_cold(customers)
+        if (~cold).sum() > EXPLAIN_SCAN and self._by_customer is None:
+            self._by_customer = _grouped_by(self._interactions.customer_index, self.n_customers)
+        out = []
+        for c, row, fallback in zip(customers.tolist(), rows, cold.tolist()):
+            row = row[row >= 0]
+            out.append(self._fallback.article_reasons(int(self._fallback.band[c]), row) if fallback
+                       else self._explain(c, row))
+        return out
+
+    def explain_unknown(self, article_indices: ArrayLike, age: int | None = None) -> list[Reason]:
+        """Why `recommend_unknown`'s articles (same `age`) rank: the bestsellers of the age band, or everyone's."""
+        band = GLOBAL_BAND if age is None or age < 0 else int(age_band(np.array([age]))[0])
+        row = np.asarray(article_indices, np.int64)
+        return self._fallback.article_reasons(band, row[row >= 0])
+
+    def _explain(self, customer: int, articles: np.ndarray) -> list[Reason]:
+        """Why `articles` rank for a customer with a history; a model with candidate sources or parts of its score
+        it can name says more than this."""
+        return [Reason(MODEL, detail=self.name) for _ in articles.tolist()]
+
+    def _bought_facts(self, customer: int, articles: np.ndarray) -> list[tuple[int, dt.date | None]]:
+        """(times bought, the last day bought; None where never) of each of `articles` by `customer`, from the
+        purchases the model was fit on: read from them grouped by customer where `explain` has grouped them, else
+        found by one pass over them (cheaper for a few customers' answers than grouping every purchase)."""
+        inter = self._interactions
+        if self._by_customer is not None:
+            starts, order = self._by_customer
+            mine = order[starts[customer]:starts[customer + 1]]
+        else:
+            mine = np.flatnonzero(inter.customer_index == customer)
+        bought, days = inter.article_index[mine], inter.t_dat[mine]
+        out = []
+        for a in articles.tolist():
+            hit = bought == a
+            out.append((int(hit.sum()), days[hit].max().astype(dt.date) if hit.any() else None))
+        return out
+
+    def _bought_reasons(self, customer: int, articles: np.ndarray) -> list[Reason | None]:
+        """The BOUGHT reason of each of `articles` the customer bought, else None."""
+        return [Reason(BOUGHT, (BOUGHT,), times=times, last=last) if times else None
+                for times, last in self._bought_facts(customer, articles)]
 
     # ---- ranking ---------------------------------------------------------------------------------------------
     def recommend(self, customer_indices: ArrayLike, k: int = 12, filter_already_bought: bool = False,
@@ -441,6 +529,13 @@ class Recommender(ABC):
             return r, c
         hit, p = positions_in(cand, c)
         return r[hit], p
+
+
+def _grouped_by(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts [n + 1], order): the rows with key i are order[starts[i]:starts[i + 1]], in their original order."""
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(keys, minlength=n), out=starts[1:])
+    return starts, np.argsort(keys, kind="stable")
 
 
 def positions_in(sorted_items: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ import numpy as np
 
 from hmgnn.interactions import (Interactions, PurchasePairs, article_sales, decayed_sales, purchase_matrix,
                                 window_popularity)
-from hmgnn.models.base import SharedScoreRecommender, register
+from hmgnn.models.base import SharedScoreRecommender, bestseller_reason, lookup, register
+from hmgnn.models.reasons import ALL_TIME, BOUGHT, TRENDING, Reason
 
 BASELINES = ("popular", "popular-new", "repurchase", "trending")
 """The one-line models (the best of them by MAP@12 is "the best baseline"), in the order that breaks their ties."""
@@ -35,6 +36,10 @@ class PopularRecommender(SharedScoreRecommender):
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
         self.shared = window_popularity(interactions, as_of, self.days)
         self.boosts = None
+        self.window_sales = article_sales(interactions, as_of, self.days)  # what `_explain` says of an article
+
+    def _explain(self, customer: int, articles: np.ndarray) -> list[Reason]:
+        return [bestseller_reason(self.window_sales, a) for a in articles.tolist()]
 
 
 @register("popular-new")
@@ -64,6 +69,11 @@ class RepurchaseRecommender(PopularRecommender):
         last, n = bought.reduce(np.minimum, bought.days), bought.counts()
         gap, count = int(last.max(initial=0)) + 1, int(n.max(initial=0)) + 1
         self.boosts = bought.matrix(1.0 + (gap - last) * count + n, np.float64)
+
+    def _explain(self, customer: int, articles: np.ndarray) -> list[Reason]:
+        # every bought article ranks above every other: bought, else a bestseller
+        return [own or popular for own, popular in zip(self._bought_reasons(customer, articles),
+                                                       super()._explain(customer, articles))]
 
 
 @register("trending")
@@ -95,7 +105,27 @@ class TrendingRecommender(SharedScoreRecommender):
         # far below any trend: orders the articles nobody bought lately by all-time sales
         all_time = article_sales(interactions)
         self.shared = trend + 1e-9 * all_time / (all_time.max(initial=0) + 1)
+        self.trend = trend  # what `_explain` says of an article
         self.boosts = None
         if self.repeat_weight > 0:
             weight = self.repeat_weight * 0.5 ** (ago / self.half_life_days)
             self.boosts = purchase_matrix(interactions, weight)
+
+    def _explain(self, customer: int, articles: np.ndarray) -> list[Reason]:
+        """The larger part of the score first: the customer's own purchases of the article (their decayed weight) or
+        its trend; an article with neither ranks by the all-time tie-break."""
+        own = self._bought_reasons(customer, articles) if self.repeat_weight > 0 else [None] * len(articles)
+        weight = lookup(self.boosts, np.full(len(articles), customer), articles) if self.boosts is not None else \
+            np.zeros(len(articles))
+        out = []
+        for a, reason, w in zip(articles.tolist(), own, weight.tolist()):
+            trend = Reason(TRENDING, (TRENDING,), detail=str(self.days)) if self.trend[a] > 0 else None
+            if reason is None:
+                out.append(trend or Reason(ALL_TIME, (TRENDING,)))
+            elif trend is None:
+                out.append(reason)
+            elif w >= self.trend[a]:
+                out.append(Reason(BOUGHT, (BOUGHT, TRENDING), times=reason.times, last=reason.last))
+            else:
+                out.append(Reason(TRENDING, (TRENDING, BOUGHT), detail=str(self.days)))
+        return out

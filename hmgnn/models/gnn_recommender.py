@@ -23,10 +23,11 @@ from hmgnn.device import resolve_device
 from hmgnn.errors import InputError
 from hmgnn.node_inputs import OwnEdges, build_adjacency, inputs_on, node_inputs
 from hmgnn.interactions import Interactions
-from hmgnn.models.base import Recommender, lookup, position_in_run, positions_in, register
+from hmgnn.models.base import Recommender, in_parallel, lookup, position_in_run, positions_in, register
+from hmgnn.models.reasons import Reason
 from hmgnn.models.gnn import HeteroSAGE
-from hmgnn.ranking.candidates import (GNNScores, RandomWalk, candidate_pairs, non_candidate_score,
-                                      gnn_pool, trend_percentile)
+from hmgnn.ranking.candidates import (CandidatePairs, GNNScores, RandomWalk, candidate_pairs, candidate_reasons,
+                                      non_candidate_score, gnn_pool, trend_percentile)
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix, feature_names
 from hmgnn.ranking.ranker import Ranker
@@ -236,17 +237,24 @@ class GNNRecommender(Recommender):
         which keeps the full ranking's scores) go through the dense scores."""
         if self.ranker is None or cand is not None:
             return super()._rank_dense(customers, k, filt, cand)
+        return self._rank_candidates(customers, k, filt)[:2]
+
+    def _rank_candidates(self, customers: np.ndarray, k: int,
+                         filt: bool | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_rank_dense` with the ranker and no restriction: (ids, scores, the source bits of each slot's candidate;
+        0 where the article is no candidate, or the slot is empty)."""
         first = np.zeros(len(customers), bool)
         first[np.unique(customers, return_index=True)[1]] = True
         if not first.all():  # a customer asked twice: rank the first asks, then the others (candidates are per customer)
             filtered = np.broadcast_to(filt, len(customers))
             ids = np.empty((len(customers), k), np.int64)
             vals = np.empty((len(customers), k), np.float32)
+            bits = np.empty((len(customers), k), np.uint8)
             for part in (first, ~first):
-                ids[part], vals[part] = self._rank_dense(customers[part], k, filtered[part], None)
-            return ids, vals
+                ids[part], vals[part], bits[part] = self._rank_candidates(customers[part], k, filtered[part])
+            return ids, vals, bits
         pairs, scores = self.ranked_pairs(customers)
-        row = _rows_of(customers, pairs.customer)
+        row = pair_row = _rows_of(customers, pairs.customer)
         scores = _candidate_scale(scores)
         filtered = np.broadcast_to(filt, len(customers))
         if filtered.any():
@@ -264,7 +272,50 @@ class GNNRecommender(Recommender):
         short = np.flatnonzero(np.bincount(row, minlength=len(customers)) < k)
         if len(short):
             ids[short], vals[short] = super()._rank_dense(customers[short], k, filtered[short], None)
-        return ids, vals
+        return ids, vals, _slot_sources(pairs, pair_row, ids, self.n_articles)
+
+    def recommend_explained(self, customer_indices: Any, k: int = 12, filter_already_bought: bool = False
+                            ) -> tuple[np.ndarray, np.ndarray, list]:
+        """`Recommender.recommend_explained`, the source bits of each answer carried from its ranking: the same
+        top-k as `recommend` (its batches, its code), with the sources that proposed each candidate."""
+        if self.ranker is None:
+            return super().recommend_explained(customer_indices, k, filter_already_bought)
+        self._check_fitted()
+        single = np.ndim(customer_indices) == 0
+        customers = self._customers(customer_indices)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        k = min(k, self.n_articles)
+        ids = np.full((len(customers), k), -1, np.int64)
+        vals = np.full((len(customers), k), -np.inf, np.float32)
+        bits = np.zeros((len(customers), k), np.uint8)
+        cold = self.is_cold(customers)
+        if cold.any():  # the fallback's bestsellers, as `recommend` ranks them
+            ids[cold], vals[cold] = self.recommend(customers[cold], k=k, filter_already_bought=filter_already_bought)
+        warm = np.flatnonzero(~cold)
+        parts = [warm[start:start + self.batch_size] for start in range(0, len(warm), self.batch_size)]
+        filt = filter_already_bought or self.filters_bought
+        ranked = in_parallel(lambda rows: self._rank_candidates(customers[rows], k, filt), parts)
+        for rows, (i, v, b) in zip(parts, ranked):
+            ids[rows], vals[rows], bits[rows] = i, v, b
+        reasons = []
+        for c, row, b, fallback in zip(customers.tolist(), ids, bits, cold.tolist()):
+            keep = row >= 0
+            reasons.append(self.explain(c, row[None])[0] if fallback else self._explain(c, row[keep], b[keep]))
+        return (ids[0], vals[0], reasons[0]) if single else (ids, vals, reasons)
+
+    def _explain(self, customer: int, articles: np.ndarray, bits: np.ndarray | None = None) -> list[Reason]:
+        """Why each of `articles` ranks for a customer with a history: the sources that proposed it (`bits`, else
+        the customer's candidates found again) and the evidence of the strongest (`candidate_reasons`)."""
+        if self.ranker is None:
+            return super()._explain(customer, articles)
+        if bits is None:
+            pairs = candidate_pairs(self.snapshot, np.array([customer], np.int64), self.sizes, gnn=self.gnn,
+                                    walk=self.walk, gnn_recent_days=self.gnn_recent_days)
+            bits = _slot_sources(pairs, np.zeros(len(pairs.customer), np.int64), articles[None], self.n_articles)[0]
+        beyond = {0.0: "the graph model's score", 1.0: "its recent sales"}.get(
+            self.rest_mix, "its recent sales and the graph model's score")
+        return candidate_reasons(self.snapshot, customer, articles, bits, self.sizes, self.gnn, self.walk, beyond)
 
     def score(self, customer_indices: Any, article_indices: Any) -> np.ndarray:
         """Each pair's score as `recommend` ranks it: the ranker's (scaled into (0.5, 1)) for a candidate, and for
@@ -299,6 +350,18 @@ class GNNRecommender(Recommender):
         """The fitted customer and article embeddings (for serving and similar-article shelves)."""
         self._check_fitted()
         return self.customer_emb.cpu(), self.article_emb.cpu()
+
+
+def _slot_sources(pairs: CandidatePairs, rows: np.ndarray, ids: np.ndarray, n_articles: int) -> np.ndarray:
+    """uint8 [customers, k]: the source bits of the candidate pair (row, ids[row, slot]) of each slot (`rows`: each
+    pair's row), 0 where it is no candidate or the slot is empty."""
+    keys = rows * n_articles + pairs.article
+    order = np.argsort(keys)
+    found, at = positions_in(keys[order], (np.arange(len(ids))[:, None] * n_articles + ids).ravel())
+    bits = np.zeros(ids.size, np.uint8)
+    bits[found] = pairs.sources[order[at]]
+    bits[ids.ravel() < 0] = 0  # an empty slot's key (-1) would name the row before's last article
+    return bits.reshape(ids.shape)
 
 
 def _rows_of(customers: np.ndarray, of: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ merges them into one (customer, article, source bits) list. The GNN's own source
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
@@ -20,9 +21,11 @@ from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, in_parallel, positi
 from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.itemgraph import RP3Beta
 from hmgnn.node_inputs import OwnEdges
-from hmgnn.ranking.features import Snapshot
+from hmgnn.models.reasons import BEYOND, BOUGHT, GNN, POPULAR, TRENDING, VARIANT, WALK, Reason, strongest
+from hmgnn.ranking.features import TREND_DAYS, Snapshot
 
-SOURCES = ("gnn", "bought", "variant", "popular", "trending", "walk")
+SOURCES = (GNN, BOUGHT, VARIANT, POPULAR, TRENDING, WALK)
+"""The candidate sources, in the order of their bits in `CandidatePairs.sources` (and of the `from_*` features)."""
 WALK_BETA = 0.5
 SMALL_BATCH, BLOCK = 64, 8
 """Up to SMALL_BATCH customers, the GNN's scores are computed in blocks of exactly BLOCK customers (the last one
@@ -223,6 +226,24 @@ class GNNScores:
         customers = np.asarray(customers, np.int64)
         return float(self.moments(customers)[1].mean()) if len(customers) else 1.0
 
+    def _unit_embeddings(self) -> torch.Tensor:
+        if self._unit is None:
+            self._unit = torch.nn.functional.normalize(self.article_emb.float(), dim=1)
+        return self._unit
+
+    @torch.no_grad()
+    def closest_recent(self, snapshot: Snapshot, customer: int, articles: np.ndarray) -> np.ndarray:
+        """For each of `articles`, the one of the customer's RECENT_ARTICLES most recently bought articles (those
+        `recent_similarity` compares with) whose embedding has the highest cosine to its own; ties to the smaller
+        article. -1 for a customer without purchases."""
+        _, recent = recent_bought(snapshot, np.array([customer], np.int64))
+        if not len(recent) or not len(articles):
+            return np.full(len(articles), -1, np.int64)
+        unit = self._unit_embeddings()
+        # summed as `recent_similarity` sums: the closest is the article behind its `gnn_recent_max`
+        sims = (unit[self._index(articles), None, :] * unit[self._index(recent)][None]).sum(2)  # [articles, recent]
+        return recent[sims.argmax(1).cpu().numpy()]
+
     @torch.no_grad()
     def recent_similarity(self, snapshot: Snapshot, customers: np.ndarray, rows: np.ndarray,
                           articles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,11 +251,8 @@ class GNNScores:
         RECENT_ARTICLES most recently bought articles (customers[rows], articles): how close the candidate lies in the
         graph model to what the customer just bought, which a dot product with the customer's one vector blurs.
         NaN for a customer without purchases."""
-        if self._unit is None:
-            self._unit = torch.nn.functional.normalize(self.article_emb.float(), dim=1)
-        r, a, last = csr_rows(snapshot.last_bought, np.asarray(customers, np.int64))
-        keep = top_per_row(r, a, -last, RECENT_ARTICLES)  # the most recent first (ties: the smaller article)
-        r, a = r[keep], a[keep]
+        self._unit_embeddings()
+        r, a = recent_bought(snapshot, np.asarray(customers, np.int64))
         slot = position_in_run(r)
         recent = torch.zeros(len(customers), RECENT_ARTICLES, self._unit.shape[1], device=self.device)
         present = torch.zeros(len(customers), RECENT_ARTICLES, dtype=torch.bool, device=self.device)
@@ -269,6 +287,14 @@ class GNNScores:
                 s = s + self.own.pairs(self.model, np.asarray(customers, np.int64)[rows], articles, self.device)
         mean, std = self.moments(customers, scores)
         return s.cpu().numpy(), ((s - mean[r]) / std[r]).cpu().numpy()
+
+
+def recent_bought(snapshot: Snapshot, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, article) of each customer's RECENT_ARTICLES most recently bought articles (ties: the smaller article),
+    by row, then article."""
+    r, a, last = csr_rows(snapshot.last_bought, customers)
+    keep = top_per_row(r, a, -last, RECENT_ARTICLES)
+    return r[keep], a[keep]
 
 
 class RandomWalk(RP3Beta):
@@ -454,3 +480,68 @@ def candidate_pairs(snapshot: Snapshot, customers: np.ndarray, sizes: dict[str, 
         return CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8),
                               *(empty for _ in range(5)))
     return CandidatePairs(*(np.concatenate([o[i] for o in out]) for i in range(8)))
+
+
+def source_names(bits: int) -> tuple[str, ...]:
+    """The names of the sources in a candidate's bit set, strongest evidence first (`reasons.STRENGTH`)."""
+    return strongest({name for b, name in enumerate(SOURCES) if bits >> b & 1})
+
+
+def candidate_reasons(snapshot: Snapshot, customer: int, articles: np.ndarray, bits: np.ndarray,
+                      sizes: dict[str, int], gnn: GNNScores | None, walk: RandomWalk | None,
+                      beyond: str) -> list[Reason]:
+    """Why each of `articles` ranks for `customer` in the two-stage model: `bits`, the set of sources that proposed
+    each (0: no candidate, ranked after them by `beyond`), and the evidence of the strongest: the customer's
+    purchases of a candidate (which the ranker reads whichever source proposed it), the bought article of the same
+    product, the bought article whose walk reaches it furthest, the recently bought article closest to it in the
+    GNN's embeddings, or the bestseller list (the customer's age band's, or everyone's) that holds it."""
+    c = np.array([customer], np.int64)
+    _, bought, times = csr_rows(snapshot.times_bought, c)
+    _, _, last = csr_rows(snapshot.last_bought, c)  # the same pattern: days before as_of, + 1
+    names = [source_names(int(b)) for b in bits.tolist()]
+    kinds = [n[0] if n else BEYOND for n in names]
+    at = np.searchsorted(bought, articles)
+    own = (at < len(bought)) & (bought[np.minimum(at, max(len(bought) - 1, 0))] == articles) if len(bought) else \
+        np.zeros(len(articles), bool)
+    # a candidate the customer bought: the ranker reads their purchases of it whichever source proposed it
+    kinds = [BOUGHT if o and n else k for o, n, k in zip(own.tolist(), names, kinds)]
+    refer = np.full(len(articles), -1, np.int64)  # the customer's bought article each reason names
+
+    def pick(kind: str) -> np.ndarray:
+        return np.array([k == kind for k in kinds], bool)
+
+    variant = pick(VARIANT)
+    for i in np.flatnonzero(variant):
+        same = np.flatnonzero(snapshot.meta.product[bought] == snapshot.meta.product[articles[i]])
+        refer[i] = bought[same[np.lexsort((bought[same], last[same], -times[same]))[0]]]  # most bought, then latest
+    walked = pick(WALK)
+    if walked.any() and walk is not None:
+        # the walk's score sums over the customer's articles i of (their step to i) x (i's reach of the article):
+        # the largest reach names the article that contributes most
+        reach = (walk.article_step[bought] @ walk.last_step)[:, articles[walked]].toarray()
+        refer[walked] = bought[reach.argmax(0)]
+    near = pick(GNN)
+    if near.any() and gnn is not None:
+        refer[near] = gnn.closest_recent(snapshot, customer, articles[near])
+    band = None
+    if pick(POPULAR).any():
+        bands, orders = _cached(snapshot, "bands", lambda: _band_orders(snapshot))
+        b = int(bands[customer]) if bands is not None else len(orders)
+        if b < len(orders):
+            band = (AGE_BANDS[b][2], orders[b][:sizes[POPULAR] // 2])  # as `_popular` takes the band's list
+    out = []
+    for i, (a, kind, sources) in enumerate(zip(articles.tolist(), kinds, names)):
+        if kind == BOUGHT:
+            j = int(np.searchsorted(bought, a))
+            day = snapshot.as_of - dt.timedelta(days=int(last[j]) - 1)
+            out.append(Reason(BOUGHT, sources, times=int(times[j]), last=day))
+        elif kind in (VARIANT, WALK, GNN):
+            out.append(Reason(kind, sources, article=int(refer[i])))
+        elif kind == POPULAR:
+            mine = band is not None and bool(np.isin(a, band[1]))
+            out.append(Reason(POPULAR, sources, band=band[0] if mine else None))
+        elif kind == TRENDING:
+            out.append(Reason(TRENDING, sources, detail=str(TREND_DAYS)))
+        else:
+            out.append(Reason(BEYOND, detail=beyond))
+    return out

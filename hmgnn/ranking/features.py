@@ -19,6 +19,8 @@ from hmgnn.interactions import Interactions, PurchasePairs, article_sales, decay
 from hmgnn.models.base import lookup, stored_at, values_at
 
 SALES_WINDOWS = (1, 7, 28)
+TREND_DAYS = 28
+"""The window of an article's trend (`decayed_sales`): the `trending` candidates and the trend feature."""
 REPURCHASE_HALF_LIFE = 14.0
 LONG_HALF_LIFE = 30.0  # the `trending` baseline's half-life of an own purchase
 NEVER = 730.0  # days used for "never": about the span of the Kaggle data
@@ -87,7 +89,7 @@ class Snapshot:
         self.sales = {d: article_sales(inter, where=day < d) for d in SALES_WINDOWS}
         self.sales_all = article_sales(inter)
         recent = days < 28
-        self.trend = decayed_sales(inter, as_of, 28)
+        self.trend = decayed_sales(inter, as_of, TREND_DAYS)
         self.first_sold = np.full(na, -1.0)
         np.maximum.at(self.first_sold, a, days)
         self.first_sold[self.first_sold < 0] = np.nan
