@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from hmgnn import artifacts as A
-from hmgnn.errors import InputError
+from hmgnn.errors import InputError, UsageError
 
 __all__ = ["load", "Model"]
 
@@ -148,7 +148,7 @@ class Model:
         try:
             key = int(article)
         except ValueError:
-            raise InputError(f"article id must be digits (as in articles.csv), got {article!r}") from None
+            raise UsageError(f"article_ids: an article id must be digits (as in articles.csv), got {article!r}") from None
         index = self._served.article_index.get(key)
         if index is None:
             raise InputError(f"article {article} is not in tables/articles.parquet")
@@ -164,7 +164,13 @@ def _customer_ids(values: Sequence[str]) -> list[str]:
         if not isinstance(c, str):
             raise TypeError(f"customer_ids[{n}] must be a string (a 64-hex customer id as in customers.csv), got "
                             f"{type(c).__name__} {c!r}")
-    return [check_customer_id(c) for c in ids]
+    out = []
+    for n, c in enumerate(ids):
+        try:
+            out.append(check_customer_id(c))
+        except InputError as exc:  # an argument error: a ValueError naming the argument
+            raise UsageError(f"customer_ids[{n}]: {exc}") from None
+    return out
 
 
 def _as_list(values: Sequence, name: str) -> list:

@@ -55,8 +55,10 @@ def test_recommend_matches_the_cli(rec, workdir):
     unknown = rec.recommend(["ab" * 32], k=3)
     assert unknown["fallback"].null_count() == 0 and unknown["sources"].to_list() == [["popular"]] * 3
     assert set(unknown["why"].to_list()) <= {"a bestseller this week", "one of the best sellers of all time"}
-    with pytest.raises(InputError, match="64 hexadecimal"):
-        rec.recommend(["nope"])
+    with pytest.raises(ValueError, match=r"customer_ids\[1\]: .*64 hexadecimal"):
+        rec.recommend([customers[0], "nope"])  # an argument error: a ValueError naming the argument
+    with pytest.raises(ValueError, match="article_ids: an article id must be digits"):
+        rec.similar(["12ab"])
 
 
 def test_similar_score_and_embeddings(rec, workdir):
