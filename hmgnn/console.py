@@ -37,8 +37,9 @@ class PlainProgress(Progress):
             if task.id not in self._started:
                 continue
             seconds = time.perf_counter() - self._started.pop(task.id)
+            unit = task.fields.get("unit", self.unit)
             if task.total is not None:
-                counted = f"{task.completed:,.0f} of {task.total:,.0f}{' ' + self.unit if self.unit else ''}, "
+                counted = f"{task.completed:,.0f} of {task.total:,.0f}{' ' + unit if unit else ''}, "
             else:
                 counted = ""
             console.print(f"{task.description} ({counted}{seconds:.1f} s)", highlight=False, markup=False,
@@ -46,15 +47,28 @@ class PlainProgress(Progress):
         super().stop()
 
 
+class _UnitProgress(Progress):
+    """A live bar whose tasks each name what they count (`add_task(..., unit=...)`, else the bar's unit)."""
+
+    def __init__(self, *columns, unit: str = "", **kwargs) -> None:
+        super().__init__(*columns, **kwargs)
+        self.unit = unit
+
+    def add_task(self, description: str, *args, **kwargs) -> TaskID:
+        kwargs.setdefault("unit", self.unit)
+        return super().add_task(description, *args, **kwargs)
+
+
 def progress(transient: bool = False, unit: str = "") -> Progress:
-    """A progress bar for long work: description, bar, done/total `unit` (what it counts: "steps", "customers"),
-    elapsed and remaining time. Without a terminal, a `PlainProgress`: one line per finished task."""
+    """A progress bar for long work: description, bar, done/total `unit` (what it counts: "steps", "customers";
+    a task may name its own with `add_task(..., unit=...)`), elapsed and remaining time. Without a terminal, a
+    `PlainProgress`: one line per finished task."""
     if not console.is_terminal:
         return PlainProgress(unit)
-    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
-    if unit:
-        columns.append(TextColumn(unit))  # what done/total counts
-    return Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient)
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[unit]}")]  # what done/total counts
+    return _UnitProgress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), unit=unit, console=console,
+                         transient=transient)
 
 
 def info(message: str) -> None:

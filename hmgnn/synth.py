@@ -134,7 +134,7 @@ def run(cfg: Config, out: Path | None = None, force: bool = False) -> Path:
     out = Path(out) if out is not None else Path(cfg.workdir) / artifacts.RAW
     if skip_if_current(out, "synth", cfg.section("synth"), inputs=[], force=force):
         return out
-    with progress() as bar, StepOutput(out, "synth", cfg.to_dict(), cfg.section("synth"), inputs=[],
+    with progress(unit="rows") as bar, StepOutput(out, "synth", cfg.to_dict(), cfg.section("synth"), inputs=[],
                                         started=started) as so:
         data = generate(cfg.synth, cfg.seed, bar)
         so.rows = write_csvs(data, so.dir, bar)
@@ -149,7 +149,7 @@ def generate(sc: SynthConfig, seed: int, bar: Progress | None = None) -> SynthDa
         raise ConfigError(f"synth: {n_days} days from start_date to end_date; at most 32767")
     # One independent stream per part, so changing one part's draws leaves the others as they were.
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
-    task = bar.add_task("synth: customers and articles", total=None) if bar else None
+    task = bar.add_task("synth: customers and articles", total=None, unit="day passes") if bar else None
     dates = np.datetime64(start, "D") + np.arange(n_days)
     doy = (dates - dates.astype("datetime64[Y]")).astype(np.int64)
     volume = daily_volume(start, n_days)
@@ -184,7 +184,7 @@ def generate(sc: SynthConfig, seed: int, bar: Progress | None = None) -> SynthDa
                 "customer_cluster_weights": cust.cluster_weights, "cluster_group": cat.cluster_group},
     )
     if bar:
-        bar.update(task, description="synth: generated", total=1, completed=1)
+        bar.update(task, description="synth: generated")
     return data
 
 

@@ -229,3 +229,17 @@ def test_all_ranks_in_chunks_of_at_most_one_percent(workdir, tmp_path):
     recommend.write_recommendations(model, index, ids, np.arange(10) + 108775015, tmp_path / "s.csv", k=3,
                                     show_progress=False)
     assert sum(sizes) == len(index) and max(sizes) <= len(index) // 100
+
+
+def test_each_task_of_a_bar_names_what_it_counts(capsys):
+    # a task may count something else than the bar's unit (synth: day passes, then rows); piped, its line says so
+    from hmgnn.console import progress
+
+    with progress(unit="rows") as bar:
+        rows = bar.add_task("writing", total=3)
+        bar.update(rows, completed=3)
+        days = bar.add_task("choosing", total=2, unit="day passes")
+        bar.update(days, completed=2)
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("writing (3 of 3 rows,") for line in lines)
+    assert any(line.startswith("choosing (2 of 2 day passes,") for line in lines)
