@@ -236,10 +236,6 @@ class TrainConfig:
     """Score a pair the customer bought before with a learned term of that edge too (how often and how recently
     bought), beside the dot product of the two embeddings: the GNN then tells the customer's own articles from
     articles merely near them, as ID-GNN marks the customer's own node (`HeteroSAGE`'s own-edge term)."""
-    unseen_ids: str = "learned"
-    """The ID embeddings of the customers and articles without a purchase in the GNN's training data: `learned`
-    (as training left them: only ever drawn as negatives) or `zero` (placed by their features and neighbours alone,
-    so an article new since training scores through its metadata and its first buyers)."""
     refit: str = "auto"
     """After early stopping, train a second GNN from scratch for the best epoch count on every purchase up to
     the end of validation, and recommend with it (the first one, trained before the ranker's label windows,
@@ -255,7 +251,6 @@ class TrainConfig:
                                      ("negatives", self.negatives, NEGATIVES),
                                      ("supervision", self.supervision, SUPERVISION),
                                      ("refit", self.refit, REFIT), ("targets", self.targets, ("all", "new")),
-                                     ("unseen_ids", self.unseen_ids, ("learned", "zero")),
                                      ("decoder", self.decoder, ("dot", "mlp")),
                                      ("combine", self.combine, ("last", "mean")),
                                      ("device", self.device, ("auto", "cpu", "cuda"))):

@@ -445,19 +445,6 @@ def validation_map(model: HeteroSAGE, c_emb: torch.Tensor, a_emb: torch.Tensor,
     return truth.map_at_k(top, k)
 
 
-@torch.no_grad()
-def forget_unseen_ids(model: HeteroSAGE, purchases: Interactions) -> None:
-    """Zero the ID embeddings of the customers and articles without a purchase among `purchases` (what the GNN
-    learned from): nothing taught them but being drawn as negatives, so a node that appears later (a new article,
-    a new customer) is placed by its features and neighbours alone (`train.unseen_ids = zero`)."""
-    if not model.id_embeddings:
-        return
-    for node_type, index in (("customer", purchases.customer_index), ("article", purchases.article_index)):
-        weight = model.embedding[node_type].weight
-        seen = np.bincount(index, minlength=weight.shape[0]) > 0
-        weight[torch.from_numpy(~seen).to(weight.device)] = 0.0
-
-
 @dataclass
 class RetrievalChoice:
     """How the GNN alone (`gnn-retrieval`) treats each customer's bought articles, chosen on the validation window
@@ -645,8 +632,6 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
     trainer.restore_best()
-    if tc.unseen_ids == "zero":
-        forget_unseen_ids(trainer.model, trainer.train_history)
     retrieval = choose_retrieval(trainer) if trainer.dist.is_main else RetrievalChoice(False, None, {})
     retrieval_drops_bought = retrieval.drops_bought
     trainer.release()
@@ -655,8 +640,6 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         # the first GNN's training ends before the earliest label window; the one that recommends learns from
         # every purchase up to the test, for the epoch count early stopping chose
         final, refit = _refit(tc, cfg.seed, data, purchases, device, trainer.best_epoch, out_of_time)
-        if final is not None and tc.unseen_ids == "zero":
-            forget_unseen_ids(final, purchases)
         if final is None:
             info(f"[yellow]train[/yellow]: no refit ({refit['skipped']}); the first GNN recommends")
             final = trainer.model

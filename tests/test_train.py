@@ -21,7 +21,6 @@ from hmgnn.models import create_model
 from hmgnn.interactions import Interactions, WindowTruth
 from hmgnn.models.base import lookup
 from hmgnn.models.gnn import HeteroSAGE
-from hmgnn.models.sparse import Adjacency
 from hmgnn.models.gnn_recommender import GNNRetrievalRecommender
 
 from tables_fixture import FAST_TRAIN as FAST
@@ -171,7 +170,7 @@ def test_refit_trains_the_recommending_gnn_on_every_purchase(workdir, tmp_path):
 
 
 @pytest.mark.parametrize("extra", [["train.loss=bce"], ["train.loss=softmax"], ["train.negatives=popularity"],
-                                   ["train.decoder=mlp"], ["train.time_features=false"], ["train.unseen_ids=zero"]])
+                                   ["train.decoder=mlp"], ["train.time_features=false"]])
 def test_variants_train(workdir, tmp_path, extra):
     out = train.run(_cfg(workdir, *extra), out=tmp_path / "m")
     checkpoint = artifacts.load_torch(out / "model.pt", "model")
@@ -365,23 +364,6 @@ def test_gnn_retrieval_adds_the_head_to_the_bought_pairs_in_units_of_the_spread(
     assert float(lifted[article]) == pytest.approx(expected, rel=1e-4)
     checkpoint["retrieval_head"] = None
     assert GNNRetrievalRecommender(checkpoint, customer_x, article_x).fit(inter).gnn.own is None
-
-
-def test_unseen_ids_zero_keeps_the_learned_rows_and_zeroes_the_rest():
-    # train.unseen_ids = zero: a node without a purchase among those the GNN learned from is placed by its
-    # features and neighbours alone
-    model = HeteroSAGE(num_customers=5, num_articles=7, hidden_channels=4, customer_channels=2, article_channels=3)
-    before = {t: model.embedding[t].weight.detach().clone() for t in ("customer", "article")}
-    day = np.array(["2020-09-01"] * 3, dtype="datetime64[D]")
-    train.forget_unseen_ids(model, Interactions(np.array([0, 0, 3], np.int32), np.array([1, 6, 1], np.int32),
-                                                day, 5, 7))
-    for node_type, seen in (("customer", [0, 3]), ("article", [1, 6])):
-        weight = model.embedding[node_type].weight.detach()
-        unseen = [i for i in range(weight.shape[0]) if i not in seen]
-        assert torch.equal(weight[seen], before[node_type][seen]) and not weight[unseen].any()
-    model.embeddings(Adjacency.from_counts(torch.tensor([0, 2, 2, 2, 3, 3]), torch.tensor([1, 6, 1]),
-                                           torch.ones(3), 5, 7),
-                     torch.ones(5, 2), torch.ones(7, 3))  # still a working model
 
 
 def test_target_span_reaches_back_until_enough_targets():
