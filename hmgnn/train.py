@@ -471,7 +471,7 @@ HEAD_L2 = 1e-4
 
 
 def fit_retrieval_head(model: HeteroSAGE, c_emb: torch.Tensor, a_emb: torch.Tensor, truth: WindowTruth,
-                       own: OwnEdges, chunk: int = 1024) -> torch.Tensor:
+                       own: OwnEdges, chunk: int = 256) -> torch.Tensor:
     """[OWN_BASIS] weights of a term added to the GNN's score of each pair the customer bought before, fit on the
     frozen embeddings: the softmax likelihood, over every article, of the window's purchases (each customer
     weighing alike, as MAP does). Only the bought pairs' scores move, so the softmax's other terms are each
@@ -482,10 +482,10 @@ def fit_retrieval_head(model: HeteroSAGE, c_emb: torch.Tensor, a_emb: torch.Tens
         rest = []
         for s in range(0, len(customers), chunk):
             rows = customers[s:s + chunk]
-            scores = model.score_all(c_emb, a_emb, torch.from_numpy(rows).to(device)).double()
+            scores = model.score_all(c_emb, a_emb, torch.from_numpy(rows).to(device)).float()
             r, a, _ = csr_rows(own.times, rows)
             scores[torch.from_numpy(r).to(device), torch.from_numpy(a).to(device)] = -torch.inf
-            rest.append(torch.logsumexp(scores, 1))
+            rest.append(torch.logsumexp(scores, 1).double())  # float32 is exact enough: it subtracts the max
         rest_lse = torch.cat(rest) if rest else torch.zeros(0, dtype=torch.float64, device=device)
         r, a, times = csr_rows(own.times, customers)
         last = csr_rows(own.last, customers)[2]
