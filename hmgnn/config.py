@@ -321,10 +321,6 @@ class RankerConfig:
     recent_similarity: bool = True
     """Give the ranker the GNN's cosine similarity of a candidate to the customer's most recently bought articles
     (max and mean): where the candidate lies in the graph model beside what the customer just bought."""
-    gnn_head: bool = False
-    """The GNN's candidates and pair scores for the ranker include the retrieval head (`gnn-retrieval`'s learned
-    own-edge term, where training chose it): its top-N then reaches into the customer's own articles beyond the
-    bought source's, ordered by the graph model."""
     trees: int = 300
     """The most boosting rounds; with `holdout` > 0, early stopping on the held-out customers chooses how many."""
     learning_rate: float = 0.05

@@ -652,13 +652,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         def gnn_as_of(seen: Interactions, as_of: dt.date) -> GNNScores:
             c_emb, a_emb = embeddings_as_of(model, tc.recipe, tc.time_features, data.customer_x, data.article_x,
                                             seen, as_of, device, edge_half_life=tc.edge_half_life)
-            scores = GNNScores(model, c_emb, a_emb, device, own=None)  # the ranker reads the embeddings' scores
-            if cfg.ranker.gnn_head and retrieval.head is not None:  # or, with `ranker.gnn_head`, the head's too
-                own = OwnEdges.of(seen, as_of)
-                spread = scores.mean_spread(np.flatnonzero(np.diff(own.times.indptr) > 0))
-                scores = GNNScores(model, c_emb, a_emb, device,
-                                   own=own.with_weights(torch.tensor(retrieval.head) * spread))
-            return scores
+            return GNNScores(model, c_emb, a_emb, device, own=None)  # the ranker reads the embeddings' scores
 
         try:
             ranker, ranker_only, ranker_report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of,

@@ -154,13 +154,6 @@ class GNNRecommender(Recommender):
             own = OwnEdges.of(interactions, as_of) if self.model.own_edges and self.ranker is None else None
             self.customer_emb, self.article_emb = embedded.result()
         self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device, own=own)
-        head = self.checkpoint.get("retrieval_head")
-        if (self.ranker is not None and head is not None and type(self) is GNNRecommender
-                and self.checkpoint["config"].get("ranker", {}).get("gnn_head", False)):
-            own = OwnEdges.of(interactions, as_of)  # `ranker.gnn_head`: the ranker learned from the head's scores
-            spread = self.gnn.mean_spread(np.flatnonzero(np.diff(own.times.indptr) > 0))
-            self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device,
-                                 own=own.with_weights(torch.tensor(head) * spread))
         self.walk = None
         if self.ranker is not None:
             self._prepare_ranking()
