@@ -454,7 +454,7 @@ class RetrievalChoice:
     """Leave them out (data where nobody buys the same article twice)."""
     head: list[float] | None
     """Or add a learned term of each bought pair's own edge (how often, how recently) to its score: the ID-GNN's
-    mark of the customer's own neighbours, fit on the frozen embeddings; weights in units of `GNNScores.mean_spread`."""
+    mark of the customer's own neighbours, fit on the frozen embeddings; weights in `GNNScores.head_unit`s."""
     maps: dict[str, float]
     """Validation MAP@12 of each way: `keep`, `drop`, `head`."""
 
@@ -527,15 +527,20 @@ def choose_retrieval(trainer: Trainer) -> RetrievalChoice:
     """How the GNN alone ranks each customer's bought articles: as scored, left out, or with the own-edge head
     (`fit_retrieval_head`), whichever ranks the validation window best. A model trained with its own-edge term
     (`train.own_edges`) has that term already and chooses between keeping and leaving out only."""
-    maps = {"keep": trainer.validate(drop_bought=False), "drop": trainer.validate(drop_bought=True)}
+    model, truth = trainer.model, trainer.val_truth
+    c_emb, a_emb = trainer.embeddings_for_validation()  # one message pass for the three rankings
+
+    def ranked(**kwargs: Any) -> float:
+        return validation_map(model, c_emb, a_emb, truth, **kwargs)
+
+    maps = {"keep": ranked(own=trainer.val_own),
+            "drop": ranked(own=trainer.val_own, bought=trainer.data.history.user_items())}
     head = None
-    if not trainer.model.own_edges:
-        c_emb, a_emb = trainer.embeddings_for_validation()
+    if not model.own_edges:
         own = OwnEdges.of(trainer.data.history, trainer.data.history_end)
-        weights = fit_retrieval_head(trainer.model, c_emb, a_emb, trainer.val_truth, own)
-        maps["head"] = validation_map(trainer.model, c_emb, a_emb, trainer.val_truth, own=own.with_weights(weights))
-        warm = np.flatnonzero(np.diff(own.times.indptr) > 0)
-        head = (weights / GNNScores(trainer.model, c_emb, a_emb, c_emb.device).mean_spread(warm)).tolist()
+        weights = fit_retrieval_head(model, c_emb, a_emb, truth, own)
+        maps["head"] = ranked(own=own.with_weights(weights))
+        head = (weights / GNNScores(model, c_emb, a_emb, c_emb.device).head_unit(own)).tolist()
     best = max(maps, key=lambda k: (maps[k], k == "keep"))  # ties: the plain scores
     return RetrievalChoice(best == "drop", head if best == "head" else None, maps)
 

@@ -386,11 +386,10 @@ class GNNRetrievalRecommender(GNNRecommender):
     @torch.no_grad()
     def _fit(self, interactions: Interactions, as_of: dt.date) -> None:
         super()._fit(interactions, as_of)
-        if self.head is not None:  # its weights are in units of the scores' mean spread over buying customers
+        if self.head is not None:  # its weights are in `GNNScores.head_unit`s
             own = OwnEdges.of(interactions, as_of)
-            spread = self.gnn.mean_spread(np.flatnonzero(np.diff(own.times.indptr) > 0))
             self.gnn = GNNScores(self.model, self.customer_emb, self.article_emb, self.device,
-                                 own=own.with_weights(self.head * spread))
+                                 own=own.with_weights(self.head * self.gnn.head_unit(own)))
 
 
 @register("ranker-only")

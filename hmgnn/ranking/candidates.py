@@ -219,11 +219,11 @@ class GNNScores:
 
         return self._in_blocks(moments, np.asarray(customers))
 
-    def mean_spread(self, customers: np.ndarray) -> float:
-        """The mean over `customers` of each one's score spread over every article (1 for none): the unit of the
-        GNN alone's own-edge head (`hmgnn train`'s retrieval choice), so that a GNN trained again (the refit), whose
-        scores have another scale, weighs its own edges alike."""
-        customers = np.asarray(customers, np.int64)
+    def head_unit(self, own: OwnEdges) -> float:
+        """The unit of the GNN alone's retrieval head (`hmgnn train`'s retrieval choice): the mean, over the
+        customers with a pair in `own`, of each one's score spread over every article (1 for none), so that a GNN
+        trained again (the refit), whose scores have another scale, weighs its own edges alike."""
+        customers = np.flatnonzero(np.diff(own.times.indptr) > 0)
         return float(self.moments(customers)[1].mean()) if len(customers) else 1.0
 
     def _unit_embeddings(self) -> torch.Tensor:
