@@ -62,9 +62,11 @@ def _wrote(step: str, out: Path) -> None:
 
 def _model_option(value: Optional[str]) -> Optional[str]:
     """`--model`: a name the registry knows (or auto), checked while parsing, so a typo is a usage error (exit 2)."""
+    if value is None or value == "auto":  # the default needs no registry (nor torch, which it imports)
+        return value
     from hmgnn.models import AUTO, model_names
 
-    if value is not None and value != AUTO and value not in model_names():
+    if value != AUTO and value not in model_names():
         raise typer.BadParameter(f"unknown model {value!r}; known: {AUTO}, {', '.join(model_names())}")
     return value
 
@@ -200,15 +202,21 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: M
     cfg = _config(config, workdir, overrides, model_dir)
     from rich.console import Console
 
-    from hmgnn import recommend as step
+    from hmgnn import answers
 
-    result = step.run(cfg, customer_id=customer_id, all_customers=all_, out=out, filter_bought=filter_bought)
+    result = None
+    if customer_id is not None and not all_ and out is None:  # the answer `hmgnn train` stored, where it holds
+        result = answers.lookup(cfg.workdir, cfg.recommend.model, customer_id, cfg.recommend.k, filter_bought)
+    if result is None:
+        from hmgnn import recommend as step
+
+        result = step.run(cfg, customer_id=customer_id, all_customers=all_, out=out, filter_bought=filter_bought)
     if isinstance(result, Path):
         info(f"[green]recommend[/green] wrote {result}")
     elif json_:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        Console(width=None if sys.stdout.isatty() else 160).print(step.render_table(result))  # piped: never cut
+        Console(width=None if sys.stdout.isatty() else 160).print(answers.render_table(result))  # piped: never cut
         if result.fallback:
             info(f"[yellow]fallback[/yellow]: {result.fallback}")
 

@@ -402,6 +402,11 @@ class RecommendConfig:
     (needs `hmgnn train`), `gnn-retrieval` (the GNN alone) or a baseline name."""
     batch_size: int = 512
     """Customers scored per batch in `--all` (memory stays flat)."""
+    precompute: bool = True
+    """`hmgnn train` also ranks every customer once with `model` and stores the answers beside it (answers.parquet
+    in the model folder), so that `recommend --customer-id` reads one customer's rows instead of loading the model:
+    while the model and the tables stay as they were, for `model` at most this `k`, without --filter-bought
+    (anything else is ranked as before). Costs about one `recommend --all` with `why` for every article."""
 
     def __post_init__(self) -> None:
         _check_positive("recommend", k=self.k, batch_size=self.batch_size)

@@ -27,7 +27,7 @@ RECOPY = "copy the whole model/ folder again from its workdir (`hmgnn train --fo
 def write(folder: Path, tables: Path, customer_x: torch.Tensor, article_x: torch.Tensor) -> dict[str, dict[str, Any]]:
     """Write `A.PORTABLE_FILES` into `folder` (a step folder under construction, renamed into place when whole)
     from `tables` and the static node features; returns each file's bytes and fingerprint, for model.pt to record."""
-    from hmgnn.recommend import ARTICLE_COLUMNS  # the article fields recommend and serve show
+    from hmgnn.answers import ARTICLE_COLUMNS  # the article fields recommend and serve show
 
     A.save_torch({"customer": pack_rows(customer_x), "article": pack_rows(article_x)}, folder / A.FEATURES_PT)
     for name, columns in ((A.TRANSACTIONS_PARQUET, PURCHASE_COLUMNS), (A.CUSTOMERS_PARQUET, CUSTOMER_COLUMNS),

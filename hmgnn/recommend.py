@@ -5,54 +5,39 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from hmgnn import answers
 from hmgnn import artifacts as A
+from hmgnn.answers import (  # noqa: F401 (re-exported)
+    ARTICLE_COLUMNS,
+    UNKNOWN_CUSTOMER,
+    CustomerRecommendations,
+    check_customer_id,
+    render_table,
+)
 from hmgnn.config import MAX_K, Config, RecommendConfig
 from hmgnn.console import info, progress
-from hmgnn.errors import ConfigUsageError, InputError, UsageError
-from hmgnn.models import AUTO, Recommender, create_model, model_class, resolve_model_name
+from hmgnn.errors import ConfigUsageError, UsageError
+from hmgnn.models import (
+    AUTO,
+    Recommender,
+    create_model,
+    model_class,
+    resolve_model_name,
+)
 from hmgnn.models.base import PARALLEL_BATCHES
 from hmgnn.models.reasons import Reason
 
-CUSTOMER_ID = re.compile(r"[0-9a-f]{64}")
-ARTICLE_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 MAX_K_ALL = 1_000
 """The most articles per customer `--all` writes: the file grows with k times every customer."""
-UNKNOWN_CUSTOMER = "customer id not in tables/customers.parquet: this week's global bestsellers"
-
-
-@dataclass
-class CustomerRecommendations:
-    """One customer's top-k: article rows best first (each with `why` and `sources`, see `explained`), and why a
-    fallback was used (None when personal)."""
-
-    customer_id: str
-    model: str
-    k: int
-    fallback: str | None
-    recommendations: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def check_customer_id(text: str) -> str:
-    """The id in canonical (lower-case) form; anything but 64 hex characters is an InputError."""
-    cid = text.strip().lower()
-    if not CUSTOMER_ID.fullmatch(cid):
-        shown = text if len(text) <= 70 else text[:67] + "..."
-        raise InputError(f"customer id must be 64 hexadecimal characters (as in customers.csv), got {shown!r} "
-                         f"({len(text)} characters)")
-    return cid
 
 
 def k_limit(n_articles: int) -> int:
@@ -80,15 +65,23 @@ def model_name(cfg: Config, name: str | None = None) -> str:
     asked = name or cfg.recommend.model
     resolved = resolve_model_name(asked, cfg.workdir)
     model_class(resolved)  # a bad model name fails here
+    note = _auto_note(cfg, asked, resolved)
+    if note:
+        info(note)
+    return resolved
+
+
+def _auto_note(cfg: Config, asked: str, resolved: str) -> str | None:
+    """What `recommend` says when `auto` answers with another model than the trained gnn."""
     trained = A.is_model_folder(cfg.workdir) or A.has_checkpoint(A.step_dir(cfg.workdir, A.MODEL))
     if asked == AUTO and not trained and resolved != "gnn":
-        info(f"no trained model in {A.step_dir(cfg.workdir, A.MODEL)}: recommending with {resolved} "
-             "(`hmgnn train` trains the gnn, the default once it exists)")
-    elif asked == AUTO and resolved not in ("gnn", "reference"):
-        info(f"recommend.model = auto: answering with {resolved}, which ranked the held-out label customers better "
-             "than the gnn when it was trained (the model card, README.md, says by how much); --model gnn asks for "
-             "the gnn")
-    return resolved
+        return (f"no trained model in {A.step_dir(cfg.workdir, A.MODEL)}: recommending with {resolved} "
+                "(`hmgnn train` trains the gnn, the default once it exists)")
+    if asked == AUTO and resolved not in ("gnn", "reference"):
+        return (f"recommend.model = auto: answering with {resolved}, which ranked the held-out label customers "
+                "better than the gnn when it was trained (the model card, README.md, says by how much); --model gnn "
+                "asks for the gnn")
+    return None
 
 
 def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, A.IdMaps]:
@@ -124,10 +117,14 @@ def recommend_customer(cfg: Config, customer_id: str, filter_bought: bool = Fals
     cid = check_customer_id(customer_id)
     name = model_name(cfg)  # a bad model name fails before the data is read
     model, _ = fit_model(cfg, name, k=cfg.recommend.k)
-    tables = A.tables_dir(cfg.workdir)
+    return answer(model, name, A.tables_dir(cfg.workdir), cid, cfg.recommend.k, filter_bought)
+
+
+def answer(model: Recommender, name: str, tables: Path, cid: str, k: int,
+           filter_bought: bool = False) -> CustomerRecommendations:
+    """`recommend_customer`'s answer from a fitted `model` (called `name`), the ids read from `tables`."""
     row = (pl.scan_parquet(tables / A.CUSTOMERS_PARQUET).filter(pl.col("customer_id") == cid)
            .select("customer_index").collect())
-    k = cfg.recommend.k
     article_index, scores, fallback, reasons = rank_customer(model, int(row.item(0, 0)) if row.height else None, k,
                                                              filter_bought)
     catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
@@ -137,6 +134,59 @@ def recommend_customer(cfg: Config, customer_id: str, filter_bought: bool = Fals
              "score": round(float(s), 6), **explained(r, lambda j: f"{article_ids[j]:010d}")}
             for i, (a, s, r) in enumerate(zip(catalogue[article_index].iter_rows(named=True), scores, reasons))]
     return CustomerRecommendations(cid, name, k, fallback, recs)
+
+
+def precompute(cfg: Config) -> Path:
+    """Every customer's answer (and the answer to an unknown id) from the model `recommend` answers with by default
+    (cfg.recommend.model, k = cfg.recommend.k), stored beside the model for `answers.lookup`: what
+    `recommend_customer` gives, row for row."""
+    import pyarrow as pa
+
+    asked = cfg.recommend.model
+    name = model_name(cfg)
+    k = cfg.recommend.k
+    model, _ = fit_model(cfg, name, k=k)
+    tables = A.tables_dir(cfg.workdir)
+    customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"]).sort("customer_id")
+    catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
+                 .sort("article_index"))
+    labels = [f"{a:010d}" for a in catalogue["article_id"].to_list()]
+    shown = {c: catalogue[c].to_list() for c in ARTICLE_COLUMNS}
+    columns: dict[str, list] = {c: [] for c in ("customer_id", "rank", "article_id", *ARTICLE_COLUMNS, "score", "why",
+                                                "sources", "fallback")}
+
+    def add(customer_id: str, ids: np.ndarray, scores: np.ndarray, reasons: list[Reason], fallback: str | None) -> None:
+        keep = ids >= 0
+        for rank, (a, score, reason) in enumerate(zip(ids[keep].tolist(), scores[keep].tolist(), reasons), 1):
+            columns["customer_id"].append(customer_id)
+            columns["rank"].append(rank)
+            columns["article_id"].append(labels[a])
+            for c in ARTICLE_COLUMNS:
+                columns[c].append(shown[c][a])
+            columns["score"].append(score)
+            for key, value in explained(reason, labels.__getitem__).items():
+                columns[key].append(value)
+            columns["fallback"].append(fallback)
+
+    article_index, scores = model.recommend_unknown(k=k)
+    add(answers.UNKNOWN_KEY, article_index, scores, model.explain_unknown(article_index), UNKNOWN_CUSTOMER)
+    index, ids = customers["customer_index"].to_numpy(), customers["customer_id"].to_list()
+    step = max(1, min(cfg.recommend.batch_size * PARALLEL_BATCHES, len(index) // 100))
+    with progress(unit="customers") as bar:
+        task = bar.add_task(f"answers ({model.name})", total=len(index))
+        for start in range(0, len(index), step):
+            chunk = index[start:start + step]
+            top, values, reasons = model.recommend_explained(chunk, k=k)
+            for row, c in enumerate(chunk.tolist()):
+                add(ids[start + row], top[row], values[row], reasons[row], model.fallback_reason(c))
+            bar.advance(task, len(chunk))
+    schema = pa.schema([("customer_id", pa.string()), ("rank", pa.int16()), ("article_id", pa.string()),
+                        *((c, pa.string()) for c in ARTICLE_COLUMNS),
+                        ("score", pa.float32()), ("why", pa.string()), ("sources", pa.list_(pa.string())),
+                        ("fallback", pa.string())])
+    table = pa.table(columns, schema=schema)
+    return answers.write(cfg.workdir, table, model=name, asked=list(dict.fromkeys([asked, name])), k=k,
+                         note=_auto_note(cfg, asked, name), customers=len(index))
 
 
 def explained(reason: Reason, article_id: Callable[[int], str]) -> dict[str, Any]:
@@ -285,19 +335,3 @@ def run(cfg: Config, customer_id: str | None = None, all_customers: bool = False
     if out is not None:
         raise UsageError("--out goes with --all; for one customer use --json to get machine-readable output")
     return recommend_customer(cfg, customer_id, filter_bought)
-
-
-def render_table(recs: CustomerRecommendations):
-    """A rich table of one customer's recommendations, with the fallback (if any) in the caption."""
-    from rich.table import Table
-
-    table = Table(title=f"top {len(recs.recommendations)} for {recs.customer_id[:16]}... ({recs.model})",
-                  caption=f"fallback: {recs.fallback}" if recs.fallback else None)
-    for name, justify in (("rank", "right"), ("article_id", "left"), ("prod_name", "left"),
-                          ("product_type_name", "left"), ("colour_group_name", "left"), ("score", "right"),
-                          ("why", "left")):
-        table.add_column(name.replace("_name", "").replace("_", " "), justify=justify)
-    for r in recs.recommendations:
-        table.add_row(str(r["rank"]), r["article_id"], *(str(r[c] or "") for c in ARTICLE_COLUMNS), f"{r['score']:.4g}",
-                      r["why"])
-    return table

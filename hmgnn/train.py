@@ -565,9 +565,28 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(cfg, inp, out, force)
+        path = _train(cfg, inp, out, force)
     finally:
         torch.use_deterministic_algorithms(previous)
+    _store_answers(cfg, path)
+    return path
+
+
+def _store_answers(cfg: Config, path: Path) -> None:
+    """With `recommend.precompute`, every customer's answer from the default model, stored beside it for
+    `recommend --customer-id` (hmgnn/answers.py); kept where the stored answers are still current."""
+    if (not cfg.recommend.precompute or cfg.train.recipe != "gnn" or Path(path) != model_dir(cfg)
+            or not distributed.current().is_main):
+        return
+    from hmgnn import answers, recommend
+
+    meta = answers.current(cfg.workdir)
+    if meta and cfg.recommend.model in meta.get("asked", ()) and meta.get("k") == cfg.recommend.k:
+        return
+    started = time.perf_counter()
+    stored = recommend.precompute(cfg)
+    info(f"[green]train[/green]: stored every customer's answer in {stored} ({time.perf_counter() - started:.0f} s; "
+         "`recommend --customer-id` reads it while the model and tables stay as they are)")
 
 
 def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path:
