@@ -219,9 +219,9 @@ def update(config: ConfigOpt = None, workdir: WorkdirOpt = None,
            model_dir: Annotated[Optional[Path], typer.Option("--model-dir", "--model", help="Update a model folder alone (a copied model/), not a workdir.")] = None,
            set_: SetOpt = None,
            refit_ranker: Annotated[bool, typer.Option("--refit-ranker", help="Also fit the ranker again on the newest label window (the GNN's weights are kept).")] = False) -> None:
-    """Add a later week of purchases to a trained model without training again: recommend, serve and hmgnn.load then answer as of the new last day.
+    """Add a later week of purchases to a trained model without training it again (as of the new last day).
 
-    Example: [bold]hmgnn update -c demo --raw new-week/[/bold]   ([bold]--model-dir ~/models/hm[/bold]: a copied model folder)
+    Example: [bold]hmgnn update -c demo --raw new-week/[/bold]   ([bold]--model-dir ~/models/hm[/bold]: a copied model folder alone)
     """
     cfg = _config(config, workdir, set_, model_dir)
     from hmgnn import update as step

@@ -933,7 +933,8 @@ def read_update(inp: Path, customers: pl.DataFrame, articles: pl.DataFrame, last
                                  "article_id", "article_index")
     customer_map = pl.concat([customers.select(pl.col("customer_id"), pl.col("customer_index").cast(pl.Int32)),
                               new_customers.select("customer_id", "customer_index")])
-    article_map = pl.concat([articles.select(pl.col("article_id").cast(pl.Int64), pl.col("article_index").cast(pl.Int32)),
+    article_map = pl.concat([articles.select(pl.col("article_id").cast(pl.Int64),
+                                             pl.col("article_index").cast(pl.Int32)),
                              new_articles.select("article_id", "article_index")])
 
     src = _materialize(sources["transactions"], scratch)

@@ -317,7 +317,8 @@ def _write_folder(cfg: Config, folder: Path, checkpoint: dict[str, Any], custome
     files = {name: paths.get(name, folder / name) for name in A.PORTABLE_FILES}
     new = dict(checkpoint)
     args = dict(checkpoint["model_args"])
-    grow = {"customer": customer_x.shape[0] - args["num_customers"], "article": article_x.shape[0] - args["num_articles"]}
+    grow = {"customer": customer_x.shape[0] - args["num_customers"],
+            "article": article_x.shape[0] - args["num_articles"]}
     args["num_customers"], args["num_articles"] = int(customer_x.shape[0]), int(article_x.shape[0])
     new["model_args"] = args
     state = dict(checkpoint["state_dict"])
@@ -378,8 +379,10 @@ def _refit_ranker(checkpoint: dict[str, Any], customer_x: torch.Tensor, article_
     rc = dataclasses.replace(RankerConfig(**(trained.get("ranker") or {})), windows=1)  # the newest window only
     days = int((trained.get("sample") or {}).get("val_days", 7))
     ages = customers.sort("customer_index")["age"].fill_null(-1).to_numpy().astype(np.int16)
-    columns = [c for c in ("customer_index", "article_index", "t_dat", "price") if c in transactions.columns]
-    purchases = A.IdMaps(customers.height, article_x.shape[0], ages).interactions(transactions.select(columns))
+    # the purchases as `recommend` reads them (no prices: a model folder's copy has none), so that the features
+    # the ranker learns from are the ones it will be given, in a workdir and a model folder alike
+    purchases = A.IdMaps(customers.height, article_x.shape[0], ages).interactions(
+        transactions.select(portable.PURCHASE_COLUMNS))
     end = transactions["t_dat"].max()
     windows = label_windows(purchases, end - dt.timedelta(days=days), end, rc)
     model = HeteroSAGE.from_args(checkpoint["model_args"])
@@ -402,7 +405,8 @@ def _refit_ranker(checkpoint: dict[str, Any], customer_x: torch.Tensor, article_
     checkpoint["ranker"] = ranker.to_dict()
     if ranker_only is not None and checkpoint.get("ranker_only") is not None:
         checkpoint["ranker_only"] = ranker_only.to_dict()
-    return {"window": f"{windows[0].as_of + dt.timedelta(days=1)}..{windows[0].end}", "customers": int(windows[0].customers),
+    window = windows[0]
+    return {"window": f"{window.as_of + dt.timedelta(days=1)}..{window.end}", "customers": int(window.customers),
             "rows": int(report["rows"]), "trees": int(report["trees"])}
 
 

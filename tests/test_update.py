@@ -37,7 +37,7 @@ def hmgnn_cli(capsys, *args: object) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def new_week(tables: Path, out: Path, days: tuple[int, int] = (1, 3)) -> dict:
+def new_week(tables: Path, out: Path, days: tuple[int, int] = (1, 3), customer: str = NEW_CUSTOMER) -> dict:
     """Kaggle-schema files of purchases after the last day of `tables` (a tables/ or model folder): a new customer
     buys two known articles; the customer of the last purchase buys a new article and a known one."""
     out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def new_week(tables: Path, out: Path, days: tuple[int, int] = (1, 3)) -> dict:
     old_customer = customers["customer_id"][int(tx["customer_index"][-1])]
     known = [f"{a:010d}" for a in articles["article_id"][:2]]
     described = articles.filter(pl.col("detail_desc").str.len_chars() > 20).row(0, named=True)
-    pl.DataFrame({"customer_id": [NEW_CUSTOMER], "FN": [1.0], "Active": [None], "club_member_status": ["ACTIVE"],
+    pl.DataFrame({"customer_id": [customer], "FN": [1.0], "Active": [None], "club_member_status": ["ACTIVE"],
                   "fashion_news_frequency": ["Monthly"], "age": [27], "postal_code": ["f" * 64]}
                  ).write_csv(out / A.CUSTOMERS_CSV)
     pl.DataFrame({"article_id": [f"{NEW_ARTICLE:010d}", f"{NEW_VARIANT:010d}"], "product_code": [999999, 999998],
@@ -58,7 +58,7 @@ def new_week(tables: Path, out: Path, days: tuple[int, int] = (1, 3)) -> dict:
                  ).write_csv(out / A.ARTICLES_CSV)
     first, second = (last + dt.timedelta(days=d) for d in days)
     pl.DataFrame({"t_dat": [str(first), str(first), str(second), str(second)],
-                  "customer_id": [NEW_CUSTOMER, NEW_CUSTOMER, old_customer, old_customer],
+                  "customer_id": [customer, customer, old_customer, old_customer],
                   "article_id": [known[0], known[1], f"{NEW_ARTICLE:010d}", known[0]],
                   "price": [0.03, 0.02, 0.05, 0.03], "sales_channel_id": [2, 2, 1, 1]}
                  ).write_csv(out / A.TRANSACTIONS_CSV)
@@ -166,6 +166,32 @@ def test_a_copied_model_folder_updates_on_its_own(trained_workdir, tmp_path, cap
     # the workdir's own model folder is updated through the workdir, never alone
     code, err = hmgnn_cli(capsys, "update", "--model-dir", trained_workdir / A.MODEL, "--raw", tmp_path / "new")
     assert code == 2 and "update the workdir" in err
+
+
+def test_a_second_update_places_new_customers_alike_and_serve_reloads(trained_workdir, tmp_path, capsys):
+    from hmgnn import served
+
+    folder = tmp_path / "hm"
+    shutil.copytree(trained_workdir / A.MODEL, folder)
+    new_week(folder, tmp_path / "first")
+    assert hmgnn_cli(capsys, "update", "--model-dir", folder, "--raw", tmp_path / "first")[0] == 0
+    cfg = load_config(None, [], workdir=folder)
+    serving = served.load(cfg)
+    second = "cd" * 32  # the same profile as the first week's new customer
+    week = new_week(folder, tmp_path / "second", customer=second)
+    assert serving.customer_index(second) is None and serving.health()["as_of"] == week["last"]
+    code, err = hmgnn_cli(capsys, "update", "--model-dir", folder, "--raw", tmp_path / "second")
+    assert code == 0, err
+    checkpoint = load_checkpoint(folder / A.MODEL_PT)
+    assert [u["new_customers"] for u in checkpoint["updates"]] == [1, 1]
+    customer_x, _ = portable.read_features(folder, checkpoint)
+    # the age scaling is the trained graph's, not one refit on the customers added since
+    assert torch.equal(customer_x[-1], customer_x[-2])
+    reloaded = served.load(cfg)  # what `hmgnn serve`'s reload does
+    assert reloaded.health()["as_of"] == week["second"]
+    index = reloaded.customer_index(second)
+    assert index == checkpoint["model_args"]["num_customers"] - 1 and not reloaded.model.is_cold([index])[0]
+    assert (folder / "README.md").read_text().count("\n- ") >= 2
 
 
 @pytest.fixture
