@@ -45,7 +45,7 @@ from hmgnn.ranking.fit import choose_rest_mix, fit_ranker, label_windows
 STATE_PT = "state.pt"
 CURVE_PNG = "train_curve.png"
 RANKER_JSON = "ranker.json"
-MODEL_CARD = "README.md"
+MODEL_CARD = artifacts.MODEL_CARD
 
 
 def model_dir(cfg: Config) -> Path:

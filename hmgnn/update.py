@@ -97,7 +97,10 @@ class Staged:
                     if final.exists():
                         backup = final.parent / f".{final.name}.before-update-{os.getpid()}"
                         backup.unlink(missing_ok=True)
-                        os.link(final, backup)
+                        try:
+                            os.link(final, backup)
+                        except OSError:  # a file system without hard links
+                            shutil.copy2(final, backup)
                     done.append((backup, final))
                     os.replace(staged, final)
             except BaseException:
@@ -346,12 +349,10 @@ def _write_folder(cfg: Config, folder: Path, checkpoint: dict[str, Any], custome
     paths[A.MODEL_PT] = staged.path(folder / A.MODEL_PT)
     A.save_torch(new, paths[A.MODEL_PT])
 
-    from hmgnn.train import MODEL_CARD
-
-    card = folder / MODEL_CARD
+    card = folder / A.MODEL_CARD
     if card.is_file():
-        paths[MODEL_CARD] = staged.path(card)
-        A.atomic_write_text(paths[MODEL_CARD], model_card_with(card.read_text(encoding="utf-8"), record))
+        paths[A.MODEL_CARD] = staged.path(card)
+        A.atomic_write_text(paths[A.MODEL_CARD], model_card_with(card.read_text(encoding="utf-8"), record))
     manifest = A.read_manifest(folder) or {}
     _refresh(manifest.get("outputs") or [], paths)
     # in a workdir: the tables and graph.pt it now fits

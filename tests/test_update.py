@@ -19,6 +19,7 @@ from hmgnn import portable, recommend, update
 from hmgnn.checkpoint import load as load_checkpoint
 from hmgnn.cli import main
 from hmgnn.config import load_config
+from hmgnn.graph import load_graph
 from hmgnn.models.reasons import BOUGHT
 
 NEW_CUSTOMER = "ab" * 32
@@ -129,8 +130,13 @@ def test_new_nodes_are_placed_by_their_features(updated):
     assert not article_x[-2, text].any()  # a description the graph never saw: zeros, as an empty one
     assert torch.equal(article_x[-1, text], article_x[week["described"], text])  # a known one: its embedding
     assert article_x[week["described"], text].any()
-    graph_x = torch.load(wd / A.GRAPH / A.GRAPH_PT, weights_only=False)["article"].x
-    assert torch.equal(graph_x, article_x)
+    data = load_graph(wd / A.GRAPH / A.GRAPH_PT)  # graph/ fits the tables: a node per row, an edge per purchase
+    assert torch.equal(data["article"].x, article_x) and torch.equal(data["customer"].x, customer_x)
+    purchases = pl.read_parquet(wd / A.TABLES / A.TRANSACTIONS_PARQUET)
+    edges = data["customer", "buys", "article"].edge_index
+    assert edges[:, -4:].tolist() == [purchases["customer_index"][-4:].to_list(),
+                                      purchases["article_index"][-4:].to_list()]
+    assert edges.shape[1] == purchases.height
 
 
 def test_lineage_holds_and_every_interface_answers_as_of_the_new_day(updated, capsys):
