@@ -261,3 +261,25 @@ def test_refit_ranker_changes_the_ranker_only(workdir_copy, tmp_path, capsys):
     assert "the ranker was fit again on the newest label window" in card
     A.check_lineage([wd / A.TABLES, wd / A.GRAPH, wd / A.MODEL])
     assert recommend.recommend_customer(load_config(None, [], workdir=wd), NEW_CUSTOMER).fallback is None
+
+
+def test_a_rename_that_fails_midway_is_undone(tmp_path, monkeypatch):
+    finals = [tmp_path / name for name in ("a", "b", "c")]
+    for path in finals[:2]:
+        path.write_text(f"old {path.name}")  # c is new
+    staged = update.Staged()
+    for path in finals:
+        staged.path(path).write_text(f"new {path.name}")
+    real, calls = update.os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError("disk gone")
+        real(src, dst)
+
+    monkeypatch.setattr(update.os, "replace", replace)
+    with pytest.raises(OSError):
+        staged.commit()
+    assert [p.read_text() for p in finals[:2]] == ["old a", "old b"] and not finals[2].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no staged file or backup left
