@@ -195,7 +195,7 @@ def _update(cfg: Config, place: Place, raw: Path, refit_ranker: bool, scratch: P
             changed[A.ARTICLES_PARQUET] = articles_all
         written: dict[str, Path] = {}  # where the workdir's new tables and graph.pt are staged
         if place.workdir:
-            written = _write_tables(place.data, changed, staged)
+            written = _write_tables(place.data, changed, record, staged)
             written[A.GRAPH_PT] = _write_graph(place.graph, written, new_customer_x, new_article_x, added, record,
                                                staged)
         bar.update(task, advance=1)
@@ -252,8 +252,10 @@ def _appended(frame: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([frame, rows], how="diagonal_relaxed").select(frame.columns).cast(frame.schema)
 
 
-def _write_tables(tables: Path, frames: dict[str, pl.DataFrame], staged: Staged) -> dict[str, Path]:
-    """The changed tables of tables/ and its manifest (outputs, rows), staged; returns where each was written."""
+def _write_tables(tables: Path, frames: dict[str, pl.DataFrame], record: dict[str, Any],
+                  staged: Staged) -> dict[str, Path]:
+    """The changed tables of tables/ and its manifest (outputs, rows, the update), staged; returns where each was
+    written."""
     paths = {}
     for name, frame in frames.items():
         paths[name] = staged.path(tables / name)
@@ -264,6 +266,7 @@ def _write_tables(tables: Path, frames: dict[str, pl.DataFrame], staged: Staged)
         rows = manifest.setdefault("rows", {})
         for name, frame in frames.items():
             rows[name.removesuffix(".parquet")] = frame.height
+        manifest.setdefault("updates", []).append(record)
         A.atomic_write_text(staged.path(tables / A.MANIFEST), json.dumps(manifest, indent=2, default=str) + "\n")
     return paths
 
