@@ -69,6 +69,7 @@ CUSTOMERS_KEPT_PARQUET = "customers_kept.parquet"
 # model/ (reference/ alike): model.pt and the training record, plus what makes the folder self-contained: it
 # loads and recommends without the workdir (see hmgnn/portable.py)
 MODEL_PT = "model.pt"
+MODEL_CARD = "README.md"  # what the model is, what it learned from, how to load it; `hmgnn update` adds to it
 TRAIN_LOG = "train_log.csv"
 FEATURES_PT = "features.pt"
 PORTABLE_FILES = (FEATURES_PT, TRANSACTIONS_PARQUET, CUSTOMERS_PARQUET, ARTICLES_PARQUET)

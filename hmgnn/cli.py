@@ -222,6 +222,24 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: M
 
 
 @app.command()
+def update(config: ConfigOpt = None, workdir: WorkdirOpt = None,
+           raw: Annotated[Path, typer.Option("--raw", help="Folder with the new purchases: transactions_train.csv (or parquet) dated after the data's last day, and customers.csv / articles.csv with the new customers and articles (optional).")] = ...,
+           model_dir: Annotated[Optional[Path], typer.Option("--model-dir", "--model", help="Update a model folder alone (a copied model/), not a workdir.")] = None,
+           set_: SetOpt = None,
+           refit_ranker: Annotated[bool, typer.Option("--refit-ranker", help="Also fit the ranker again on the newest label window (the GNN's weights are kept).")] = False) -> None:
+    """Add a later week of purchases to a trained model without training it again (as of the new last day).
+
+    Example: [bold]hmgnn update -c demo --raw new-week/[/bold]   ([bold]--model-dir ~/models/hm[/bold]: a copied model folder alone)
+    """
+    cfg = _config(config, workdir, set_, model_dir)
+    from hmgnn import update as step
+
+    record = step.run(cfg, raw, refit_ranker=refit_ranker)
+    info(f"[green]update[/green]: {cfg.workdir} answers as of {record['through']} ({record['transactions']:,} purchases "
+         f"and {step.counted(record)} added{'; the ranker fit again' if record['ranker_refit'] else ''})")
+
+
+@app.command()
 def init(name: Annotated[str, typer.Argument(help="Packaged config to start from: demo, tiny, seed-scale, full, movielens, dunnhumby or onlineretail.")] = "demo",
          out: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: <name>.toml here).")] = None,
          force: Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")] = False) -> None:

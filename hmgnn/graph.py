@@ -180,53 +180,89 @@ def _one_hot_into(x: np.ndarray, offset: int, values: pl.Series, vocabulary: lis
     x[rows, offset + codes[rows]] = 1.0
 
 
-def customer_features(customers: pl.DataFrame) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+def customer_features(customers: pl.DataFrame, names: list[str] | None = None,
+                      age: tuple[float, float] | None = None) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """The reference project's 9 customer features plus a missing-age flag: FN, Active, club_member_status and
     fashion_news_frequency one-hot, age standardised around its median, age_missing.
 
     A missing age becomes the median (0 after scaling) with age_missing = 1; unknown customers (known=false) get
-    the features of a customer with every field empty.
+    the features of a customer with every field empty. `names` and `age` (median, std), where given, are the columns
+    and the scaling of a graph built before (`hmgnn update` places new customers in it): a value outside its
+    vocabulary is encoded as a missing one, all zeros in its block.
     """
-    club = _vocabulary(customers["club_member_status"], CLUB_MEMBER_STATUSES)
-    news = _vocabulary(customers["fashion_news_frequency"], FASHION_NEWS_FREQUENCIES)
-    names = (["FN", "Active"] + [f"club_member_status={v}" for v in club]
-             + [f"fashion_news_frequency={v}" for v in news] + ["age", "age_missing"])
+    if names is None:
+        club = _vocabulary(customers["club_member_status"], CLUB_MEMBER_STATUSES)
+        news = _vocabulary(customers["fashion_news_frequency"], FASHION_NEWS_FREQUENCIES)
+    else:
+        club, news = _values_in(names, "club_member_status"), _values_in(names, "fashion_news_frequency")
+    columns = (["FN", "Active"] + [f"club_member_status={v}" for v in club]
+               + [f"fashion_news_frequency={v}" for v in news] + ["age", "age_missing"])
+    if names is not None and columns != names:
+        raise InputError(f"the customer feature columns ({len(names)}) are not the ones build-graph writes; "
+                         "run `hmgnn build-graph --force` and train again")
     known = customers["known"].to_numpy()
-    x = np.zeros((customers.height, len(names)), dtype=np.float32)
+    x = np.zeros((customers.height, len(columns)), dtype=np.float32)
     x[:, 0] = customers["FN"].fill_null(0).to_numpy()
     x[:, 1] = customers["Active"].fill_null(0).to_numpy()
     _one_hot_into(x, 2, customers["club_member_status"], club)
     _one_hot_into(x, 2 + len(club), customers["fashion_news_frequency"], news)
 
-    age = customers["age"].cast(pl.Float64).to_numpy()
-    has_age = known & ~np.isnan(age)
-    median = float(np.median(age[has_age])) if has_age.any() else 0.0
-    std = float(age[has_age].std()) if has_age.sum() > 1 else 0.0
-    std = std if std > 0 else 1.0
-    x[:, -2] = np.where(has_age, (np.nan_to_num(age) - median) / std, 0.0)
+    years = customers["age"].cast(pl.Float64).to_numpy()
+    has_age = known & ~np.isnan(years)
+    median, std = age if age is not None else age_scaling(years, known)
+    x[:, -2] = np.where(has_age, (np.nan_to_num(years) - median) / std, 0.0)
     x[:, -1] = ~has_age
     x[~known, :-1] = 0.0  # unknown customer: nothing is known, age included
-    return x, names, {"age_median": median, "age_std": round(std, 6)}
+    return x, columns, {"age_median": median, "age_std": round(std, 6)}
 
 
-def article_features(articles: pl.DataFrame, text_dim: int, text_max_features: int,
-                     seed: int) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+def age_scaling(years: np.ndarray, known: np.ndarray) -> tuple[float, float]:
+    """(median, std) of the known customers' ages (float, NaN where missing): the age feature's scaling; std 1
+    where it would be 0."""
+    has_age = known & ~np.isnan(years)
+    median = float(np.median(years[has_age])) if has_age.any() else 0.0
+    std = float(years[has_age].std()) if has_age.sum() > 1 else 0.0
+    return median, std if std > 0 else 1.0
+
+
+def _values_in(names: list[str], column: str) -> list[str]:
+    """The vocabulary of `column`'s one-hot block, read back from the feature names (`column=value`, in order)."""
+    return [n.split("=", 1)[1] for n in names if n.split("=", 1)[0] == column and "=" in n]
+
+
+def article_features(articles: pl.DataFrame, text_dim: int, text_max_features: int, seed: int,
+                     names: list[str] | None = None,
+                     text: np.ndarray | None = None) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """One-hot article metadata (`ARTICLE_CATEGORIES`, vocabularies from the known articles) followed by
-    `text_dim` dimensions of a TF-IDF + truncated-SVD embedding of detail_desc; unknown articles are all zero."""
+    `text_dim` dimensions of a TF-IDF + truncated-SVD embedding of detail_desc; unknown articles are all zero.
+
+    `names` and `text`, where given, are the columns of a graph built before and the text rows of these articles
+    (`hmgnn update` places new articles in it: the SVD is not refit); a value outside a vocabulary is encoded as a
+    missing one, all zeros in its block.
+    """
     known = articles["known"].to_numpy()
-    known_rows = articles.filter(pl.col("known"))
-    vocabularies = {c: _vocabulary(known_rows[c].str.strip_chars().replace("", None)) for c in ARTICLE_CATEGORIES}
-    names = [f"{c}={v}" for c, vocab in vocabularies.items() for v in vocab]
-    names += [f"desc_svd_{i}" for i in range(text_dim)]
-    x = np.zeros((articles.height, len(names)), dtype=np.float32)
+    if names is None:
+        known_rows = articles.filter(pl.col("known"))
+        vocabularies = {c: _vocabulary(known_rows[c].str.strip_chars().replace("", None)) for c in ARTICLE_CATEGORIES}
+    else:
+        vocabularies = {c: _values_in(names, c) for c in ARTICLE_CATEGORIES}
+        text_dim = sum(n.startswith("desc_svd_") for n in names)
+    columns = [f"{c}={v}" for c, vocab in vocabularies.items() for v in vocab]
+    columns += [f"desc_svd_{i}" for i in range(text_dim)]
+    if names is not None and columns != names:
+        raise InputError(f"the article feature columns ({len(names)}) are not the ones build-graph writes; "
+                         "run `hmgnn build-graph --force` and train again")
+    x = np.zeros((articles.height, len(columns)), dtype=np.float32)
     offset = 0
     for column, vocab in vocabularies.items():
         _one_hot_into(x, offset, articles[column].str.strip_chars(), vocab)
         offset += len(vocab)
-    text, stats = description_embedding(articles["detail_desc"], text_dim, text_max_features, seed)
+    stats: dict[str, Any] = {}
+    if text is None:
+        text, stats = description_embedding(articles["detail_desc"], text_dim, text_max_features, seed)
     x[:, offset:] = text
     x[~known] = 0.0
-    return x, names, stats
+    return x, columns, stats
 
 
 def description_embedding(descriptions: pl.Series, dim: int, max_features: int,

@@ -152,8 +152,9 @@ def _from_zip(archive: Path, kinds: tuple[str, ...]) -> dict[str, Source]:
     return found
 
 
-def find_sources(inp: Path) -> dict[str, Source]:
-    """The transactions, customers and articles inputs in a raw folder or a competition zip."""
+def find_sources(inp: Path, required: tuple[str, ...] = tuple(KAGGLE_NAMES)) -> dict[str, Source]:
+    """The transactions, customers and articles inputs in a raw folder or a competition zip; those of `required`
+    must be there (`hmgnn update` needs the transactions only)."""
     kinds = tuple(KAGGLE_NAMES)
     if inp.is_file() and inp.suffix.lower() == ".zip" and not inp.name.lower().endswith(".csv.zip"):
         found, where = _from_zip(inp, kinds), inp.name
@@ -174,11 +175,13 @@ def find_sources(inp: Path) -> dict[str, Source]:
     else:
         raise InputError(f"{inp} does not exist; run `hmgnn synth` or pass --raw with the folder that holds "
                          "transactions_train.csv, customers.csv and articles.csv (or the competition zip)")
-    for kind in kinds:
+    for kind in required:
         if kind not in found:
             stem = KAGGLE_NAMES[kind].removesuffix(".csv")
+            needed = ("all three Kaggle files are needed" if len(required) == len(kinds)
+                      else f"the {' and '.join(required)} {'file is' if len(required) == 1 else 'files are'} needed")
             raise InputError(f"{where} has no {kind} file: expected {stem}.csv (or .csv.zip, .parquet, or one file "
-                             f"whose name contains '{kind}'); all three Kaggle files are needed")
+                             f"whose name contains '{kind}'); {needed}")
     return found
 
 
@@ -869,3 +872,109 @@ def _write_tables(cfg: Config, sources: dict[str, Source], inputs: list[Path], o
         if problems.counts:
             so.extra["left_out"] = problems.counts  # --lenient: rows left out (ages set to missing) per reason
         info(f"ingest: {n_tx:,} transactions, {customers.height:,} customers, {articles.height:,} articles")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `hmgnn update`: a later week's files, checked as the first ones were
+
+CUSTOMER_SCHEMA = {"customer_index": pl.Int32, "customer_id": pl.String, "FN": pl.Int8, "Active": pl.Int8,
+                   "club_member_status": pl.String, "fashion_news_frequency": pl.String, "age": pl.Int16,
+                   "postal_code": pl.String, "known": pl.Boolean}
+"""tables/customers.parquet's columns, as `read_customers` gives them."""
+ARTICLE_SCHEMA = {"article_index": pl.Int32, "article_id": pl.Int64,
+                  **{c: pl.Int32 if c in _ARTICLE_CODES else pl.String for c in ARTICLE_COLUMNS[1:]},
+                  "known": pl.Boolean}
+"""tables/articles.parquet's columns, as `read_articles` gives them."""
+
+
+@dataclass
+class Additions:
+    """What a later week's files add to the tables (`hmgnn update`).
+
+    Args:
+        transactions: its purchases, tables/transactions.parquet's columns, in (date, customer) order, indexed in
+            the current id maps extended by the new rows below.
+        customers, articles: the rows that are new (CUSTOMER_SCHEMA, ARTICLE_SCHEMA), their indices following the
+            current ones in file order.
+        source: the transactions file, as messages name it.
+    """
+
+    transactions: pl.DataFrame
+    customers: pl.DataFrame
+    articles: pl.DataFrame
+    source: str
+
+    @property
+    def first_day(self) -> dt.date:
+        return self.transactions["t_dat"].min()
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.transactions["t_dat"].max()
+
+
+def read_update(inp: Path, customers: pl.DataFrame, articles: pl.DataFrame, last_day: dt.date, work: Path,
+                lenient: bool = False) -> Additions:
+    """The new files in `inp` (transactions; customers and articles optional, with the new rows), checked as `ingest`
+    checks its files, plus two checks of their own: every purchase is dated after `last_day` (the current data's
+    last day), and every id is in the current id maps (`customers`: customer_index, customer_id; `articles`:
+    article_index, article_id) or among the new rows. Rows of ids the maps hold already are not new and are skipped
+    (a whole customers.csv may be passed). `work` is a scratch folder."""
+    sources = find_sources(inp, required=("transactions",))
+    scratch = work / "_extract"
+    problems = Problems(lenient=lenient)
+    new_customers = pl.DataFrame(schema=CUSTOMER_SCHEMA)
+    new_articles = pl.DataFrame(schema=ARTICLE_SCHEMA)
+    if "customers" in sources:
+        new_customers = _new_rows(read_customers(_materialize(sources["customers"], scratch), problems), customers,
+                                  "customer_id", "customer_index")
+    if "articles" in sources:
+        new_articles = _new_rows(read_articles(_materialize(sources["articles"], scratch), problems), articles,
+                                 "article_id", "article_index")
+    customer_map = pl.concat([customers.select(pl.col("customer_id"), pl.col("customer_index").cast(pl.Int32)),
+                              new_customers.select("customer_id", "customer_index")])
+    article_map = pl.concat([articles.select(pl.col("article_id").cast(pl.Int64),
+                                             pl.col("article_index").cast(pl.Int32)),
+                             new_articles.select("article_id", "article_index")])
+
+    src = _materialize(sources["transactions"], scratch)
+    mapped, rows, _ = _map_transactions(src, customer_map, article_map, work)
+    drop = _check_transactions(src, mapped, rows, _has_channel(src), problems)
+    problems.settle()
+    purchases = pl.scan_parquet(mapped).with_row_index("_row", offset=1)
+    if drop is not None:  # --lenient: those rows are left out, and their ids need not be known
+        purchases = purchases.filter(~drop)
+        kept = purchases.select("_row").collect()["_row"]
+        rows = rows.filter(pl.col("_row").is_in(kept.implode()))
+    if rows.height:
+        first = rows.sort("_row").row(0, named=True)
+        kind = "customer" if first["customer_index"] is None else "article"
+        value = first["customer_id"] if kind == "customer" else f"{first['article_id']:010d}"
+        more = f" (and {rows.height - 1:,} more rows)" if rows.height > 1 else ""
+        raise InputError(f"{src.name}, column {kind}_id, row {first['_row']}{more}: {kind} {value} is neither in the "
+                         f"current data nor among the new rows of {KAGGLE_NAMES[kind + 's']}; add its row to "
+                         f"{Path(inp) / KAGGLE_NAMES[kind + 's']} (the new {kind}s only)")
+    early = purchases.filter(pl.col("t_dat") <= last_day).select(
+        pl.col("_row").first(), pl.col("t_dat").first(), pl.len().alias("n")).collect().row(0, named=True)
+    if early["n"]:
+        more = f" (and {early['n'] - 1:,} more rows)" if early["n"] > 1 else ""
+        raise InputError(f"{src.name}, column t_dat, row {early['_row']}{more}: {early['t_dat']} is on or before the "
+                         f"current data's last day, {last_day}; update adds purchases dated after it (leave out the "
+                         "rows the data holds already, or fix the date)")
+    transactions = (purchases.drop("_row").sort(_order_key(), maintain_order=True)
+                    .select("customer_index", "article_index", "t_dat", "price", "sales_channel_id").collect())
+    mapped.unlink(missing_ok=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return Additions(transactions, new_customers, new_articles, src.name)
+
+
+def _new_rows(frame: pl.DataFrame, current: pl.DataFrame, key: str, index: str) -> pl.DataFrame:
+    """The rows of `frame` whose `key` `current` lacks (the first of repeated ones), indexed after `current`'s."""
+    new = (frame.filter(~pl.col(key).is_in(current[key].cast(frame[key].dtype).implode()))
+           .unique(key, keep="first", maintain_order=True))
+    skipped = frame.height - new.height
+    if skipped:
+        info(f"update: {skipped:,} of {frame.height:,} {key.removesuffix('_id')} rows are known already (or repeated); "
+             "only the new ones are added")
+    return new.with_columns(pl.int_range(current.height, current.height + new.height, dtype=pl.Int32, eager=True)
+                            .alias(index))

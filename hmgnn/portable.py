@@ -17,24 +17,46 @@ import torch
 from hmgnn import artifacts as A
 from hmgnn.errors import InputError, MissingArtifactError
 
-PURCHASE_COLUMNS = ["customer_index", "article_index", "t_dat"]
+PURCHASE_COLUMNS = ["customer_index", "article_index", "t_dat", "price"]
+"""The purchases' columns a model folder copies and `recommend` reads (price: the ranker's price features, as the
+ranker learned them)."""
 """The columns of tables/transactions.parquet that `recommend` fits on (every row, in order)."""
 CUSTOMER_COLUMNS = ["customer_index", "customer_id", "age"]
 """The customer id map, and the age that picks a cold customer's age band for the fallback."""
+ARTICLE_META_COLUMNS = ["product_code", "product_type_no", "department_no", "section_no", "garment_group_no",
+                        "detail_desc"]
+"""What `hmgnn update` reads to place new articles beside the known ones: the codes of the pair features' article
+categories (`ranking.features.ArticleMeta`) and the description whose embedding a new colour variant shares."""
 RECOPY = "copy the whole model/ folder again from its workdir (`hmgnn train --force` there rewrites it)"
 
 
 def write(folder: Path, tables: Path, customer_x: torch.Tensor, article_x: torch.Tensor) -> dict[str, dict[str, Any]]:
     """Write `A.PORTABLE_FILES` into `folder` (a step folder under construction, renamed into place when whole)
     from `tables` and the static node features; returns each file's bytes and fingerprint, for model.pt to record."""
+    write_features(folder / A.FEATURES_PT, customer_x, article_x)
+    for name in A.PORTABLE_FILES[1:]:
+        present = pl.read_parquet_schema(tables / name)
+        columns = [c for c in copied_columns(name) if c in present]
+        pl.read_parquet(tables / name, columns=columns).write_parquet(folder / name, compression="zstd")
+    return files_record({name: folder / name for name in A.PORTABLE_FILES})
+
+
+def copied_columns(name: str) -> list[str]:
+    """The columns of tables/<name> that the model folder's copy holds (those the table has)."""
     from hmgnn.answers import ARTICLE_COLUMNS  # the article fields recommend and serve show
 
-    A.save_torch({"customer": pack_rows(customer_x), "article": pack_rows(article_x)}, folder / A.FEATURES_PT)
-    for name, columns in ((A.TRANSACTIONS_PARQUET, PURCHASE_COLUMNS), (A.CUSTOMERS_PARQUET, CUSTOMER_COLUMNS),
-                          (A.ARTICLES_PARQUET, ["article_index", "article_id", *ARTICLE_COLUMNS])):
-        pl.read_parquet(tables / name, columns=columns).write_parquet(folder / name, compression="zstd")
-    return {name: {"bytes": (folder / name).stat().st_size, "fingerprint": A.fingerprint(folder / name)}
-            for name in A.PORTABLE_FILES}
+    return {A.TRANSACTIONS_PARQUET: PURCHASE_COLUMNS, A.CUSTOMERS_PARQUET: CUSTOMER_COLUMNS,
+            A.ARTICLES_PARQUET: ["article_index", "article_id", *ARTICLE_COLUMNS, *ARTICLE_META_COLUMNS]}[name]
+
+
+def write_features(path: Path, customer_x: torch.Tensor, article_x: torch.Tensor) -> None:
+    """features.pt: the static node features, packed (`pack_rows`)."""
+    A.save_torch({"customer": pack_rows(customer_x), "article": pack_rows(article_x)}, path)
+
+
+def files_record(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """model.pt's "files": each copied file's bytes and fingerprint (`paths`: name -> where it is written now)."""
+    return {name: {"bytes": path.stat().st_size, "fingerprint": A.fingerprint(path)} for name, path in paths.items()}
 
 
 def pack_rows(x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ from hmgnn.models import (
 )
 from hmgnn.models.base import PARALLEL_BATCHES
 from hmgnn.models.reasons import Reason
+from hmgnn.portable import PURCHASE_COLUMNS
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 MAX_K_ALL = 1_000
@@ -101,7 +102,10 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
     if k is not None and k > limit:
         raise ConfigUsageError(f"recommend.k = {k:,} is more than the {ids.n_articles:,} articles in "
                           f"{tables / A.ARTICLES_PARQUET}; ask for at most {limit:,}")
-    purchases = pl.read_parquet(tables / A.TRANSACTIONS_PARQUET, columns=["customer_index", "article_index", "t_dat"])
+    path = tables / A.TRANSACTIONS_PARQUET
+    # the prices too, where the table has them: the ranker learned its price features from them
+    present = pl.read_parquet_schema(path)
+    purchases = pl.read_parquet(path, columns=[c for c in PURCHASE_COLUMNS if c in present])
     model = create_model(name or model_name(cfg), cfg).fit(ids.interactions(purchases))
     return model, ids
 
@@ -134,6 +138,24 @@ def answer(model: Recommender, name: str, tables: Path, cid: str, k: int,
              "score": round(float(s), 6), **explained(r, lambda j: f"{article_ids[j]:010d}")}
             for i, (a, s, r) in enumerate(zip(catalogue[article_index].iter_rows(named=True), scores, reasons))]
     return CustomerRecommendations(cid, name, k, fallback, recs)
+
+
+def store_answers(cfg: Config, step: str) -> Path | None:
+    """`precompute`, where `recommend.precompute` asks for it and the stored answers are not already current for
+    the configured model and k; says where they went and what it took (`step`: who asks)."""
+    import time
+
+    if not cfg.recommend.precompute or not (A.is_model_folder(cfg.workdir)
+                                            or A.has_checkpoint(A.step_dir(cfg.workdir, A.MODEL))):
+        return None
+    meta = answers.current(cfg.workdir)
+    if meta and cfg.recommend.model in meta.get("asked", ()) and meta.get("k") == cfg.recommend.k:
+        return None
+    started = time.perf_counter()
+    stored = precompute(cfg)
+    info(f"[green]{step}[/green]: stored every customer's answer in {stored} ({time.perf_counter() - started:.0f} s; "
+         "`recommend --customer-id` reads it while the model and tables stay as they are)")
+    return stored
 
 
 def precompute(cfg: Config) -> Path:

@@ -45,7 +45,7 @@ from hmgnn.ranking.fit import choose_rest_mix, fit_ranker, label_windows
 STATE_PT = "state.pt"
 CURVE_PNG = "train_curve.png"
 RANKER_JSON = "ranker.json"
-MODEL_CARD = "README.md"
+MODEL_CARD = artifacts.MODEL_CARD
 
 
 def model_dir(cfg: Config) -> Path:
@@ -574,19 +574,11 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
 
 def _store_answers(cfg: Config, path: Path) -> None:
     """With `recommend.precompute`, every customer's answer from the default model, stored beside it for
-    `recommend --customer-id` (hmgnn/answers.py); kept where the stored answers are still current."""
-    if (not cfg.recommend.precompute or cfg.train.recipe != "gnn" or Path(path) != model_dir(cfg)
-            or not distributed.current().is_main):
-        return
-    from hmgnn import answers, recommend
+    `recommend --customer-id` (hmgnn/answers.py)."""
+    if cfg.train.recipe == "gnn" and Path(path) == model_dir(cfg) and distributed.current().is_main:
+        from hmgnn import recommend
 
-    meta = answers.current(cfg.workdir)
-    if meta and cfg.recommend.model in meta.get("asked", ()) and meta.get("k") == cfg.recommend.k:
-        return
-    started = time.perf_counter()
-    stored = recommend.precompute(cfg)
-    info(f"[green]train[/green]: stored every customer's answer in {stored} ({time.perf_counter() - started:.0f} s; "
-         "`recommend --customer-id` reads it while the model and tables stay as they are)")
+        recommend.store_answers(cfg, "train")
 
 
 def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path:
