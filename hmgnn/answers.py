@@ -121,8 +121,8 @@ def current(workdir: str | Path) -> dict[str, Any] | None:
         meta = json.loads((folder / STORE_JSON).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or not (folder / STORE_PARQUET).is_file():
-        return None
+    if not isinstance(meta, dict) or meta.get("version") != A.__version__ or not (folder / STORE_PARQUET).is_file():
+        return None  # another hmgnn's answers may differ from this one's
     inputs = _inputs(workdir)
     recorded = meta.get("inputs")
     if not isinstance(recorded, dict):
