@@ -127,3 +127,19 @@ def test_the_cli_ranks_as_before_where_the_store_does_not_hold(trained_workdir):
     assert got["customer_id"] == cid and len(got["recommendations"]) == 12
     assert not any(r["why"].startswith("bought") for r in got["recommendations"])
     assert got != stored or not any(r["why"].startswith("bought") for r in stored["recommendations"])
+
+
+def test_recommend_reads_the_prices_the_ranker_learned_from(trained_workdir, fitted, tmp_path):
+    """The ranker's price features come from the purchases' prices in training; recommend gives it the same, from a
+    workdir and from a copied model folder alike (which copies the prices)."""
+    import numpy as np
+
+    from hmgnn import recommend
+
+    model, name = fitted
+    assert model.snapshot is not None and np.isfinite(model.snapshot.article_price).any()
+    folder = tmp_path / "copy"
+    shutil.copytree(trained_workdir / A.MODEL, folder)
+    assert "price" in pl.read_parquet_schema(folder / A.TRANSACTIONS_PARQUET)
+    copied, _ = recommend.fit_model(load_config(None, [], workdir=folder), name)
+    np.testing.assert_array_equal(copied.snapshot.article_price, model.snapshot.article_price)
