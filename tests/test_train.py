@@ -53,7 +53,7 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
     assert isinstance(ckpt["retrieval_drops_bought"], bool)
     # self-contained: the data recommending reads, recorded by model.pt
     assert set(ckpt["files"]) == {"features.pt", "transactions.parquet", "customers.parquet", "articles.parquet"}
-    purchases = ["customer_index", "article_index", "t_dat"]
+    purchases = ["customer_index", "article_index", "t_dat", "price"]
     assert pl.read_parquet(out / "transactions.parquet").equals(
         pl.read_parquet(workdir / "tables" / "transactions.parquet", columns=purchases))
     features = unpack_rows(torch.load(out / "features.pt", weights_only=True)["article"])
