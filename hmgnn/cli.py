@@ -184,7 +184,7 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: M
               out: Annotated[Optional[Path], typer.Option("--out", help="With --all: submission.csv (Kaggle format) or recs.parquet.")] = None,
               k: KOpt = None,
               filter_bought: Annotated[bool, typer.Option("--filter-bought", help="Leave out the articles the customer already bought (the next-best take their places).")] = False,
-              model: Annotated[Optional[str], typer.Option("--model", callback=_model_option, help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, gnn-retrieval, als, popular, popular-new, repurchase or trending.")] = None,
+              model: Annotated[Optional[str], typer.Option("--model", help="auto (the default: gnn once `hmgnn train` has run, else trending), gnn, gnn-retrieval, als, popular, popular-new, repurchase or trending.")] = None,
               json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """Top-k articles for one customer (table or JSON on stdout), or for everybody as a Kaggle submission.
 
@@ -208,6 +208,12 @@ def recommend(config: ConfigOpt = None, workdir: WorkdirOpt = None, model_dir: M
     if customer_id is not None and not all_ and out is None:  # the answer `hmgnn train` stored, where it holds
         result = answers.lookup(cfg.workdir, cfg.recommend.model, customer_id, cfg.recommend.k, filter_bought)
     if result is None:
+        # --model is checked here, not while parsing: the registry imports torch, which a stored answer never needs
+        # (and names only a model it knows)
+        try:
+            _model_option(model)
+        except typer.BadParameter as e:
+            raise UsageError(f"--model: {e.message}") from None
         from hmgnn import recommend as step
 
         result = step.run(cfg, customer_id=customer_id, all_customers=all_, out=out, filter_bought=filter_bought)

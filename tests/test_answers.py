@@ -97,15 +97,17 @@ def test_an_input_rewritten_with_the_same_size_is_noticed(trained_workdir, tmp_p
     assert answers.current(folder) is None
 
 
-def test_the_cli_answers_from_the_store_without_torch(trained_workdir):
-    """`hmgnn recommend --customer-id` in a fresh process: the stored answer, torch never imported."""
+@pytest.mark.parametrize("extra", [[], ["--model", "gnn"]])
+def test_the_cli_answers_from_the_store_without_torch(trained_workdir, extra):
+    """`hmgnn recommend --customer-id` in a fresh process, plain or naming the stored model: the stored answer,
+    torch never imported."""
     cid = _ids(trained_workdir)[2]
     code = ("import sys, io, contextlib\n"
             "from hmgnn.cli import app\n"
             "out = io.StringIO()\n"
             "with contextlib.redirect_stdout(out):\n"
             "    try:\n"
-            f"        app(['recommend', '-w', {str(trained_workdir)!r}, '--customer-id', {cid!r}, '--json'])\n"
+            f"        app(['recommend', '-w', {str(trained_workdir)!r}, '--customer-id', {cid!r}, '--json', *{extra!r}])\n"
             "    except SystemExit as e:\n"
             "        assert not e.code, e.code\n"
             "print(out.getvalue())\n"
