@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--raw", type=Path, required=True, help="the data set's raw folder (Kaggle schema)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--refit-ranker", action="store_true", help="time `hmgnn update --refit-ranker` instead")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -115,14 +116,15 @@ def main() -> None:
     train_u = hmgnn("sample", "-c", args.config, "-w", u, "--set", f"sample.cutoff={c1}", *sets)
     train_u += hmgnn("train", "-c", args.config, "-w", u, "--set", f"sample.cutoff={c1}", *sets)
     week = tx.filter((days > kept) & (days <= c2))
-    update = hmgnn("update", "-c", args.config, "-w", u, "--raw", raw_folder(out / "raw-week", week, False), *sets)
+    update = hmgnn("update", "-c", args.config, "-w", u, "--raw", raw_folder(out / "raw-week", week, False), *sets,
+                   *(["--refit-ranker"] if args.refit_ranker else []))
     update_store = sum(LAST_STORE)
     hmgnn("update", "-c", args.config, "-w", u, "--raw", raw_folder(out / "raw-scored", tx.filter(days > c2), False),
           *sets)
     hmgnn("sample", "-c", args.config, "-w", u, "--out", u / "split-scored", "--set", f"sample.cutoff={c2}", *sets)
     hmgnn("evaluate", "-c", args.config, "-w", u, "--in", u / "split-scored", "--out", u / "evaluate-scored", *sets)
 
-    result = {"config": args.config, "last_day": str(last), "scored_week": f"{c2 + dt.timedelta(days=1)}..{last}",
+    result = {"config": args.config, "refit_ranker": args.refit_ranker, "last_day": str(last), "scored_week": f"{c2 + dt.timedelta(days=1)}..{last}",
               "update_week": f"{kept + dt.timedelta(days=1)}..{c2}", "update_rows": week.height,
               "retrain_map@12": _gnn_map(r, "evaluate"), "update_map@12": _gnn_map(u, "evaluate-scored"),
               "retrain_seconds (sample + train)": round(retrain, 1), "update_seconds": round(update, 1),
