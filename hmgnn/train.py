@@ -37,7 +37,7 @@ from hmgnn.interactions import Interactions, WindowTruth, article_sales, purchas
 from hmgnn.models.base import csr_rows, stored_at, top_k
 from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.sparse import Adjacency
-from hmgnn.models.gnn_recommender import embeddings_as_of
+from hmgnn.models.gnn_recommender import ranker_scores
 from hmgnn.ranking.candidates import GNNScores
 from hmgnn.ranking.features import ArticleMeta
 from hmgnn.ranking.fit import choose_rest_mix, fit_ranker, label_windows
@@ -664,11 +664,8 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
     ranker, ranker_only, ranker_report, rest_mix = None, None, None, 0.5
     if windows is not None:
         model = trainer.model.eval()
-
-        def gnn_as_of(seen: Interactions, as_of: dt.date) -> GNNScores:
-            c_emb, a_emb = embeddings_as_of(model, tc.recipe, tc.time_features, data.customer_x, data.article_x,
-                                            seen, as_of, device, edge_half_life=tc.edge_half_life)
-            return GNNScores(model, c_emb, a_emb, device, own=None)  # the ranker reads the embeddings' scores
+        gnn_as_of = ranker_scores(model, tc.recipe, tc.time_features, data.customer_x, data.article_x, device,
+                                  edge_half_life=tc.edge_half_life)
 
         try:
             ranker, ranker_only, ranker_report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of,

@@ -377,8 +377,7 @@ def _refit_ranker(checkpoint: dict[str, Any], customer_x: torch.Tensor, article_
     settings and seed), on one label window: the newest `sample.val_days` days, features as of the day before it, the
     GNN's message pass (its weights kept) over the purchases up to that day. Returns what the model card records."""
     from hmgnn.models.gnn import HeteroSAGE
-    from hmgnn.models.gnn_recommender import embeddings_as_of
-    from hmgnn.ranking.candidates import GNNScores
+    from hmgnn.models.gnn_recommender import ranker_scores
     from hmgnn.ranking.features import ArticleMeta
     from hmgnn.ranking.fit import fit_ranker, label_windows
 
@@ -395,13 +394,9 @@ def _refit_ranker(checkpoint: dict[str, Any], customer_x: torch.Tensor, article_
     model = HeteroSAGE.from_args(checkpoint["model_args"])
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
-    half_life = float(checkpoint["train_config"].get("edge_half_life", 0.0))
-    torch_device = torch.device(device)
-
-    def gnn_as_of(seen: Any, as_of: dt.date) -> GNNScores:
-        c_emb, a_emb = embeddings_as_of(model, checkpoint["recipe"], checkpoint["time_features"], customer_x,
-                                        article_x, seen, as_of, torch_device, edge_half_life=half_life)
-        return GNNScores(model, c_emb, a_emb, torch_device, own=None)  # the ranker reads the embeddings' scores
+    gnn_as_of = ranker_scores(model, checkpoint["recipe"], checkpoint["time_features"], customer_x, article_x,
+                              torch.device(device),
+                              edge_half_life=float(checkpoint["train_config"].get("edge_half_life", 0.0)))
 
     try:
         ranker, ranker_only, report = fit_ranker(purchases, windows, ArticleMeta.from_dict(checkpoint["article_meta"]),

@@ -58,6 +58,20 @@ def embeddings_as_of(model: HeteroSAGE, recipe: str, time_features: bool, custom
     return model.embeddings(adj, **inputs)
 
 
+def ranker_scores(model: HeteroSAGE, recipe: str, time_features: bool, customer_x: torch.Tensor,
+                  article_x: torch.Tensor, device: torch.device, edge_half_life: float = 0.0):
+    """The `gnn_as_of(seen, as_of)` that `ranking.fit.fit_ranker` calls for each label window: the GNN's scores from
+    one message pass over `seen` as of that day, the embeddings' dot products alone (no own-edge term), as the
+    ranker reads them (`hmgnn train`, and `hmgnn update --refit-ranker` with the trained weights)."""
+
+    def gnn_as_of(seen: Interactions, as_of: dt.date) -> GNNScores:
+        c_emb, a_emb = embeddings_as_of(model, recipe, time_features, customer_x, article_x, seen, as_of, device,
+                                        edge_half_life=edge_half_life)
+        return GNNScores(model, c_emb, a_emb, device, own=None)
+
+    return gnn_as_of
+
+
 @register("gnn")
 class GNNRecommender(Recommender):
     """Two stages: candidates from several sources (the GNN's own top-N among them), ordered by the learned ranker
