@@ -155,13 +155,13 @@ def lookup(workdir: str | Path, asked: str, customer_id: str, k: int,
     known = table.filter(pc.equal(table["customer_id"], cid))
     rows = (known if known.num_rows else table.filter(pc.equal(table["customer_id"], UNKNOWN_KEY))).to_pylist()
     rows.sort(key=lambda r: r["rank"])
-    if not rows and not known.num_rows:
+    if not rows:  # a store without the unknown id's answer
         return None
     if meta.get("note"):
         from hmgnn.console import info
 
         info(meta["note"])
-    fallback = rows[0]["fallback"] if rows else None
+    fallback = rows[0]["fallback"]
     recs = [{"rank": r["rank"], "article_id": r["article_id"], **{c: r[c] for c in ARTICLE_COLUMNS},
              "score": round(float(r["score"]), 6), "why": r["why"], "sources": list(r["sources"])}
             for r in rows[:k]]

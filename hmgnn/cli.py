@@ -61,7 +61,8 @@ def _wrote(step: str, out: Path) -> None:
 
 
 def _model_option(value: Optional[str]) -> Optional[str]:
-    """`--model`: a name the registry knows (or auto), checked while parsing, so a typo is a usage error (exit 2)."""
+    """`--model`: a name the registry knows (or auto), checked while parsing (`recommend`: after its stored answers),
+    so a typo is a usage error (exit 2)."""
     if value is None or value == "auto":  # the default needs no registry (nor torch, which it imports)
         return value
     from hmgnn.models import AUTO, model_names

@@ -18,9 +18,8 @@ from hmgnn import artifacts as A
 from hmgnn.errors import InputError, MissingArtifactError
 
 PURCHASE_COLUMNS = ["customer_index", "article_index", "t_dat", "price"]
-"""The purchases' columns a model folder copies and `recommend` reads (price: the ranker's price features, as the
-ranker learned them)."""
-"""The columns of tables/transactions.parquet that `recommend` fits on (every row, in order)."""
+"""The columns of tables/transactions.parquet that a model folder copies and `recommend` fits on (every row, in
+order; price for the ranker's price features, which it learned with prices)."""
 CUSTOMER_COLUMNS = ["customer_index", "customer_id", "age"]
 """The customer id map, and the age that picks a cold customer's age band for the fallback."""
 ARTICLE_META_COLUMNS = ["product_code", "product_type_no", "department_no", "section_no", "garment_group_no",
