@@ -398,7 +398,8 @@ def test_ranker_capacity_follows_the_labelled_customers():
     assert sizes == sorted(sizes)  # never fewer leaves for more customers
 
 
-def test_early_stopping_keeps_the_best_round_of_the_held_out_customers():
+@pytest.mark.parametrize("objective", ["lambdarank", "binary"])
+def test_early_stopping_keeps_the_best_round_of_the_held_out_customers(objective):
     from hmgnn.ranking.ranker import Ranker
 
     # the label is the first feature's sign: a few trees learn it, and more only fit the noise of the others
@@ -407,8 +408,9 @@ def test_early_stopping_keeps_the_best_round_of_the_held_out_customers():
     y = (x[:, 0] + 0.1 * rng.normal(size=4000) > 0.8).astype(np.float32)
     groups = np.full(400, 10)
     held = (x[3000:], y[3000:], groups[:100])
-    stopped = Ranker.fit(x[:3000], y[:3000], groups[:300], list("abcde"), trees=300, leaves=4, valid=held, patience=10)
-    full = Ranker.fit(x[:3000], y[:3000], groups[:300], list("abcde"), trees=300, leaves=4)
+    stopped = Ranker.fit(x[:3000], y[:3000], groups[:300], list("abcde"), objective, trees=300, leaves=4, valid=held,
+                         patience=10)
+    full = Ranker.fit(x[:3000], y[:3000], groups[:300], list("abcde"), objective, trees=300, leaves=4)
     assert 1 <= stopped.trees < 300 and full.trees == 300
     assert list(stopped.importance())[0] == "a"
 

@@ -58,8 +58,8 @@ class Ranker:
         }
         if objective == "lambdarank":
             params["lambdarank_truncation_level"] = 20
-        data = lightgbm.Dataset(x, labels, group=groups if objective == "lambdarank" else None,
-                                feature_name=features, free_raw_data=True)
+        # the groups go with every objective: `binary` ignores them, but the held-out MAP@12 needs them on both sets
+        data = lightgbm.Dataset(x, labels, group=groups, feature_name=features, free_raw_data=True)
         callbacks: list[Any] = [lambda env: on_tree()] if on_tree is not None else []
         sets: list[Any] = []
         if valid is not None:
