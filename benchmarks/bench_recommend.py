@@ -121,7 +121,7 @@ def main() -> None:
 
 def trained(args: argparse.Namespace) -> None:
     """Time a trained workdir's model on a sample of its customers (see the module docstring)."""
-    import hmgnn.models.gnn_recommender as gnn_module
+    import hmgnn.ranking.recommender as gnn_module
     from hmgnn.config import load_config
     from hmgnn.recommend import fit_model
 

@@ -38,7 +38,7 @@ def untrained_gnn(ranker: bool = True, decoder: str = "dot"):
     """The GNN recommender over a freshly initialised model and a ranker fit on random rows: the interface, not
     the quality, is under test."""
     from hmgnn.models.gnn import HeteroSAGE
-    from hmgnn.models.gnn_recommender import GNNRecommender
+    from hmgnn.ranking.recommender import GNNRecommender
     from hmgnn.ranking.features import ArticleMeta
 
     torch.manual_seed(0)

@@ -1,5 +1,8 @@
 """The model registry: every recommender by name, the baselines and (imported on first use) the trained `gnn`
-and `reference`; `create_model(name, cfg)` builds one, and an unknown name is a ConfigError listing the known."""
+and `reference`; `create_model(name, cfg)` builds one, and an unknown name is a ConfigError listing the known.
+
+The two-stage recommender lives on the floor above (hmgnn.ranking.recommender): LAZY_MODELS names it, and
+`model_class` imports it on first use. That is the models' one arrow up (tests/test_layers.py, ALLOWED_UP)."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from hmgnn.models import baselines  # noqa: F401  (registers the baselines)
 from hmgnn.interactions import Interactions
 from hmgnn.models.base import MODELS, Recommender, register
 
-# Registered on first use: importing them pulls in heavy dependencies (torch_geometric).
-LAZY_MODELS = {"gnn": "hmgnn.models.gnn_recommender", "gnn-retrieval": "hmgnn.models.gnn_recommender",
-               "reference": "hmgnn.models.gnn_recommender", "ranker-only": "hmgnn.models.gnn_recommender",
+# Registered on first use: importing them pulls in heavy dependencies (torch_geometric), and the trained GNN's
+# recommenders sit on the ranking floor above this one.
+LAZY_MODELS = {"gnn": "hmgnn.ranking.recommender", "gnn-retrieval": "hmgnn.ranking.recommender",
+               "reference": "hmgnn.ranking.recommender", "ranker-only": "hmgnn.ranking.recommender",
                "als": "hmgnn.models.als", "rp3beta": "hmgnn.models.itemgraph", "ease": "hmgnn.models.itemgraph"}
 
 __all__ = ["MODELS", "Interactions", "Recommender", "register", "create_model", "model_names", "model_class",
