@@ -186,11 +186,11 @@ def load(cfg: Config) -> ServedModel:
     name = model_name(cfg, cfg.serve.model)  # `auto` resolved; a bad name fails before the data is read
     cls = model_class(name)
     workdir = Path(cfg.workdir)
-    tables = A.tables_dir(workdir)
+    where = A.locate(workdir)
+    tables = where.tables
     folder = getattr(cls, "folder", None)  # models with a checkpoint (the GNNs) say where it lives
-    if folder and A.is_model_folder(workdir):  # a self-contained model folder holds it at its top
-        folder = ""
-    checkpoint = workdir / folder / A.MODEL_PT if folder is not None else None
+    # (`Location.folder`: a self-contained model folder holds it at its top)
+    checkpoint = where.folder(folder) / A.MODEL_PT if folder is not None else None
     before = A.fingerprint(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
     model, _ = fit_model(cfg, name)
     if cfg.serve.keep_candidates and model.ranks_candidates:

@@ -56,7 +56,7 @@ class Place:
 
     @classmethod
     def of(cls, workdir: Path) -> Place:
-        if A.is_model_folder(workdir):
+        if A.locate(workdir).model_folder:
             parent = workdir.parent
             if (parent / A.TABLES).is_dir() and (parent / A.GRAPH).is_dir() and workdir.name in (A.MODEL, A.REFERENCE):
                 raise UsageError(f"{workdir} is the model folder of the workdir {parent}: update the workdir, which "

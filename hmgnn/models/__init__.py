@@ -44,12 +44,12 @@ def resolve_model_name(name: str, workdir: Any) -> str:
 
     if name != AUTO:
         return name
-    if artifacts.is_model_folder(workdir):
+    where = artifacts.locate(workdir)
+    if where.model_folder:
         from hmgnn.portable import recipe
 
-        return "reference" if recipe(Path(workdir)) == "reference" else auto_choice(Path(workdir))
-    folder = Path(workdir) / artifacts.MODEL
-    return auto_choice(folder) if artifacts.has_checkpoint(folder) else AUTO_FALLBACK
+        return "reference" if recipe(where.path) == "reference" else auto_choice(where.path)
+    return auto_choice(where.model) if artifacts.has_checkpoint(where.model) else AUTO_FALLBACK
 
 
 AUTO_CHOICES = ("gnn", *baselines.BASELINES)

@@ -122,7 +122,7 @@ class GNNRecommender(Recommender):
         """The checkpoint of <cfg.workdir>/<folder> with graph/'s node features, or, where cfg.workdir is a model
         folder (a copied model/), everything from that folder alone."""
         workdir = Path(cfg.workdir)
-        if artifacts.is_model_folder(workdir):
+        if artifacts.locate(workdir).model_folder:
             checkpoint = load_checked(workdir / artifacts.MODEL_PT, artifacts.MODEL)
             recipe = "reference" if cls.folder == artifacts.REFERENCE else "gnn"
             if checkpoint.get("recipe") != recipe:
