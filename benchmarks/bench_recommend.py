@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from hmgnn.interactions import Interactions
-from hmgnn.models import Recommender, create_model
+from hmgnn.models import Recommender
+from hmgnn.registry import create_model
 from hmgnn.models.base import PARALLEL_BATCHES
 from hmgnn.recommend import write_recommendations
 

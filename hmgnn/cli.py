@@ -65,7 +65,7 @@ def _model_option(value: Optional[str]) -> Optional[str]:
     so a typo is a usage error (exit 2)."""
     if value is None or value == "auto":  # the default needs no registry (nor torch, which it imports)
         return value
-    from hmgnn.models import AUTO, model_names
+    from hmgnn.registry import AUTO, model_names
 
     if value != AUTO and value not in model_names():
         raise typer.BadParameter(f"unknown model {value!r}; known: {AUTO}, {', '.join(model_names())}")

@@ -22,8 +22,9 @@ from hmgnn.console import info, progress
 from hmgnn.metrics import (average_precision_curve, best_f1_threshold, binary_metrics, bootstrap_interval,
                            bootstrap_ratio, map_at_k_curve, ranking_metrics, recall_at_k_curve, to_probability)
 from hmgnn.interactions import Interactions, WindowTruth, article_sales
-from hmgnn.models import Recommender, create_model, model_class
+from hmgnn.models.base import Recommender
 from hmgnn.models.baselines import BASELINES
+from hmgnn.registry import create_model, model_class
 
 PAIRS = {"test": A.TEST_PAIRS_PARQUET, "validation": A.VALIDATION_PAIRS_PARQUET}
 MAP_PLOT = "map_at_k.png"
@@ -242,7 +243,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
 
 def auto_model(cfg: Config, names: list[str]) -> str | None:
     """The model `recommend.model = auto` answers with, where it is among the evaluated models (None otherwise)."""
-    from hmgnn.models import auto_choice
+    from hmgnn.registry import auto_choice
 
     folder = A.step_dir(cfg.workdir, A.MODEL)
     if not A.has_checkpoint(folder):

@@ -25,16 +25,10 @@ from hmgnn.answers import (  # noqa: F401 (re-exported)
 from hmgnn.config import MAX_K, Config, RecommendConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigUsageError, UsageError
-from hmgnn.models import (
-    AUTO,
-    Recommender,
-    create_model,
-    model_class,
-    resolve_model_name,
-)
-from hmgnn.models.base import PARALLEL_BATCHES
+from hmgnn.models.base import PARALLEL_BATCHES, Recommender
 from hmgnn.models.reasons import Reason
 from hmgnn.portable import PURCHASE_COLUMNS
+from hmgnn.registry import AUTO, create_model, model_class, resolve_model_name
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 MAX_K_ALL = 1_000
@@ -62,7 +56,7 @@ def check_k(k: object, n_articles: int, name: str = "k") -> int:
 
 def model_name(cfg: Config, name: str | None = None) -> str:
     """The model that answers: `name` (default cfg.recommend.model), with `auto` resolved (see
-    `hmgnn.models.resolve_model_name`) and checked, before any data is read."""
+    `hmgnn.registry.resolve_model_name`) and checked, before any data is read."""
     asked = name or cfg.recommend.model
     resolved = resolve_model_name(asked, cfg.workdir)
     model_class(resolved)  # a bad model name fails here

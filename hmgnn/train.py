@@ -721,7 +721,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
         so.extra["validation"] = {"gnn_map@12": trainer.best_map}
         so.extra["refit"] = refit
-        so.extra["auto"] = auto  # read by `hmgnn.models.resolve_model_name` without loading model.pt
+        so.extra["auto"] = auto  # read by `hmgnn.registry.resolve_model_name` without loading model.pt
         if ranker_report:
             so.extra["ranker"] = {k: v for k, v in ranker_report.items() if k != "importance"}
     shutil.rmtree(state_path.parent, ignore_errors=True)

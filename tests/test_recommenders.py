@@ -10,7 +10,8 @@ import torch
 
 from hmgnn.errors import ConfigError
 from hmgnn.interactions import Interactions
-from hmgnn.models import LAZY_MODELS, MODELS, Recommender, create_model, model_names
+from hmgnn.models import MODELS, Recommender
+from hmgnn.registry import LAZY_MODELS, create_model, model_names
 from hmgnn.models.base import AGE_BANDS
 from hmgnn.models.itemgraph import EASE, EASERecommender, RP3Beta
 

@@ -17,7 +17,7 @@ from hmgnn import artifacts, train
 from hmgnn.config import load_config
 from hmgnn.graph import load_graph_features
 from hmgnn.portable import unpack_rows
-from hmgnn.models import create_model
+from hmgnn.registry import create_model
 from hmgnn.interactions import Interactions, WindowTruth
 from hmgnn.models.base import lookup
 from hmgnn.models.gnn import HeteroSAGE
@@ -426,7 +426,7 @@ def test_auto_keeps_the_gnn_unless_a_baseline_ranks_the_held_out_customers_bette
 
 
 def test_held_out_customers_compare_the_models_and_choose_auto(workdir, tmp_path):
-    from hmgnn.models import resolve_model_name
+    from hmgnn.registry import resolve_model_name
 
     out = train.run(_cfg(workdir, "ranker.holdout=0.3", "ranker.trees=40", "ranker.patience=5"), out=tmp_path / "model")
     manifest = json.loads((out / "manifest.json").read_text())

@@ -1,6 +1,6 @@
 """The two-stage recommender, the top of the ranking floor: the trained GNN (hmgnn.models.gnn) behind the
 recommender interface, `gnn` (GNN retrieval + the learned ranker), `gnn-retrieval` (the GNN's own scores alone),
-`ranker-only` and `reference` (the reference recipe). The model registry (hmgnn.models) imports it on first use.
+`ranker-only` and `reference` (the reference recipe). The model registry (hmgnn.registry) imports it on first use.
 
 `fit` runs one message pass over the purchases it is given (no retraining), so the same checkpoint scores the
 validation window from history and the test window from history + validation, as a deployed model would.
