@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from hmgnn.interactions import Interactions
-from hmgnn.models import Recommender, create_model
+from hmgnn.models import Recommender
+from hmgnn.registry import create_model
 from hmgnn.models.base import PARALLEL_BATCHES
 from hmgnn.recommend import write_recommendations
 
@@ -121,7 +122,7 @@ def main() -> None:
 
 def trained(args: argparse.Namespace) -> None:
     """Time a trained workdir's model on a sample of its customers (see the module docstring)."""
-    import hmgnn.models.gnn_recommender as gnn_module
+    import hmgnn.ranking.recommender as gnn_module
     from hmgnn.config import load_config
     from hmgnn.recommend import fit_model
 

@@ -81,19 +81,19 @@ def render_table(recs: CustomerRecommendations):
 
 def store_dir(workdir: str | Path) -> Path:
     """Where the answers live: the model folder (<workdir>/model, or the model folder given as the workdir)."""
-    return Path(workdir) if A.is_model_folder(workdir) else A.step_dir(workdir, A.MODEL)
+    return A.locate(workdir).model
 
 
-def _inputs(workdir: str | Path) -> dict[str, Path]:
+def _inputs(where: A.Location) -> dict[str, Path]:
     """Every file the default model's answers depend on, by a name that stays valid when the model folder is
     copied: the model folder's own files (the model, its node features and its copies of the tables), and for a
     workdir also the tables and graph it reads there."""
-    model = store_dir(workdir)
+    model = where.model
     files = {"model/" + name: model / name for name in (A.MODEL_PT, A.MANIFEST, *A.PORTABLE_FILES)}
-    if not A.is_model_folder(workdir):
-        files |= {"tables/" + name: A.step_dir(workdir, A.TABLES) / name
+    if not where.model_folder:
+        files |= {"tables/" + name: where.tables / name
                   for name in (A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET)}
-        files["graph/" + A.GRAPH_PT] = A.step_dir(workdir, A.GRAPH) / A.GRAPH_PT  # the model checks it was its graph
+        files["graph/" + A.GRAPH_PT] = A.step_dir(where.path, A.GRAPH) / A.GRAPH_PT  # the model checks it was its graph
     return {name: path for name, path in files.items() if path.is_file()}
 
 
@@ -116,19 +116,20 @@ def _unchanged(path: Path, recorded: dict[str, Any]) -> bool:
 
 def current(workdir: str | Path) -> dict[str, Any] | None:
     """The store's record (answers.json) where the store exists and every input is unchanged, else None."""
-    folder = store_dir(workdir)
+    where = A.locate(workdir)
+    folder = where.model
     try:
         meta = json.loads((folder / STORE_JSON).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or meta.get("version") != A.__version__ or not (folder / STORE_PARQUET).is_file():
         return None  # another hmgnn's answers may differ from this one's
-    inputs = _inputs(workdir)
+    inputs = _inputs(where)
     recorded = meta.get("inputs")
     if not isinstance(recorded, dict):
         return None
     # a copy of the model folder reads its own files alone: the workdir's that the store also records are not there
-    expected = {n for n in recorded if n.startswith("model/")} if A.is_model_folder(workdir) else set(recorded)
+    expected = {n for n in recorded if n.startswith("model/")} if where.model_folder else set(recorded)
     if set(inputs) != expected:
         return None
     if not all(_unchanged(inputs[name], recorded[name]) for name in inputs):
@@ -187,6 +188,6 @@ def write(workdir: str | Path, rows: Any, *, model: str, asked: list[str], k: in
         tmp.unlink(missing_ok=True)
         raise
     meta = {"version": A.__version__, "model": model, "asked": asked, "k": k, "note": note, "customers": customers,
-            "inputs": {name: _describe(path) for name, path in _inputs(workdir).items()}}
+            "inputs": {name: _describe(path) for name, path in _inputs(A.locate(workdir)).items()}}
     A.atomic_write_text(record, json.dumps(meta, indent=2) + "\n")
     return parquet

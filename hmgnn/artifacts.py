@@ -578,9 +578,46 @@ def step_dir(workdir: str | Path, kind: str) -> Path:
 def is_model_folder(path: str | Path) -> bool:
     """True for a model folder given in place of a workdir (a copied model/: model.pt at its top, or the manifest
     `hmgnn train` writes, which a workdir never holds): it is then the only folder read (and one that lost its
-    model.pt is refused there, see `portable.check_folder`)."""
+    model.pt is refused there, see `portable.check_folder`). Asked by `locate` alone: everything else reads the
+    `Location` it returns (tests/test_artifacts.py holds it to that)."""
     path = Path(path)
     return (path / MODEL_PT).is_file() or (read_manifest(path) or {}).get("step") == "train"
+
+
+@dataclass(frozen=True)
+class Location:
+    """What a path given as the workdir (`-w`, `--model-dir`, `hmgnn.load`) is, from `locate`: a workdir, or a
+    model folder standing in for one, and where each thing is read there."""
+
+    path: Path
+    model_folder: bool
+    """A model folder (a copied model/) given in place of a workdir: then it is the only folder read."""
+
+    @property
+    def tables(self) -> Path:
+        """Where the id maps and purchases are read: <workdir>/tables, or a model folder itself (its copies)."""
+        return self.path if self.model_folder else step_dir(self.path, TABLES)
+
+    @property
+    def model(self) -> Path:
+        """The default model's folder (the answers' store too): <workdir>/model, or a model folder itself."""
+        return self.folder(MODEL)
+
+    def folder(self, kind: str) -> Path:
+        """A trained model's folder (`MODEL`, `REFERENCE`): <workdir>/<kind>, or a model folder itself."""
+        return self.path if self.model_folder else step_dir(self.path, kind)
+
+    @property
+    def trained(self) -> bool:
+        """Whether a trained model is there: a model folder, or a workdir whose model/ holds a model.pt (see
+        `has_checkpoint`: a manifest that lists a missing model.pt is an error)."""
+        return self.model_folder or has_checkpoint(self.model)
+
+
+def locate(path: str | Path) -> Location:
+    """The one answer to "what is this path": a workdir or a model folder (`is_model_folder`, asked here only),
+    with the folders the rest reads from it."""
+    return Location(Path(path), is_model_folder(path))
 
 
 def has_checkpoint(folder: Path) -> bool:
@@ -599,11 +636,6 @@ def has_checkpoint(folder: Path) -> bool:
                                    f"`{PRODUCER.get(folder.name, 'hmgnn train')} --force` (or copy the whole model "
                                    "folder again)")
     return False
-
-
-def tables_dir(workdir: str | Path) -> Path:
-    """Where the id maps and purchases are read: <workdir>/tables, or a model folder itself (its copies of them)."""
-    return Path(workdir) if is_model_folder(workdir) else step_dir(workdir, TABLES)
 
 
 def skip_if_current(out: Path, step: str, step_config: dict[str, Any], inputs: list[Path], force: bool) -> bool:

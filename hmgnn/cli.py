@@ -45,7 +45,7 @@ def _config(config: Optional[Path], workdir: Optional[Path], overrides: Optional
 
         if workdir is not None:
             raise UsageError("pass --workdir or --model-dir, not both: a model folder loads without a workdir")
-        if not artifacts.is_model_folder(model_dir):
+        if not artifacts.locate(model_dir).model_folder:
             raise InputError(f"--model-dir {model_dir}: no {artifacts.MODEL_PT} there; pass the model/ folder that "
                              "`hmgnn train` wrote (e.g. work/demo/model), or a copy of it")
         workdir = model_dir  # a model folder stands where the workdir goes: it holds its own data
@@ -65,7 +65,7 @@ def _model_option(value: Optional[str]) -> Optional[str]:
     so a typo is a usage error (exit 2)."""
     if value is None or value == "auto":  # the default needs no registry (nor torch, which it imports)
         return value
-    from hmgnn.models import AUTO, model_names
+    from hmgnn.registry import AUTO, model_names
 
     if value != AUTO and value not in model_names():
         raise typer.BadParameter(f"unknown model {value!r}; known: {AUTO}, {', '.join(model_names())}")

@@ -3,6 +3,7 @@ scored it beside recall, NDCG, coverage and the binary metrics; writes metrics.j
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -16,13 +17,14 @@ import numpy as np
 import polars as pl
 
 from hmgnn import artifacts as A
-from hmgnn.config import Config, EvaluateConfig
+from hmgnn.config import Config, EvaluateConfig, RankerConfig, TrainConfig
 from hmgnn.console import info, progress
 from hmgnn.metrics import (average_precision_curve, best_f1_threshold, binary_metrics, bootstrap_interval,
                            bootstrap_ratio, map_at_k_curve, ranking_metrics, recall_at_k_curve, to_probability)
 from hmgnn.interactions import Interactions, WindowTruth, article_sales
-from hmgnn.models import Recommender, create_model, model_class
+from hmgnn.models.base import Recommender
 from hmgnn.models.baselines import BASELINES
+from hmgnn.registry import create_model, model_class
 
 PAIRS = {"test": A.TEST_PAIRS_PARQUET, "validation": A.VALIDATION_PAIRS_PARQUET}
 MAP_PLOT = "map_at_k.png"
@@ -241,7 +243,7 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
 
 def auto_model(cfg: Config, names: list[str]) -> str | None:
     """The model `recommend.model = auto` answers with, where it is among the evaluated models (None otherwise)."""
-    from hmgnn.models import auto_choice
+    from hmgnn.registry import auto_choice
 
     folder = A.step_dir(cfg.workdir, A.MODEL)
     if not A.has_checkpoint(folder):
@@ -355,21 +357,46 @@ def _plots(folder: Path, results: dict[str, dict[str, Any]], popularity: np.ndar
 
 
 def _settings(cfg: Config, names: list[str]) -> list[str]:
-    """The settings behind the numbers, in words (report.md's second paragraph)."""
-    t, r, sp = cfg.train.resolved(), cfg.ranker, cfg.sample
+    """The settings behind the numbers, in words (report.md's second paragraph). The gnn is described as it was
+    trained (`trained_settings`: its model folder's manifest), not by the config evaluate runs with."""
+    sp = cfg.sample
     lines = [f"Settings: seed {cfg.seed}; test window {sp.test_days} days, validation window {sp.val_days} days "
              f"before it."]
     if "gnn" in names:
+        t, r, fitted = trained_settings(A.step_dir(cfg.workdir, A.MODEL))
+        trees = (f"{fitted['trees']} trees of {fitted['leaves']} leaves, as many as early stopping on held-out "
+                 f"label customers kept of at most {r.trees}" if fitted.get("leaves") is not None else
+                 f"{fitted['trees']} trees, fit again by `hmgnn update --refit-ranker`" if "trees" in fitted else
+                 f"at most {r.trees} trees, as many as early stopping on held-out label customers keeps")
         lines.append(f"The gnn: a {t.layers}-layer GraphSAGE of width {t.hidden} ({t.loss} loss, "
                      f"{'with' if t.id_embeddings else 'without'} ID embeddings, up to {t.epochs} epochs with "
                      f"early stopping on the validation window, refit {t.refit}), whose top {r.gnn_candidates} "
                      f"articles join the customer's bought articles ({r.bought_candidates}), other colours "
                      f"({r.variant_candidates}), bestsellers ({r.popular_candidates}), trending "
                      f"({r.trending_candidates}) and random-walk neighbours ({r.walk_candidates}) as candidates, "
-                     f"ranked by LightGBM ({r.objective}, at most {r.trees} trees, as many as early stopping on "
-                     f"held-out label customers keeps) trained on label windows before the test (model/ranker.json "
-                     f"lists them); ranker-only is the same ranker fit without the GNN's candidates and features.")
+                     f"ranked by LightGBM ({r.objective}, {trees}) trained on label windows before the test "
+                     f"(model/ranker.json lists them); ranker-only is the same ranker fit without the GNN's "
+                     f"candidates and features.")
     return [" ".join(lines), ""]
+
+
+def trained_settings(folder: Path) -> tuple[TrainConfig, RankerConfig, dict[str, Any]]:
+    """How the model in `folder` was trained, from its manifest: the `[train]` (resolved for its recipe) and
+    `[ranker]` settings `hmgnn train` ran with, and its ranker as fitted (`trees`, `leaves`; after
+    `hmgnn update --refit-ranker`, the newest refit's `trees`). A setting the manifest lacks is the default."""
+    manifest = A.read_manifest(folder) or {}
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+
+    def recorded(cls: type, section: str) -> Any:
+        values = config.get(section) if isinstance(config.get(section), dict) else {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    fitted = dict(manifest.get("ranker") or {}) if isinstance(manifest.get("ranker"), dict) else {}
+    for update in manifest.get("updates") or []:
+        if isinstance(update, dict) and isinstance(update.get("ranker"), dict) and "trees" in update["ranker"]:
+            fitted = {"trees": update["ranker"]["trees"]}  # refit on the newest window: its early stopping is gone
+    return recorded(TrainConfig, "train").resolved(), recorded(RankerConfig, "ranker"), fitted
 
 
 def _report(metrics: dict[str, Any], data: ScoredWindow, results: dict[str, dict[str, Any]],

@@ -15,6 +15,7 @@ import polars as pl
 import torch
 
 from hmgnn import artifacts as A
+from hmgnn.answers import ARTICLE_COLUMNS  # the article fields recommend and serve show
 from hmgnn.errors import InputError, MissingArtifactError
 
 PURCHASE_COLUMNS = ["customer_index", "article_index", "t_dat", "price"]
@@ -42,8 +43,6 @@ def write(folder: Path, tables: Path, customer_x: torch.Tensor, article_x: torch
 
 def copied_columns(name: str) -> list[str]:
     """The columns of tables/<name> that the model folder's copy holds (those the table has)."""
-    from hmgnn.answers import ARTICLE_COLUMNS  # the article fields recommend and serve show
-
     return {A.TRANSACTIONS_PARQUET: PURCHASE_COLUMNS, A.CUSTOMERS_PARQUET: CUSTOMER_COLUMNS,
             A.ARTICLES_PARQUET: ["article_index", "article_id", *ARTICLE_COLUMNS, *ARTICLE_META_COLUMNS]}[name]
 

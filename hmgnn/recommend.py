@@ -25,16 +25,10 @@ from hmgnn.answers import (  # noqa: F401 (re-exported)
 from hmgnn.config import MAX_K, Config, RecommendConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigUsageError, UsageError
-from hmgnn.models import (
-    AUTO,
-    Recommender,
-    create_model,
-    model_class,
-    resolve_model_name,
-)
-from hmgnn.models.base import PARALLEL_BATCHES
+from hmgnn.models.base import PARALLEL_BATCHES, Recommender
 from hmgnn.models.reasons import Reason
 from hmgnn.portable import PURCHASE_COLUMNS
+from hmgnn.registry import AUTO, create_model, model_class, resolve_model_name
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 MAX_K_ALL = 1_000
@@ -62,7 +56,7 @@ def check_k(k: object, n_articles: int, name: str = "k") -> int:
 
 def model_name(cfg: Config, name: str | None = None) -> str:
     """The model that answers: `name` (default cfg.recommend.model), with `auto` resolved (see
-    `hmgnn.models.resolve_model_name`) and checked, before any data is read."""
+    `hmgnn.registry.resolve_model_name`) and checked, before any data is read."""
     asked = name or cfg.recommend.model
     resolved = resolve_model_name(asked, cfg.workdir)
     model_class(resolved)  # a bad model name fails here
@@ -74,9 +68,10 @@ def model_name(cfg: Config, name: str | None = None) -> str:
 
 def _auto_note(cfg: Config, asked: str, resolved: str) -> str | None:
     """What `recommend` says when `auto` answers with another model than the trained gnn."""
-    trained = A.is_model_folder(cfg.workdir) or A.has_checkpoint(A.step_dir(cfg.workdir, A.MODEL))
+    where = A.locate(cfg.workdir)
+    trained = where.trained
     if asked == AUTO and not trained and resolved != "gnn":
-        return (f"no trained model in {A.step_dir(cfg.workdir, A.MODEL)}: recommending with {resolved} "
+        return (f"no trained model in {where.model}: recommending with {resolved} "
                 "(`hmgnn train` trains the gnn, the default once it exists)")
     if asked == AUTO and resolved not in ("gnn", "reference"):
         return (f"recommend.model = auto: answering with {resolved}, which ranked the held-out label customers "
@@ -89,8 +84,9 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
     """Model `name` (as `model_name` resolves it; default: cfg.recommend.model, resolved here) fit on every purchase
     in tables/ (the deployed setting); `k`, the articles to be asked for per customer, is checked against the
     catalogue before anything is fit."""
-    tables = A.tables_dir(cfg.workdir)
-    if A.is_model_folder(cfg.workdir):  # a self-contained model folder: its own copies, checked as a whole
+    where = A.locate(cfg.workdir)
+    tables = where.tables
+    if where.model_folder:  # a self-contained model folder: its own copies, checked as a whole
         from hmgnn.portable import check_folder
 
         check_folder(tables)
@@ -121,7 +117,7 @@ def recommend_customer(cfg: Config, customer_id: str, filter_bought: bool = Fals
     cid = check_customer_id(customer_id)
     name = model_name(cfg)  # a bad model name fails before the data is read
     model, _ = fit_model(cfg, name, k=cfg.recommend.k)
-    return answer(model, name, A.tables_dir(cfg.workdir), cid, cfg.recommend.k, filter_bought)
+    return answer(model, name, A.locate(cfg.workdir).tables, cid, cfg.recommend.k, filter_bought)
 
 
 def answer(model: Recommender, name: str, tables: Path, cid: str, k: int,
@@ -145,8 +141,7 @@ def store_answers(cfg: Config, step: str) -> Path | None:
     the configured model and k; says where they went and what it took (`step`: who asks)."""
     import time
 
-    if not cfg.recommend.precompute or not (A.is_model_folder(cfg.workdir)
-                                            or A.has_checkpoint(A.step_dir(cfg.workdir, A.MODEL))):
+    if not cfg.recommend.precompute or not A.locate(cfg.workdir).trained:
         return None
     meta = answers.current(cfg.workdir)
     if meta and cfg.recommend.model in meta.get("asked", ()) and meta.get("k") == cfg.recommend.k:
@@ -168,7 +163,7 @@ def precompute(cfg: Config) -> Path:
     name = model_name(cfg)
     k = cfg.recommend.k
     model, _ = fit_model(cfg, name, k=k)
-    tables = A.tables_dir(cfg.workdir)
+    tables = A.locate(cfg.workdir).tables
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"]).sort("customer_id")
     catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
                  .sort("article_index"))
@@ -246,7 +241,7 @@ def write_all(cfg: Config, out: Path, filter_bought: bool = False) -> Path:
         raise ConfigUsageError(f"recommend.k = {cfg.recommend.k:,} with --all: at most {MAX_K_ALL:,} articles per "
                           "customer are written for everybody (a Kaggle submission needs 12)")
     model, _ = fit_model(cfg, model_name(cfg), k=cfg.recommend.k)
-    tables = A.tables_dir(cfg.workdir)
+    tables = A.locate(cfg.workdir).tables
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"])
     index = customers["customer_index"].to_numpy()
     cold = int(model.is_cold(index).sum())

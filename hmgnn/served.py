@@ -19,10 +19,11 @@ from hmgnn import artifacts as A
 from hmgnn.config import Config
 from hmgnn.console import info
 from hmgnn.errors import HmgnnError
-from hmgnn.models import Recommender, model_class
+from hmgnn.models.base import Recommender
 from hmgnn.models.base import top_k  # exact on ties, like every ranking in hmgnn
 from hmgnn.models.reasons import Reason
 from hmgnn.recommend import ARTICLE_COLUMNS, explained, fit_model, model_name, rank_customer
+from hmgnn.registry import model_class
 
 
 def rank_dense(model: Recommender, customers: np.ndarray, ks: list[int],
@@ -186,11 +187,11 @@ def load(cfg: Config) -> ServedModel:
     name = model_name(cfg, cfg.serve.model)  # `auto` resolved; a bad name fails before the data is read
     cls = model_class(name)
     workdir = Path(cfg.workdir)
-    tables = A.tables_dir(workdir)
+    where = A.locate(workdir)
+    tables = where.tables
     folder = getattr(cls, "folder", None)  # models with a checkpoint (the GNNs) say where it lives
-    if folder and A.is_model_folder(workdir):  # a self-contained model folder holds it at its top
-        folder = ""
-    checkpoint = workdir / folder / A.MODEL_PT if folder is not None else None
+    # (`Location.folder`: a self-contained model folder holds it at its top)
+    checkpoint = where.folder(folder) / A.MODEL_PT if folder is not None else None
     before = A.fingerprint(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
     model, _ = fit_model(cfg, name)
     if cfg.serve.keep_candidates and model.ranks_candidates:

@@ -30,17 +30,17 @@ from hmgnn.device import resolve_device
 from hmgnn.config import Config, TrainConfig
 from hmgnn.console import console, info, progress
 from hmgnn.errors import InputError
-from hmgnn.node_inputs import (ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, OwnEdges, build_adjacency, inputs_on,
-                               node_inputs)
 from hmgnn.graph import load_graph_features
 from hmgnn.interactions import Interactions, WindowTruth, article_sales, purchase_matrix
 from hmgnn.models.base import csr_rows, stored_at, top_k
 from hmgnn.models.gnn import HeteroSAGE
+from hmgnn.models.node_inputs import (ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATURES, OwnEdges, build_adjacency,
+                                      inputs_on, node_inputs)
 from hmgnn.models.sparse import Adjacency
-from hmgnn.models.gnn_recommender import ranker_scores
 from hmgnn.ranking.candidates import GNNScores
 from hmgnn.ranking.features import ArticleMeta
 from hmgnn.ranking.fit import choose_rest_mix, fit_ranker, label_windows
+from hmgnn.ranking.recommender import ranker_scores
 
 STATE_PT = "state.pt"
 CURVE_PNG = "train_curve.png"
@@ -721,7 +721,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
         so.extra["validation"] = {"gnn_map@12": trainer.best_map}
         so.extra["refit"] = refit
-        so.extra["auto"] = auto  # read by `hmgnn.models.resolve_model_name` without loading model.pt
+        so.extra["auto"] = auto  # read by `hmgnn.registry.resolve_model_name` without loading model.pt
         if ranker_report:
             so.extra["ranker"] = {k: v for k, v in ranker_report.items() if k != "importance"}
     shutil.rmtree(state_path.parent, ignore_errors=True)

@@ -26,7 +26,7 @@ import polars as pl
 import torch
 
 from hmgnn import artifacts as A
-from hmgnn import checkpoint as C
+from hmgnn.ranking import checkpoint as C
 from hmgnn import graph, ingest, portable
 from hmgnn.config import Config, RankerConfig
 from hmgnn.console import info, progress
@@ -56,7 +56,7 @@ class Place:
 
     @classmethod
     def of(cls, workdir: Path) -> Place:
-        if A.is_model_folder(workdir):
+        if A.locate(workdir).model_folder:
             parent = workdir.parent
             if (parent / A.TABLES).is_dir() and (parent / A.GRAPH).is_dir() and workdir.name in (A.MODEL, A.REFERENCE):
                 raise UsageError(f"{workdir} is the model folder of the workdir {parent}: update the workdir, which "
@@ -377,7 +377,7 @@ def _refit_ranker(checkpoint: dict[str, Any], customer_x: torch.Tensor, article_
     settings and seed), on one label window: the newest `sample.val_days` days, features as of the day before it, the
     GNN's message pass (its weights kept) over the purchases up to that day. Returns what the model card records."""
     from hmgnn.models.gnn import HeteroSAGE
-    from hmgnn.models.gnn_recommender import ranker_scores
+    from hmgnn.ranking.recommender import ranker_scores
     from hmgnn.ranking.features import ArticleMeta
     from hmgnn.ranking.fit import fit_ranker, label_windows
 

@@ -35,7 +35,7 @@ def fitted(trained_workdir):
 
 
 def _ids(workdir: Path) -> list[str]:
-    return pl.read_parquet(A.tables_dir(workdir) / A.CUSTOMERS_PARQUET)["customer_id"].sort().to_list()
+    return pl.read_parquet(A.locate(workdir).tables / A.CUSTOMERS_PARQUET)["customer_id"].sort().to_list()
 
 
 def test_train_stores_every_customer_answer(trained_workdir):
@@ -54,7 +54,7 @@ def test_stored_answers_are_the_models_answers(trained_workdir, fitted):
     from hmgnn import recommend
 
     model, name = fitted
-    tables = A.tables_dir(trained_workdir)
+    tables = A.locate(trained_workdir).tables
     for cid in [*_ids(trained_workdir), UNKNOWN]:
         for k in (12, 5):
             stored = answers.lookup(trained_workdir, "auto", cid, k)

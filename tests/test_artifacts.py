@@ -128,3 +128,42 @@ def test_a_fingerprint_recorded_in_the_earlier_sampled_form_still_matches(tmp_pa
         f.write(b"\xff")
     artifacts.forget_fingerprints()
     assert not artifacts.same_fingerprint(path, recorded)
+
+
+def test_one_function_says_what_a_path_is(tmp_path):
+    # a workdir, and a model folder in its place: `locate` tells them apart and says where each thing is read
+    workdir = tmp_path / "work"
+    (workdir / artifacts.MODEL).mkdir(parents=True)
+    where = artifacts.locate(workdir)
+    assert (where.path, where.model_folder, where.trained) == (workdir, False, False)
+    assert (where.tables, where.model, where.folder(artifacts.REFERENCE)) == (
+        workdir / artifacts.TABLES, workdir / artifacts.MODEL, workdir / artifacts.REFERENCE)
+    (workdir / artifacts.MODEL / artifacts.MODEL_PT).write_bytes(b"")
+    assert artifacts.locate(workdir).trained and not artifacts.locate(workdir).model_folder
+    folder = artifacts.locate(str(workdir / artifacts.MODEL))
+    assert folder.model_folder and folder.trained
+    assert folder.tables == folder.model == folder.folder(artifacts.REFERENCE) == workdir / artifacts.MODEL
+
+
+def test_only_locate_asks_whether_a_path_is_a_model_folder():
+    # everything else reads the Location it returns: one call site of is_model_folder in the whole package
+    import ast
+    from pathlib import Path
+
+    import hmgnn
+
+    package = Path(hmgnn.__file__).parent
+    calls = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if name == "is_model_folder":
+                    inside = [f.name for f in functions if f.lineno <= node.lineno <= f.end_lineno]
+                    calls.append((str(path.relative_to(package)), inside[-1] if inside else None))
+            elif isinstance(node, ast.Name) and node.id == "is_model_folder" and path.name != "artifacts.py":
+                calls.append((str(path.relative_to(package)), "a reference"))
+    assert calls == [("artifacts.py", "locate")]

@@ -218,3 +218,27 @@ def test_plot_lines_use_the_model_colours(workdir, monkeypatch, tmp_path):
     evaluate.run(_cfg(workdir, "evaluate.models=['trending','popular']"), out=tmp_path / "evaluate")
     assert drawn["popular"] == {evaluate.model_colour("popular")}
     assert drawn["trending"] == {evaluate.model_colour("trending")}
+
+
+def test_the_report_describes_the_model_it_scores_not_the_current_config(tmp_path):
+    # a model trained with at most 300 trees, of which early stopping kept 19: `evaluate --set ranker.trees=50`
+    # (or any other ranker or train setting) must not change what the report says the gnn is
+    model = tmp_path / "work" / "model"
+    model.mkdir(parents=True)
+    trained = load_config(None, ["train.hidden=32", "ranker.gnn_candidates=80"], tmp_path / "work").to_dict()
+    trained["ranker"]["trees"] = 300
+    (model / MANIFEST).write_text(json.dumps({"step": "train", "config": trained,
+                                              "ranker": {"trees": 19, "leaves": 4, "rows": 1000}}))
+    cfg = load_config(None, ["ranker.trees=50", "ranker.objective=binary", "train.hidden=128",
+                             "ranker.gnn_candidates=7"], tmp_path / "work")
+    text = " ".join(evaluate._settings(cfg, ["gnn", "popular"]))
+    assert "lambdarank, 19 trees of 4 leaves, as many as early stopping on held-out label customers kept of at " \
+           "most 300" in text
+    assert "width 32" in text and "top 80 articles" in text
+    assert "50 trees" not in text and "binary" not in text and "width 128" not in text and "top 7 " not in text
+    # after `hmgnn update --refit-ranker`: the newest refit's trees
+    (model / MANIFEST).write_text(json.dumps({"step": "train", "config": trained,
+                                              "ranker": {"trees": 19, "leaves": 4, "rows": 1000},
+                                              "updates": [{"ranker": {"trees": 12, "window": "x"}}]}))
+    assert "lambdarank, 12 trees, fit again by `hmgnn update --refit-ranker`" in " ".join(
+        evaluate._settings(cfg, ["gnn"]))

@@ -698,7 +698,7 @@ _RUN_EACH = textwrap.dedent("""
 def test_an_infinite_threshold_is_lightgbms_own_and_passes(trained):
     # LightGBM writes threshold=inf for a split that sends every value one way and missing values the other: a
     # model it trained must never be refused as forged
-    from hmgnn.checkpoint import check_ranker
+    from hmgnn.ranking.checkpoint import check_ranker
     from hmgnn.ranking.ranker import Ranker
 
     checkpoint = torch.load(trained / "model" / A.MODEL_PT, weights_only=True)

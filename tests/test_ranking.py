@@ -9,7 +9,7 @@ import torch
 
 from hmgnn.interactions import Interactions, LabelWindow
 from hmgnn.models.gnn import HeteroSAGE, dot_scores, own_edge_basis
-from hmgnn.node_inputs import OwnEdges
+from hmgnn.models.node_inputs import OwnEdges
 from hmgnn.models.base import top_k
 from hmgnn.ranking import candidates
 from hmgnn.ranking.candidates import GNNScores, candidate_pairs, top_columns

@@ -10,7 +10,8 @@ import torch
 
 from hmgnn.errors import ConfigError
 from hmgnn.interactions import Interactions
-from hmgnn.models import LAZY_MODELS, MODELS, Recommender, create_model, model_names
+from hmgnn.models import MODELS, Recommender
+from hmgnn.registry import LAZY_MODELS, create_model, model_names
 from hmgnn.models.base import AGE_BANDS
 from hmgnn.models.itemgraph import EASE, EASERecommender, RP3Beta
 
@@ -38,7 +39,7 @@ def untrained_gnn(ranker: bool = True, decoder: str = "dot"):
     """The GNN recommender over a freshly initialised model and a ranker fit on random rows: the interface, not
     the quality, is under test."""
     from hmgnn.models.gnn import HeteroSAGE
-    from hmgnn.models.gnn_recommender import GNNRecommender
+    from hmgnn.ranking.recommender import GNNRecommender
     from hmgnn.ranking.features import ArticleMeta
 
     torch.manual_seed(0)

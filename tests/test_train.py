@@ -17,11 +17,11 @@ from hmgnn import artifacts, train
 from hmgnn.config import load_config
 from hmgnn.graph import load_graph_features
 from hmgnn.portable import unpack_rows
-from hmgnn.models import create_model
+from hmgnn.registry import create_model
 from hmgnn.interactions import Interactions, WindowTruth
 from hmgnn.models.base import lookup
 from hmgnn.models.gnn import HeteroSAGE
-from hmgnn.models.gnn_recommender import GNNRetrievalRecommender
+from hmgnn.ranking.recommender import GNNRetrievalRecommender
 
 from tables_fixture import FAST_TRAIN as FAST
 
@@ -311,7 +311,7 @@ def test_gnn_retrieval_leaves_out_bought_articles_when_training_chose_to(workdir
 def test_retrieval_head_learns_that_the_window_rebuys_the_recent_purchase():
     # customer c bought article c yesterday and article c + 4 200 days ago; the embeddings rank article 8 (never
     # bought) first, then c + 4, then c; the window buys c: the head lifts the recent purchase above both
-    from hmgnn.node_inputs import OwnEdges
+    from hmgnn.models.node_inputs import OwnEdges
 
     model = HeteroSAGE(num_customers=4, num_articles=10, hidden_channels=8).eval()
     c_emb, a_emb = torch.zeros(4, 8), torch.zeros(10, 8)
@@ -426,7 +426,7 @@ def test_auto_keeps_the_gnn_unless_a_baseline_ranks_the_held_out_customers_bette
 
 
 def test_held_out_customers_compare_the_models_and_choose_auto(workdir, tmp_path):
-    from hmgnn.models import resolve_model_name
+    from hmgnn.registry import resolve_model_name
 
     out = train.run(_cfg(workdir, "ranker.holdout=0.3", "ranker.trees=40", "ranker.patience=5"), out=tmp_path / "model")
     manifest = json.loads((out / "manifest.json").read_text())
@@ -469,7 +469,7 @@ def test_auto_answers_with_the_baseline_that_won_and_says_so(trained_workdir, tm
 
 
 def test_temporal_variant_weighs_recent_purchases_more_in_message_passing():
-    from hmgnn.node_inputs import build_adjacency
+    from hmgnn.models.node_inputs import build_adjacency
 
     day = np.datetime64("2020-09-29", "D")
     # customer 0 bought article 0 today and 14 days ago, article 1 28 days ago
@@ -532,7 +532,7 @@ def test_own_edge_term_trains_and_the_gnn_alone_ranks_with_it(workdir, tmp_path)
     import polars as pl
 
     from hmgnn import portable
-    from hmgnn.models.gnn_recommender import GNNRecommender
+    from hmgnn.ranking.recommender import GNNRecommender
 
     out = train.run(_cfg(workdir, "train.own_edges=true"), out=tmp_path / "model")
     ckpt = torch.load(out / "model.pt", weights_only=True)

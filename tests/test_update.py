@@ -16,7 +16,7 @@ import torch
 import hmgnn
 from hmgnn import artifacts as A
 from hmgnn import portable, recommend, update
-from hmgnn.checkpoint import load as load_checkpoint
+from hmgnn.ranking.checkpoint import load as load_checkpoint
 from hmgnn.cli import main
 from hmgnn.config import load_config
 from hmgnn.graph import load_graph

@@ -21,7 +21,7 @@ from hmgnn import recommend
 from hmgnn.cli import app
 from hmgnn.config import load_config
 from hmgnn.interactions import Interactions
-from hmgnn.models import create_model
+from hmgnn.registry import create_model
 from hmgnn.ranking.candidates import SOURCES, candidate_pairs
 
 AS_OF = dt.date(2020, 9, 22)

@@ -1,79 +1,13 @@
-"""The model registry: every recommender by name, the baselines and (imported on first use) the trained `gnn`
-and `reference`; `create_model(name, cfg)` builds one, and an unknown name is a ConfigError listing the known."""
+"""The models: the recommender interface (`base.Recommender`, registered by name with `base.register` into
+`base.MODELS`), the one-line baselines (imported here, so they register), the item-graph models, ALS and the GNN.
+
+The registry that builds a model by name (`create_model`, `model_class`, `model_names`, `auto`) is hmgnn.registry,
+on the floor above: nothing here imports the floors above the models."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from hmgnn.errors import ConfigError
-from hmgnn.models import baselines  # noqa: F401  (registers the baselines)
 from hmgnn.interactions import Interactions
+from hmgnn.models import baselines  # noqa: F401  (registers the baselines)
 from hmgnn.models.base import MODELS, Recommender, register
 
-# Registered on first use: importing them pulls in heavy dependencies (torch_geometric).
-LAZY_MODELS = {"gnn": "hmgnn.models.gnn_recommender", "gnn-retrieval": "hmgnn.models.gnn_recommender",
-               "reference": "hmgnn.models.gnn_recommender", "ranker-only": "hmgnn.models.gnn_recommender",
-               "als": "hmgnn.models.als", "rp3beta": "hmgnn.models.itemgraph", "ease": "hmgnn.models.itemgraph"}
-
-__all__ = ["MODELS", "Interactions", "Recommender", "register", "create_model", "model_names", "model_class",
-           "resolve_model_name", "auto_choice", "AUTO", "AUTO_FALLBACK"]
-
-AUTO = "auto"
-"""The default model name of `recommend` and `serve`: the trained `gnn` where one exists, else AUTO_FALLBACK."""
-AUTO_FALLBACK = "trending"
-
-
-def model_names() -> list[str]:
-    """Every model name the config accepts (besides `auto`)."""
-    return sorted(set(MODELS) | set(LAZY_MODELS))
-
-
-def resolve_model_name(name: str, workdir: Any) -> str:
-    """`auto` -> the model `hmgnn train` chose where <workdir>/model holds a trained checkpoint (the `gnn`, or the
-    baseline that ranked its held-out label customers better: `auto_choice`), else the `trending` baseline; any
-    other name as it is. So `recommend` and `serve` answer with the same model by default. A model folder given as
-    the workdir: `auto` is its own choice (`reference` for that recipe's folder)."""
-    from pathlib import Path
-
-    from hmgnn import artifacts
-
-    if name != AUTO:
-        return name
-    if artifacts.is_model_folder(workdir):
-        from hmgnn.portable import recipe
-
-        return "reference" if recipe(Path(workdir)) == "reference" else auto_choice(Path(workdir))
-    folder = Path(workdir) / artifacts.MODEL
-    return auto_choice(folder) if artifacts.has_checkpoint(folder) else AUTO_FALLBACK
-
-
-AUTO_CHOICES = ("gnn", *baselines.BASELINES)
-"""What `hmgnn train` may choose for `auto`: the gnn, or a baseline that ranked the held-out customers better."""
-
-
-def auto_choice(model_folder: Any) -> str:
-    """The model `hmgnn train` chose for `auto` (its manifest's `auto`; `gnn` for a folder from before the choice)."""
-    from pathlib import Path
-
-    from hmgnn import artifacts
-
-    chosen = (artifacts.read_manifest(Path(model_folder)) or {}).get("auto", "gnn")
-    return chosen if chosen in AUTO_CHOICES else "gnn"
-
-
-def model_class(name: str) -> type[Recommender]:
-    if name not in MODELS and name in LAZY_MODELS:
-        try:
-            importlib.import_module(LAZY_MODELS[name])
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"model '{name}' is not available here ({exc})") from None
-    if name not in MODELS:
-        raise ConfigError(f"unknown model '{name}' (known: {', '.join(model_names())})")
-    return MODELS[name]
-
-
-def create_model(name: str, cfg: Any = None) -> Recommender:
-    """A fresh, unfitted model; models with a checkpoint read it via their `from_config(cfg)`."""
-    cls = model_class(name)
-    return cls.from_config(cfg) if cfg is not None else cls()
+__all__ = ["MODELS", "Interactions", "Recommender", "register"]

@@ -1,5 +1,5 @@
 """`HeteroSAGE`: the heterogeneous GraphSAGE network (an ``nn.Module``) over the bipartite customer-article purchase
-graph, with its decoders and losses. The recommender that serves it is `hmgnn.models.gnn_recommender`.
+graph, with its decoders and losses. The recommender that serves it is `hmgnn.ranking.recommender`.
 
 Full-batch message passing over the prebuilt CSR adjacencies of :class:`hmgnn.models.sparse.Adjacency`.
 """

@@ -21,7 +21,7 @@ from hmgnn.config import RankerConfig
 from hmgnn.console import info, progress
 from hmgnn.interactions import Interactions, LabelWindow, WindowTruth
 from hmgnn.metrics import average_precision_curve, bootstrap_ratio
-from hmgnn.models.base import position_in_run, run_starts
+from hmgnn.models.base import MODELS, position_in_run, run_starts
 from hmgnn.models.baselines import BASELINES
 from hmgnn.ranking.candidates import (SOURCES, CandidatePairs, GNNScores, RandomWalk, candidate_pairs,
                                       non_candidate_score, trend_percentile)
@@ -206,8 +206,6 @@ def _validation(held: list[np.ndarray], fits: dict[str, Any], purchases: Interac
     """MAP@k of the held-out customers (every label window's, pooled) for each ranker (its candidates in its
     order, fit without them) and each baseline (fit on the purchases up to their window): the model that
     ranks them best is the one `recommend.model = auto` answers with."""
-    from hmgnn.models import create_model  # the registry: imported here, as it pulls in every model
-
     if not sum(len(h) for h in held) or any(f["held_scores"] is None for f in fits.values()):
         # too few customers to hold any out, or none of them bought a candidate: nothing to compare
         return {"customers": 0, "skipped": "no held-out customers (ranker.holdout = 0, or too few labelled)"}
@@ -227,7 +225,7 @@ def _validation(held: list[np.ndarray], fits: dict[str, Any], purchases: Interac
             ap[name].append(_ap(truth, top, k))
         seen = purchases.until(window.as_of)
         for name in BASELINES:
-            model = create_model(name).fit(seen, window.as_of)
+            model = MODELS[name]().fit(seen, window.as_of)  # the baselines register on import
             top, _ = model.recommend(truth.customers, k=k)
             ap[name].append(_ap(truth, np.atleast_2d(top), k))
     means = {name: float(np.concatenate(v).mean()) for name, v in ap.items()}

@@ -1,5 +1,6 @@
-"""The trained GNN behind the recommender interface: `gnn` (GNN retrieval + the learned ranker), `gnn-retrieval`
-(the GNN's own scores alone) and `reference` (the reference recipe).
+"""The two-stage recommender, the top of the ranking floor: the trained GNN (hmgnn.models.gnn) behind the
+recommender interface, `gnn` (GNN retrieval + the learned ranker), `gnn-retrieval` (the GNN's own scores alone),
+`ranker-only` and `reference` (the reference recipe). The model registry (hmgnn.registry) imports it on first use.
 
 `fit` runs one message pass over the purchases it is given (no retraining), so the same checkpoint scores the
 validation window from history and the test window from history + validation, as a deployed model would.
@@ -18,16 +19,16 @@ import torch
 from scipy.stats import rankdata
 
 from hmgnn import artifacts, portable
-from hmgnn.checkpoint import load as load_checked
 from hmgnn.device import resolve_device
 from hmgnn.errors import InputError
-from hmgnn.node_inputs import OwnEdges, build_adjacency, inputs_on, node_inputs
 from hmgnn.interactions import Interactions
 from hmgnn.models.base import Recommender, in_parallel, lookup, position_in_run, positions_in, register
-from hmgnn.models.reasons import Reason
 from hmgnn.models.gnn import HeteroSAGE
+from hmgnn.models.node_inputs import OwnEdges, build_adjacency, inputs_on, node_inputs
+from hmgnn.models.reasons import Reason
 from hmgnn.ranking.candidates import (CandidatePairs, GNNScores, RandomWalk, candidate_pairs, candidate_reasons,
                                       non_candidate_score, gnn_pool, trend_percentile)
+from hmgnn.ranking.checkpoint import load as load_checked
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix, feature_names
 from hmgnn.ranking.ranker import Ranker
@@ -121,7 +122,7 @@ class GNNRecommender(Recommender):
         """The checkpoint of <cfg.workdir>/<folder> with graph/'s node features, or, where cfg.workdir is a model
         folder (a copied model/), everything from that folder alone."""
         workdir = Path(cfg.workdir)
-        if artifacts.is_model_folder(workdir):
+        if artifacts.locate(workdir).model_folder:
             checkpoint = load_checked(workdir / artifacts.MODEL_PT, artifacts.MODEL)
             recipe = "reference" if cls.folder == artifacts.REFERENCE else "gnn"
             if checkpoint.get("recipe") != recipe:
