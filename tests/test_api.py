@@ -90,8 +90,23 @@ def test_the_readme_example_runs(workdir, capsys):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Python API"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    exec(compile(code.replace('"work/demo"', repr(str(workdir))), "README.md", "exec"), {})
-    assert "article_id" in capsys.readouterr().out
+    names: dict = {}
+    exec(compile(code.replace('"work/demo"', repr(str(workdir))), "README.md", "exec"), names)
+    rec, customer, top = names["rec"], names["customer"], names["top"]
+    # what the example promises: the customer's top 12 in rank order, each with its why; the first one's
+    # neighbours (itself excluded) and its score as ranked; an embedding per customer and per article
+    assert top["customer_id"].unique().to_list() == [customer] and top["rank"].to_list() == list(range(1, 13))
+    assert top["article_id"].str.len_chars().unique().to_list() == [10] and top["why"].str.len_chars().min() > 0
+    assert top["score"].is_sorted(descending=True)
+    near = rec.similar([top["article_id"][0]], k=5)
+    assert near.height == 5 and top["article_id"][0] not in near["similar_article_id"].to_list()
+    np.testing.assert_allclose(rec.score([customer], [top["article_id"][0]]), top["score"][:1].to_numpy(), rtol=1e-5)
+    customers, articles = names["customers"], names["articles"]
+    assert set(rec.customer_ids()) <= set(customers["customer_id"].to_list())
+    assert customers["customer_id"].n_unique() == customers.height and articles["article_id"].n_unique() == articles.height
+    assert customers["embedding"].dtype == articles["embedding"].dtype  # one fixed width for both
+    out = capsys.readouterr().out
+    assert top["article_id"][0] in out and "similar_article_id" in out
 
 
 def test_export_writes_both_embedding_tables(workdir, tmp_path, capsys):

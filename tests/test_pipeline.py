@@ -59,6 +59,9 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     low, high = head["gnn_vs_ranker_only"]["ci95"]
     assert low <= head["gnn_vs_ranker_only"]["ratio"] <= high
     assert (tmp_path / "evaluate" / "report.md").read_text().splitlines()[2].startswith("Winner on MAP@12: ")
+    # the test week's buyers, every one of them scored (the Kaggle protocol: each customer with a purchase that week)
+    test = pl.read_parquet(tmp_path / "split" / "test.parquet")
+    assert metrics["split"]["test_customers"] == metrics["split"]["scored_customers"] == test["customer_index"].n_unique()
     assert metrics["split"]["test_customers"] > 0
     # the split has validation pairs: each model's accuracy and F1 cut is chosen on them, and the report says so
     assert {d["threshold_from"] for d in metrics["details"].values()} == {"validation pairs"}

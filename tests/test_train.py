@@ -59,7 +59,14 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
     features = unpack_rows(torch.load(out / "features.pt", weights_only=True)["article"])
     assert torch.equal(features, load_graph_features(workdir / "graph")[1])
     report = json.loads((out / "ranker.json").read_text())
-    assert report["rows"] > 0 and report["windows"][0]["recall"]["all"] > 0
+    # rows: the candidates of the labelled customers who bought one, so no more than every window's pairs; a
+    # window's recall over all sources is at least each source's and at most their sum
+    assert 0 < report["rows"] <= sum(w["pairs"] for w in report["windows"])
+    for window in report["windows"]:
+        recall = window["recall"]
+        sources = [v for k, v in recall.items() if k != "all"]
+        assert 0 < max(sources) <= recall["all"] <= min(1.0, sum(sources) + 1e-9)
+        assert window["positives"] <= window["pairs"] and window["positives"] <= window["purchases"]
     # the GNN's training purchases end before the ranker's earliest label window
     manifest = json.loads((workdir / "split" / "manifest.json").read_text())
     assert report["windows"][0]["as_of"] == manifest["windows"]["history_end"]
