@@ -82,7 +82,6 @@ class GNNRecommender(Recommender):
         checkpoint: the dict `hmgnn train` saves in model.pt.
         customer_x, article_x: the static node features of graph/graph.pt.
         device: where the message pass and the GNN's scores run.
-        use_ranker: rank the candidates with the checkpoint's ranker (False: the GNN's scores alone).
     """
 
     folder = artifacts.MODEL
@@ -90,10 +89,11 @@ class GNNRecommender(Recommender):
     """Bound to the customers and articles of the graph it was trained on."""
     ranker_key = "ranker"
     """The checkpoint's entry that holds this model's ranker."""
+    uses_ranker = True
+    """Rank the candidates with that ranker (False: the GNN's scores alone)."""
 
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
-                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512,
-                 use_ranker: bool = True) -> None:
+                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512) -> None:
         super().__init__(cold_start=cold_start, batch_size=batch_size)
         self.checkpoint = checkpoint
         self.device = torch.device(device)
@@ -101,7 +101,7 @@ class GNNRecommender(Recommender):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.eval().to(self.device)
         self.customer_x, self.article_x = customer_x, article_x
-        ranker = checkpoint.get(self.ranker_key) if use_ranker else None
+        ranker = checkpoint.get(self.ranker_key) if self.uses_ranker else None
         self.ranker = Ranker.from_dict(ranker) if ranker else None
         self.sizes: dict[str, int] = dict(checkpoint.get("candidate_sizes") or {})
         self._columns: np.ndarray | None = None  # the ranker's columns of `feature_matrix`, where not all of them
@@ -144,8 +144,7 @@ class GNNRecommender(Recommender):
 
                 customer_x, article_x, _ = load_graph_features(workdir / artifacts.GRAPH)
         device = str(resolve_device(cfg.train.device, strict=False))  # a model trained on a GPU ranks on a CPU too
-        return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size,
-                   use_ranker=cls.name == "gnn")
+        return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size)
 
     def _check_catalogue(self, interactions: Interactions) -> None:
         """The purchases must index the customers and articles the model was trained on."""
@@ -391,9 +390,11 @@ class GNNRetrievalRecommender(GNNRecommender):
     Each customer's bought articles are scored as `hmgnn train` found best on the validation window
     (`train.RetrievalChoice`): as the embeddings score them, left out, or with the learned own-edge head added."""
 
+    uses_ranker = False
+
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
-                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512, use_ranker: bool = False) -> None:
-        super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size, use_ranker=False)
+                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512) -> None:
+        super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size)
         self.filters_bought = bool(checkpoint.get("retrieval_drops_bought", False))
         head = checkpoint.get("retrieval_head")
         self.head = torch.tensor(head, dtype=torch.float32) if head is not None and not self.model.own_edges else None
@@ -417,11 +418,11 @@ class RankerOnlyRecommender(GNNRecommender):
     ranker_key = "ranker_only"
 
     def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
-                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512, use_ranker: bool = True) -> None:
+                 device: str = "cpu", cold_start: bool = True, batch_size: int = 512) -> None:
         if not checkpoint.get(self.ranker_key):
             raise InputError("this model.pt holds no ranker-only fit (trained by an older hmgnn, or without a "
                              "ranker); retrain with `hmgnn train --force`")
-        super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size, use_ranker=True)
+        super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size)
         self.sizes["gnn"] = 0
         self.rest_mix = 1.0
 
@@ -449,6 +450,7 @@ class ReferenceRecommender(GNNRecommender):
     """The reference project's recipe (features-only 2-layer GraphSAGE, BCE, 1:1 uniform negatives)."""
 
     folder = artifacts.REFERENCE
+    uses_ranker = False  # the reference recipe trains no ranker
 
 
 def _candidate_scale(scores: np.ndarray) -> np.ndarray:
