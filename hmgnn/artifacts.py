@@ -570,6 +570,22 @@ def atomic_path(path: Path) -> Path:
     return path.parent / f".{path.name}.tmp-{os.getpid()}"
 
 
+ARTICLE_ID_DIGITS = 10
+"""Kaggle's article ids are 10 digits with leading zeros ("0108775015"); hmgnn stores them as integers."""
+
+
+def article_label(article_id: int) -> str:
+    """An article id as Kaggle writes it: 10 digits, leading zeros kept."""
+    return f"{article_id:0{ARTICLE_ID_DIGITS}d}"
+
+
+def article_labels(column: Any) -> Any:
+    """The same for a polars expression or Series of integer ids."""
+    import polars as pl
+
+    return column.cast(pl.String).str.zfill(ARTICLE_ID_DIGITS)
+
+
 def step_dir(workdir: str | Path, kind: str) -> Path:
     """The default folder of a step inside the workdir."""
     return Path(workdir) / kind

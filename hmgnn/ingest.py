@@ -949,7 +949,7 @@ def read_update(inp: Path, customers: pl.DataFrame, articles: pl.DataFrame, last
     if rows.height:
         first = rows.sort("_row").row(0, named=True)
         kind = "customer" if first["customer_index"] is None else "article"
-        value = first["customer_id"] if kind == "customer" else f"{first['article_id']:010d}"
+        value = first["customer_id"] if kind == "customer" else artifacts.article_label(first['article_id'])
         more = f" (and {rows.height - 1:,} more rows)" if rows.height > 1 else ""
         raise InputError(f"{src.name}, column {kind}_id, row {first['_row']}{more}: {kind} {value} is neither in the "
                          f"current data nor among the new rows of {KAGGLE_NAMES[kind + 's']}; add its row to "

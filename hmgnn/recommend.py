@@ -130,8 +130,8 @@ def answer(model: Recommender, name: str, tables: Path, cid: str, k: int,
     catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
                  .sort("article_index"))
     article_ids = catalogue["article_id"]
-    recs = [{"rank": i + 1, "article_id": f"{a['article_id']:010d}", **{c: a[c] for c in ARTICLE_COLUMNS},
-             "score": round(float(s), 6), **explained(r, lambda j: f"{article_ids[j]:010d}")}
+    recs = [{"rank": i + 1, "article_id": A.article_label(a['article_id']), **{c: a[c] for c in ARTICLE_COLUMNS},
+             "score": round(float(s), 6), **explained(r, lambda j: A.article_label(article_ids[j]))}
             for i, (a, s, r) in enumerate(zip(catalogue[article_index].iter_rows(named=True), scores, reasons))]
     return CustomerRecommendations(cid, name, k, fallback, recs)
 
@@ -167,7 +167,7 @@ def precompute(cfg: Config) -> Path:
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"]).sort("customer_id")
     catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
                  .sort("article_index"))
-    labels = [f"{a:010d}" for a in catalogue["article_id"].to_list()]
+    labels = [A.article_label(a) for a in catalogue["article_id"].to_list()]
     shown = {c: catalogue[c].to_list() for c in ARTICLE_COLUMNS}
     columns: dict[str, list] = {c: [] for c in ("customer_id", "rank", "article_id", *ARTICLE_COLUMNS, "score", "why",
                                                 "sources", "fallback")}
@@ -266,7 +266,7 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     A.sweep_leftovers(out)  # what an earlier run killed mid-write left (kill -9 runs no cleanup)
     tmp = A.atomic_path(out)
     # formatted once; index -1 (an empty slot) picks the trailing ""
-    labels = np.array([f"{a:010d}" for a in article_ids.tolist()] + [""], dtype=object)
+    labels = np.array([A.article_label(a) for a in article_ids.tolist()] + [""], dtype=object)
     writer = _ParquetWriter(tmp, labels) if out.suffix == ".parquet" else _CsvWriter(tmp, labels)
     try:
         # one thread writes a chunk's rows while the next chunk is ranked

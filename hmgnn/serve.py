@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 
 from hmgnn import __version__
+from hmgnn.artifacts import article_label
 from hmgnn.config import MAX_K, Config
 from hmgnn.errors import HmgnnError
 from hmgnn.recommend import check_customer_id, check_k
@@ -373,7 +374,7 @@ def create_app(holder: ModelHolder, max_batch: int = 1_000, threads: int = 1,
         k = _k(k, served)
         index = served.article_index.get(number)
         if index is None:
-            raise HTTPException(404, f"article {number:010d} is not in tables/articles.parquet")
+            raise HTTPException(404, f"article {article_label(number)} is not in tables/articles.parquet")
         if served.unit_embeddings is None:
             raise HTTPException(409, f"model '{served.name}' has no article embeddings; similar articles need "
                                      f"a trained model: restart with `hmgnn serve --model gnn` ({EMBEDDING_MODELS})")

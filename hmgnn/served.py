@@ -207,7 +207,7 @@ def load(cfg: Config) -> ServedModel:
     articles = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
                 .sort("article_index"))
     article_ids = articles["article_id"].to_list()
-    rows = articles.select(pl.col("article_id").cast(pl.String).str.zfill(10), *ARTICLE_COLUMNS).to_dicts()
+    rows = articles.select(A.article_labels(pl.col("article_id")), *ARTICLE_COLUMNS).to_dicts()
     members = [json.dumps(row, ensure_ascii=False, separators=(",", ":"))[1:-1] for row in rows]
 
     unit = None

@@ -330,7 +330,7 @@ def _catalogue(n_articles: int, start: dt.date, n_days: int, doy: np.ndarray, rn
     ptype = p_type[product]
     group_of_index = np.array([INDEX_CODES[c][1] for c in voc.dept_index_code])[dept]
     table = pl.DataFrame({
-        "article_id": pl.Series(article_id).cast(pl.String).str.zfill(10),
+        "article_id": artifacts.article_labels(pl.Series(article_id)),
         "product_code": p_code[product],
         "prod_name": _take(names, product).zip_with(pl.Series(~suffix), _take(names, product) + " (1)"),
         "product_type_no": voc.type_no[ptype],

@@ -76,6 +76,12 @@ class RepurchaseRecommender(PopularRecommender):
                                                        super()._explain(customer, articles))]
 
 
+TREND_DAYS = 28
+"""The `trending` baseline's window of recent sales (days), and the ranker's trend feature and candidates'."""
+OWN_HALF_LIFE = 30.0
+"""The `trending` baseline's half-life (days) of an own purchase's weight, and the ranker's `repurchase_30d`'s."""
+
+
 @register("trending")
 class TrendingRecommender(SharedScoreRecommender):
     """Time-decayed popularity plus the customer's own purchases (the Kaggle "trending products" family).
@@ -91,7 +97,7 @@ class TrendingRecommender(SharedScoreRecommender):
         cold_start: give customers without history their age band's bestsellers.
     """
 
-    def __init__(self, days: int = 28, half_life_days: float = 30.0, repeat_weight: float = 1.0,
+    def __init__(self, days: int = TREND_DAYS, half_life_days: float = OWN_HALF_LIFE, repeat_weight: float = 1.0,
                  cold_start: bool = True) -> None:
         super().__init__(cold_start=cold_start)
         if days < 1 or half_life_days <= 0 or repeat_weight < 0:

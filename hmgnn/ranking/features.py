@@ -17,13 +17,10 @@ import scipy.sparse as sp
 from hmgnn import artifacts
 from hmgnn.interactions import Interactions, PurchasePairs, article_sales, decayed_sales, window_popularity
 from hmgnn.models.base import lookup, stored_at, values_at
+from hmgnn.models.baselines import OWN_HALF_LIFE, TREND_DAYS
 
 SALES_WINDOWS = (1, 7, 28)
-TREND_DAYS = 28
-"""The window of an article's trend (`decayed_sales`): the `trending` candidates and the trend feature."""
 REPURCHASE_HALF_LIFE = 14.0
-LONG_HALF_LIFE = 30.0  # the `trending` baseline's half-life of an own purchase
-NEVER = 730.0  # days used for "never": about the span of the Kaggle data
 # article metadata levels whose share in a customer's purchases is a feature (the customer's taste for the level)
 GROUP_COLUMNS = ("product_type_no", "department_no", "section_no", "garment_group_no")
 
@@ -135,7 +132,7 @@ class Snapshot:
         self.last_bought = bought.matrix(bought.reduce(np.minimum, d) + 1.0)
         self.first_bought = bought.matrix(bought.reduce(np.maximum, d) + 1.0)
         self.repurchase = bought.matrix(bought.reduce(np.add, np.exp(-d * (ln2 / REPURCHASE_HALF_LIFE))))
-        self.repurchase_long = bought.matrix(bought.reduce(np.add, np.exp(-d * (ln2 / LONG_HALF_LIFE))))
+        self.repurchase_long = bought.matrix(bought.reduce(np.add, np.exp(-d * (ln2 / OWN_HALF_LIFE))))
         del bought, d
         self.distinct = np.diff(self.times_bought.indptr).astype(np.float64)
         # how habitual buying is: shopping days per customer, and the share of an article's buyers (and of a
