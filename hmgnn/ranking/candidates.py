@@ -309,6 +309,12 @@ class RandomWalk(RP3Beta):
     def __init__(self, snapshot: Snapshot, beta: float = WALK_BETA) -> None:
         super().__init__(snapshot.times_bought, beta)
 
+    @classmethod
+    def if_used(cls, snapshot: Snapshot, sizes: dict[str, int]) -> RandomWalk | None:
+        """The walk over `snapshot` where the candidate `sizes` ask for walk candidates, else None (the walk
+        source is off, and its pair features stay empty)."""
+        return cls(snapshot) if sizes.get("walk", 0) > 0 else None
+
 
 def trend_percentile(snapshot: Snapshot) -> np.ndarray:
     """float32 [n_articles]: each article's percentile of recent sales (28-day decayed, the trending order; ties

@@ -60,7 +60,7 @@ def window_rows(purchases: Interactions, window: LabelWindow, meta: ArticleMeta,
     customers = window.labelled(purchases)
     if len(customers) > max_customers:
         customers = np.sort(np.random.default_rng(seed).choice(customers, max_customers, replace=False))
-    walk = RandomWalk(snapshot) if sizes.get("walk", 0) > 0 else None
+    walk = RandomWalk.if_used(snapshot, sizes)
     pairs = candidate_pairs(snapshot, customers, sizes, gnn=gnn, walk=walk, gnn_recent_days=gnn_recent_days)
     inside = window.inside(purchases) & np.isin(purchases.customer_index, customers)
     n = purchases.n_articles
@@ -325,7 +325,7 @@ def choose_rest_mix(purchases: Interactions, window: LabelWindow, meta: ArticleM
         return 0.5, {"skipped": "the window's pairs hold one label only"}
     customers = np.unique(c)
     sizes = rc.sizes()
-    walk = RandomWalk(snapshot) if sizes.get("walk", 0) > 0 else None
+    walk = RandomWalk.if_used(snapshot, sizes)
     cand = candidate_pairs(snapshot, customers, sizes, gnn=gnn, walk=walk, gnn_recent_days=rc.gnn_recent_days)
     n = snapshot.n_articles
     is_candidate = np.isin(c * n + a, cand.customer * n + cand.article)

@@ -175,7 +175,7 @@ class GNNRecommender(Recommender):
     def _prepare_ranking(self) -> None:
         """What ranking candidates needs beside the snapshot: the walk, the recent-sales percentiles, and which
         columns of the pair features the ranker takes."""
-        self.walk = RandomWalk(self.snapshot) if self.sizes.get("walk", 0) > 0 else None
+        self.walk = RandomWalk.if_used(self.snapshot, self.sizes)
         # below every candidate: see _rest; the articles' percentiles of recent sales (ties share one)
         self._trend_pct = torch.from_numpy(trend_percentile(self.snapshot))
         names = feature_names(self.snapshot)
