@@ -19,8 +19,7 @@ from hmgnn import artifacts as A
 from hmgnn.config import Config
 from hmgnn.console import info
 from hmgnn.errors import HmgnnError
-from hmgnn.models.base import Recommender
-from hmgnn.models.base import top_k  # exact on ties, like every ranking in hmgnn
+from hmgnn.models.base import Recommender, top_k  # top_k: exact on ties, like every ranking in hmgnn
 from hmgnn.models.reasons import Reason
 from hmgnn.recommend import ARTICLE_COLUMNS, explained, fit_model, model_name, rank_customer
 from hmgnn.registry import model_class

@@ -18,11 +18,12 @@ from scipy.stats import rankdata
 
 from hmgnn.interactions import article_sales
 from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, in_parallel, position_in_run, stored_at, top_k
+from hmgnn.models.baselines import TREND_DAYS
 from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.itemgraph import RP3Beta
 from hmgnn.models.node_inputs import OwnEdges
 from hmgnn.models.reasons import BEYOND, BOUGHT, GNN, POPULAR, TRENDING, VARIANT, WALK, Reason, strongest
-from hmgnn.ranking.features import TREND_DAYS, Snapshot
+from hmgnn.ranking.features import Snapshot
 
 SOURCES = (GNN, BOUGHT, VARIANT, POPULAR, TRENDING, WALK)
 """The candidate sources, in the order of their bits in `CandidatePairs.sources` (and of the `from_*` features)."""
