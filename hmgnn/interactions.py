@@ -102,6 +102,18 @@ class Interactions:
         return purchase_matrix(self)
 
 
+WEEK = 7
+"""Days in the short sales window: last week's sales (Kaggle's test window is a week)."""
+MONTH = 28
+"""Days in the long sales window: four weeks, so that a quarter of its sales is a week's."""
+
+
+def sales_trend(week: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """log(1 + last week's sales) against log(1 + a quarter of the last MONTH days' sales): above 0 where an
+    article sells faster this week than over the month (the GNN's node input and the ranker's feature alike)."""
+    return np.log1p(week) - np.log1p(month / 4)
+
+
 def article_sales(inter: Interactions, as_of: dt.date | None = None, days: int | None = None,
                   where: np.ndarray | None = None) -> np.ndarray:
     """Purchases of each article (float64 [n_articles]): all of them, or those in the `days` days up to and

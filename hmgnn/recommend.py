@@ -4,7 +4,6 @@ submission CSV, or parquet), from a model fit on all of tables/transactions.parq
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -264,37 +263,36 @@ def write_recommendations(model: Recommender, customer_index: np.ndarray, custom
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     A.sweep_leftovers(out)  # what an earlier run killed mid-write left (kill -9 runs no cleanup)
-    tmp = A.atomic_path(out)
     # formatted once; index -1 (an empty slot) picks the trailing ""
     labels = np.array([A.article_label(a) for a in article_ids.tolist()] + [""], dtype=object)
-    writer = _ParquetWriter(tmp, labels) if out.suffix == ".parquet" else _CsvWriter(tmp, labels)
-    try:
-        # one thread writes a chunk's rows while the next chunk is ranked
-        bar_or_none = progress(unit="customers") if show_progress else contextlib.nullcontext()
-        with bar_or_none as bar, ThreadPoolExecutor(1) as side:
-            task = bar.add_task(f"recommend ({model.name})", total=len(customer_index)) if bar else None
-            # `recommend` ranks PARALLEL_BATCHES batches side by side: many per call, so that they seldom wait for
-            # each other at the end of a call; but a call is at most 1% of the customers, so that the bar moves
-            # in small steps
-            step = max(1, min(batch_size * PARALLEL_BATCHES * 8, len(customer_index) // 100))
-            written: Future | None = None
-            for start in range(0, len(customer_index), step):
-                stop = start + step
-                ids, scores = model.recommend(customer_index[start:stop], k=k, batch_size=batch_size,
-                                              filter_already_bought=filter_bought)
+
+    def write(tmp: Path) -> None:
+        writer = _ParquetWriter(tmp, labels) if out.suffix == ".parquet" else _CsvWriter(tmp, labels)
+        try:
+            # one thread writes a chunk's rows while the next chunk is ranked
+            bar_or_none = progress(unit="customers") if show_progress else contextlib.nullcontext()
+            with bar_or_none as bar, ThreadPoolExecutor(1) as side:
+                task = bar.add_task(f"recommend ({model.name})", total=len(customer_index)) if bar else None
+                # `recommend` ranks PARALLEL_BATCHES batches side by side: many per call, so that they seldom wait
+                # for each other at the end of a call; but a call is at most 1% of the customers, so that the bar
+                # moves in small steps
+                step = max(1, min(batch_size * PARALLEL_BATCHES * 8, len(customer_index) // 100))
+                written: Future | None = None
+                for start in range(0, len(customer_index), step):
+                    stop = start + step
+                    ids, scores = model.recommend(customer_index[start:stop], k=k, batch_size=batch_size,
+                                                  filter_already_bought=filter_bought)
+                    if written is not None:
+                        written.result()
+                    written = side.submit(writer.write, customer_ids[start:stop], ids, scores)
+                    if bar:
+                        bar.advance(task, len(ids))
                 if written is not None:
                     written.result()
-                written = side.submit(writer.write, customer_ids[start:stop], ids, scores)
-                if bar:
-                    bar.advance(task, len(ids))
-            if written is not None:
-                written.result()
-        writer.close()
-        os.replace(tmp, out)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        finally:
+            writer.close()
+
+    A.atomic_write(out, write)
     return out
 
 

@@ -15,7 +15,7 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
-from hmgnn.interactions import Interactions, article_sales, window_popularity
+from hmgnn.interactions import WEEK, Interactions, article_sales, window_popularity
 from hmgnn.models.reasons import ALL_TIME, BOUGHT, MODEL, POPULAR, Reason
 
 ArrayLike = Any  # an int, a sequence of ints or a numpy/torch integer array
@@ -26,7 +26,7 @@ T = TypeVar("T")
 AGE_BANDS: tuple[tuple[int, int, str], ...] = (
     (0, 25, "under 25"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-54"), (55, 200, "55+"))
 GLOBAL_BAND = len(AGE_BANDS)
-BESTSELLER_DAYS = 7
+BESTSELLER_DAYS = WEEK
 EXPLAIN_SCAN = 8
 """`explain` finds the purchases of up to this many customers by a pass over all purchases each; beyond, it groups
 every purchase by customer once, and reads them from there from then on."""
@@ -50,6 +50,14 @@ def age_band(ages: np.ndarray) -> np.ndarray:
     return np.where(ages < 0, GLOBAL_BAND, band)
 
 
+def band_sales(inter: Interactions, as_of: dt.date, bands: np.ndarray) -> list[np.ndarray]:
+    """Each age band's purchases of each article in the BESTSELLER_DAYS up to `as_of` (AGE_BANDS order; `bands`:
+    each customer's band): the age-band bestsellers of the cold-start fallback and of the ranker's candidates."""
+    recent = inter.days_before(as_of) < BESTSELLER_DAYS
+    buyer_band = bands[inter.customer_index]
+    return [article_sales(inter, where=recent & (buyer_band == b)) for b in range(len(AGE_BANDS))]
+
+
 class ColdStartFallback:
     """Bestsellers of the last week per age band, for customers without a purchase history.
 
@@ -64,14 +72,10 @@ class ColdStartFallback:
         ages = inter.customer_age if inter.customer_age is not None else np.full(inter.n_customers, -1)
         self.band = age_band(ages).astype(np.int8)
         overall = window_popularity(inter, as_of, BESTSELLER_DAYS)
-        recent = inter.days_before(as_of) < BESTSELLER_DAYS
-        buyer_band = self.band[inter.customer_index]
-        self.week_sales = article_sales(inter, where=recent)
-        self.band_sales = []  # each band's sales of the week, which say why an article is in its list
+        self.week_sales = article_sales(inter, as_of, BESTSELLER_DAYS)
+        self.band_sales = band_sales(inter, as_of, self.band)  # which say why an article is in a band's list
         vectors = []
-        for b in range(len(AGE_BANDS)):
-            counts = article_sales(inter, where=recent & (buyer_band == b))
-            self.band_sales.append(counts)
+        for counts in self.band_sales:
             # the band's own bestsellers first; the overall ranking breaks ties and fills the rest
             vectors.append(counts + overall / (overall.max(initial=0) + 1))
         vectors.append(overall)

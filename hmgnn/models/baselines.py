@@ -7,7 +7,7 @@ import datetime as dt
 
 import numpy as np
 
-from hmgnn.interactions import (Interactions, PurchasePairs, article_sales, decayed_sales, purchase_matrix,
+from hmgnn.interactions import (MONTH, Interactions, PurchasePairs, article_sales, decayed_sales, purchase_matrix,
                                 window_popularity)
 from hmgnn.models.base import SharedScoreRecommender, bestseller_reason, lookup, register
 from hmgnn.models.reasons import ALL_TIME, BOUGHT, TRENDING, Reason
@@ -76,7 +76,7 @@ class RepurchaseRecommender(PopularRecommender):
                                                        super()._explain(customer, articles))]
 
 
-TREND_DAYS = 28
+TREND_DAYS = MONTH
 """The `trending` baseline's window of recent sales (days), and the ranker's trend feature and candidates'."""
 OWN_HALF_LIFE = 30.0
 """The `trending` baseline's half-life (days) of an own purchase's weight, and the ranker's `repurchase_30d`'s."""

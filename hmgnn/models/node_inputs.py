@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hmgnn.interactions import Interactions, PurchasePairs, article_sales, purchase_matrix
+from hmgnn.interactions import MONTH, WEEK, Interactions, PurchasePairs, article_sales, purchase_matrix, sales_trend
 from hmgnn.models.base import csr_rows, stored_at
 from hmgnn.models.gnn import HeteroSAGE, own_edge_basis
 from hmgnn.models.sparse import Adjacency
@@ -37,16 +37,16 @@ def time_features(inter: Interactions, as_of: dt.date) -> tuple[torch.Tensor, to
     purchases = np.bincount(c, minlength=nc)
     last = np.full(nc, NEVER, np.int64)
     np.minimum.at(last, c, days) if len(c) else None
-    recent_c = np.bincount(c[days < 28], minlength=nc)
+    recent_c = np.bincount(c[days < MONTH], minlength=nc)
     customer = _standardise([np.log1p(purchases), np.log1p(np.minimum(last, NEVER)), np.log1p(recent_c),
                              (purchases > 0).astype(np.float32)])
 
-    sales7, sales28 = article_sales(inter, where=days < 7), article_sales(inter, where=days < 28)
+    sales7, sales28 = article_sales(inter, where=days < WEEK), article_sales(inter, where=days < MONTH)
     sales = article_sales(inter)
     first = np.zeros(na, np.int64)
     np.maximum.at(first, a, days) if len(a) else None
     article = _standardise([np.log1p(sales7), np.log1p(sales28), np.log1p(sales),
-                            np.log1p(sales7) - np.log1p(sales28 / 4.0), np.log1p(first)])
+                            sales_trend(sales7, sales28), np.log1p(first)])
     return customer, article
 
 

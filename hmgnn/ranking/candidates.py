@@ -16,8 +16,7 @@ import scipy.sparse as sp
 import torch
 from scipy.stats import rankdata
 
-from hmgnn.interactions import article_sales
-from hmgnn.models.base import AGE_BANDS, age_band, csr_rows, in_parallel, position_in_run, stored_at, top_k
+from hmgnn.models.base import AGE_BANDS, age_band, band_sales, csr_rows, in_parallel, position_in_run, stored_at, top_k
 from hmgnn.models.baselines import TREND_DAYS
 from hmgnn.models.gnn import HeteroSAGE
 from hmgnn.models.itemgraph import RP3Beta
@@ -390,11 +389,8 @@ def _band_orders(snapshot: Snapshot) -> tuple[np.ndarray | None, list[np.ndarray
     if inter.customer_age is None:
         return None, []
     bands = age_band(inter.customer_age)
-    recent = inter.days_before(snapshot.as_of) < 7
-    buyer_band = bands[inter.customer_index]
     orders = []
-    for b in range(len(AGE_BANDS)):
-        counts = article_sales(inter, where=recent & (buyer_band == b))
+    for counts in band_sales(inter, snapshot.as_of, bands):
         sold = np.flatnonzero(counts)
         orders.append(sold[np.lexsort((sold, -counts[sold]))])
     return bands, orders

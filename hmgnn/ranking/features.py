@@ -9,17 +9,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
 from hmgnn import artifacts
-from hmgnn.interactions import Interactions, PurchasePairs, article_sales, decayed_sales, window_popularity
+from hmgnn.interactions import (MONTH, WEEK, Interactions, PurchasePairs, article_sales, decayed_sales, sales_trend,
+                                window_popularity)
 from hmgnn.models.base import lookup, stored_at, values_at
 from hmgnn.models.baselines import OWN_HALF_LIFE, TREND_DAYS
 
-SALES_WINDOWS = (1, 7, 28)
+SALES_WINDOWS = (1, WEEK, MONTH)
 REPURCHASE_HALF_LIFE = 14.0
 # article metadata levels whose share in a customer's purchases is a feature (the customer's taste for the level)
 GROUP_COLUMNS = ("product_type_no", "department_no", "section_no", "garment_group_no")
@@ -85,15 +87,16 @@ class Snapshot:
         # articles: sales over windows, trend, age on sale, price, the ages of their buyers
         self.sales = {d: article_sales(inter, where=day < d) for d in SALES_WINDOWS}
         self.sales_all = article_sales(inter)
-        recent = days < 28
+        recent = days < MONTH
         self.trend = decayed_sales(inter, as_of, TREND_DAYS)
+        self.sales_trend = sales_trend(self.sales[WEEK], self.sales[MONTH])
         self.first_sold = np.full(na, -1.0)
         np.maximum.at(self.first_sold, a, days)
         self.first_sold[self.first_sold < 0] = np.nan
         self.last_sold = np.full(na, np.inf)
         np.minimum.at(self.last_sold, a, days)
         self.last_sold[np.isinf(self.last_sold)] = np.nan
-        self.popularity = window_popularity(inter, as_of, 7)  # last week's sales, all-time sales breaking ties
+        self.popularity = window_popularity(inter, as_of, WEEK)  # last week's sales, all-time sales breaking ties
         order = np.argsort(-self.popularity, kind="stable")
         self.popularity_rank = np.empty(na)
         self.popularity_rank[order] = np.arange(na)
@@ -158,44 +161,81 @@ class Snapshot:
     def matrix(self, customers: np.ndarray, articles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """float32 [n_pairs, len(feature_names)]: the pair features (NaN where a value is unknown), written into
         `out` when given."""
-        c, a = customers.astype(np.int64), articles.astype(np.int64)
-        purchases = self.purchases[c]
-        at = stored_at(self.times_bought, c, a)  # the five pair matrices share one sparsity pattern
-        times, last, first, long = (values_at(m, at) for m in (self.times_bought, self.last_bought,
-                                                               self.first_bought, self.repurchase_long))
-        product = lookup(self.product_bought, c, self.meta.product[a])
-        trend = self.trend / max(self.trend.max(initial=0), 1e-12)
-        log = np.log1p
+        pairs = _Pairs.of(self, customers.astype(np.int64), articles.astype(np.int64))
+        out = np.empty((len(pairs.c), len(self.feature_names)), np.float32) if out is None else out
         with np.errstate(invalid="ignore", divide="ignore"):  # NaN marks an unknown value
-            columns = [
-                log(times), np.where(last > 0, last - 1, np.nan), values_at(self.repurchase, at), long,
-                # the customer's own rhythm for the article: mean days between its purchases, and how due it is
-                np.where(times > 1, (first - last) / np.maximum(times - 1, 1), np.nan),
-                np.where(times > 1, (last - 1) / np.maximum((first - last) / np.maximum(times - 1, 1), 1), np.nan),
-                trend[a] + long,  # the `trending` baseline's own score
-                log(product - times),  # other colours of the article's product
-                *(log(self.sales[d][a]) for d in SALES_WINDOWS), log(self.sales_all[a]), self.trend[a],
-                log(self.sales[7][a]) - log(self.sales[28][a] / 4), log(self.popularity_rank[a]),
-                self.first_sold[a], self.last_sold[a],
-                log(purchases), self.last_purchase[c], log(self.purchases_28d[c]), log(self.distinct[c]),
-                self.article_price[a], self.article_price[a] / self.customer_price[c],
-                self.customer_age[c], self.buyers_age[a], self.customer_age[c] - self.buyers_age[a],
-                times / np.maximum(self.shopping_days[c], 1), self.article_repeat[a], self.customer_repeat[c],
-            ]
-            for g, codes in self.meta.groups.items():
-                columns.append(lookup(self.group_bought[g], c, codes[a]) / np.maximum(purchases, 1))
-        out = np.empty((len(c), len(columns)), np.float32) if out is None else out
-        for j, column in enumerate(columns):
-            out[:, j] = column
+            for j, (_, column) in enumerate(PAIR_COLUMNS):
+                out[:, j] = column(pairs)
+            for j, (g, codes) in enumerate(self.meta.groups.items(), len(PAIR_COLUMNS)):
+                out[:, j] = lookup(self.group_bought[g], pairs.c, codes[pairs.a]) / np.maximum(pairs.purchases, 1)
         return out
 
 
-PAIR_FEATURES = [
-    "log_times_bought", "days_since_bought", "repurchase_14d", "repurchase_30d", "rebuy_interval_days",
-    "rebuy_due", "trending_score", "log_variants_bought",
-    *(f"log_sales_{d}d" for d in SALES_WINDOWS), "log_sales_all", "trend_28d", "trend_7d_vs_28d",
-    "log_popularity_rank", "article_age_days", "days_since_sold",
-    "log_customer_purchases", "customer_days_since_last", "log_customer_purchases_28d", "log_customer_distinct",
-    "article_price", "price_vs_customer", "customer_age", "buyers_age", "age_gap",
-    "buy_rate", "article_repeat_rate", "customer_repeat_rate",
+@dataclass
+class _Pairs:
+    """What the pair columns are computed from: the snapshot `s`, the pairs' customers `c` and articles `a`, and
+    the values the columns share, each looked up once."""
+
+    s: Snapshot
+    c: np.ndarray
+    a: np.ndarray
+    purchases: np.ndarray
+    """The customer's purchases."""
+    at: np.ndarray
+    """Each pair's entry in the pair matrices (-1: never bought); the five share one sparsity pattern."""
+    times: np.ndarray
+    last: np.ndarray
+    first: np.ndarray
+    long: np.ndarray
+    product: np.ndarray
+    """The customer's purchases of the article's product (any colour)."""
+
+    @classmethod
+    def of(cls, s: Snapshot, c: np.ndarray, a: np.ndarray) -> _Pairs:
+        at = stored_at(s.times_bought, c, a)
+        times, last, first, long = (values_at(m, at) for m in (s.times_bought, s.last_bought, s.first_bought,
+                                                               s.repurchase_long))
+        return cls(s, c, a, s.purchases[c], at, times, last, first, long,
+                   lookup(s.product_bought, c, s.meta.product[a]))
+
+    @property
+    def interval(self) -> np.ndarray:
+        """The customer's own rhythm for the article: mean days between its purchases (NaN: bought once or never)."""
+        return np.where(self.times > 1, (self.first - self.last) / np.maximum(self.times - 1, 1), np.nan)
+
+
+log = np.log1p
+# The ranker's pair features, in column order: each name beside the code that computes its column from `_Pairs`
+# (the customer's taste for each of GROUP_COLUMNS follows them, as `affinity_<level>`)
+PAIR_COLUMNS: list[tuple[str, Callable[[_Pairs], np.ndarray]]] = [
+    ("log_times_bought", lambda p: log(p.times)),
+    ("days_since_bought", lambda p: np.where(p.last > 0, p.last - 1, np.nan)),
+    ("repurchase_14d", lambda p: values_at(p.s.repurchase, p.at)),
+    ("repurchase_30d", lambda p: p.long),
+    ("rebuy_interval_days", lambda p: p.interval),
+    # how due the article is: days since the last purchase over the customer's usual interval
+    ("rebuy_due", lambda p: np.where(p.times > 1, (p.last - 1) / np.maximum(p.interval, 1), np.nan)),
+    # the `trending` baseline's own score
+    ("trending_score", lambda p: p.s.trend[p.a] / max(p.s.trend.max(initial=0), 1e-12) + p.long),
+    ("log_variants_bought", lambda p: log(p.product - p.times)),  # other colours of the article's product
+    *((f"log_sales_{d}d", lambda p, d=d: log(p.s.sales[d][p.a])) for d in SALES_WINDOWS),
+    ("log_sales_all", lambda p: log(p.s.sales_all[p.a])),
+    ("trend_28d", lambda p: p.s.trend[p.a]),
+    ("trend_7d_vs_28d", lambda p: p.s.sales_trend[p.a]),
+    ("log_popularity_rank", lambda p: log(p.s.popularity_rank[p.a])),
+    ("article_age_days", lambda p: p.s.first_sold[p.a]),
+    ("days_since_sold", lambda p: p.s.last_sold[p.a]),
+    ("log_customer_purchases", lambda p: log(p.purchases)),
+    ("customer_days_since_last", lambda p: p.s.last_purchase[p.c]),
+    ("log_customer_purchases_28d", lambda p: log(p.s.purchases_28d[p.c])),
+    ("log_customer_distinct", lambda p: log(p.s.distinct[p.c])),
+    ("article_price", lambda p: p.s.article_price[p.a]),
+    ("price_vs_customer", lambda p: p.s.article_price[p.a] / p.s.customer_price[p.c]),
+    ("customer_age", lambda p: p.s.customer_age[p.c]),
+    ("buyers_age", lambda p: p.s.buyers_age[p.a]),
+    ("age_gap", lambda p: p.s.customer_age[p.c] - p.s.buyers_age[p.a]),
+    ("buy_rate", lambda p: p.times / np.maximum(p.s.shopping_days[p.c], 1)),
+    ("article_repeat_rate", lambda p: p.s.article_repeat[p.a]),
+    ("customer_repeat_rate", lambda p: p.s.customer_repeat[p.c]),
 ]
+PAIR_FEATURES = [name for name, _ in PAIR_COLUMNS]
