@@ -24,7 +24,7 @@ from hmgnn import artifacts as A
 from hmgnn.errors import InputError
 
 CUSTOMER_ID = re.compile(r"[0-9a-f]{64}")
-ARTICLE_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
+DISPLAY_COLUMNS = ["prod_name", "product_type_name", "colour_group_name"]
 """The article fields an answer shows beside the id (recommend's table and JSON, serve, the Python API)."""
 UNKNOWN_CUSTOMER = "customer id not in tables/customers.parquet: this week's global bestsellers"
 
@@ -72,7 +72,7 @@ def render_table(recs: CustomerRecommendations):
                           ("why", "left")):
         table.add_column(name.replace("_name", "").replace("_", " "), justify=justify)
     for r in recs.recommendations:
-        table.add_row(str(r["rank"]), r["article_id"], *(str(r[c] or "") for c in ARTICLE_COLUMNS), f"{r['score']:.4g}",
+        table.add_row(str(r["rank"]), r["article_id"], *(str(r[c] or "") for c in DISPLAY_COLUMNS), f"{r['score']:.4g}",
                       r["why"])
     return table
 
@@ -163,7 +163,7 @@ def lookup(workdir: str | Path, asked: str, customer_id: str, k: int,
 
         info(meta["note"])
     fallback = rows[0]["fallback"]
-    recs = [{"rank": r["rank"], "article_id": r["article_id"], **{c: r[c] for c in ARTICLE_COLUMNS},
+    recs = [{"rank": r["rank"], "article_id": r["article_id"], **{c: r[c] for c in DISPLAY_COLUMNS},
              "score": round(float(r["score"]), 6), "why": r["why"], "sources": list(r["sources"])}
             for r in rows[:k]]
     return CustomerRecommendations(cid, meta["model"], k, fallback, recs)
@@ -172,7 +172,7 @@ def lookup(workdir: str | Path, asked: str, customer_id: str, k: int,
 def write(workdir: str | Path, rows: Any, *, model: str, asked: list[str], k: int, note: str | None,
           customers: int) -> Path:
     """Store `rows` (a pyarrow Table, one row per customer and rank: customer_id, rank, article_id, the
-    ARTICLE_COLUMNS, score, why, sources, fallback; sorted by customer_id), and its record, in place of any store
+    DISPLAY_COLUMNS, score, why, sources, fallback; sorted by customer_id), and its record, in place of any store
     before; the record goes last, so a store cut short is never read."""
     import pyarrow.parquet as pq
 

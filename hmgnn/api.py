@@ -38,14 +38,14 @@ def load(path: str | Path, model: str = "auto", config: str | Path | None = None
         config: the config file the workdir was made with, where it set more than the defaults.
         overrides: config overrides, as `--set` takes them (`"recommend.batch_size=256"`).
     """
-    from hmgnn import served
+    from hmgnn import loaded
     from hmgnn.config import load_config
 
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: no such folder; pass the workdir of `hmgnn train` (e.g. work/demo)")
     cfg = load_config(config, [*overrides, f"serve.model={model!r}"], workdir=path)  # a model folder is read alone
-    return Model(served.load(cfg))
+    return Model(loaded.load(cfg))
 
 
 class Model:

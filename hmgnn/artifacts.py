@@ -782,15 +782,16 @@ def sweep_leftovers(out: Path) -> None:
 
 
 @dataclass
-class IdMaps:
-    """Sizes of tables/' id maps and each customer's age (-1 where unknown), for every model's fit."""
+class TablesSummary:
+    """What every model's fit needs from tables/ besides the purchases: the number of customers and articles (the
+    id maps' sizes) and each customer's age (-1 where unknown)."""
 
     n_customers: int
     n_articles: int
     ages: np.ndarray
 
     @classmethod
-    def read(cls, tables: Path) -> IdMaps:
+    def read(cls, tables: Path) -> TablesSummary:
         import numpy as np
         import polars as pl
 

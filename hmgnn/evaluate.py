@@ -101,15 +101,15 @@ def load_window(split: Path, tables: Path, window: str) -> ScoredWindow:
     if start is None:
         raise A.MissingArtifactError(f"{split / (A.TEST_PARQUET if window == 'test' else A.VALIDATION_PARQUET)} "
                                      f"is empty: nothing to score; run `hmgnn sample` with a longer window")
-    ids = A.IdMaps.read(tables)
+    summary = A.TablesSummary.read(tables)
     pairs, pairs_file = None, None
     if (split / PAIRS[window]).is_file():
         pairs_file = PAIRS[window]
         pairs = pl.read_parquet(split / pairs_file).filter(pl.col("kind").is_in(A.BINARY_KINDS))
-    truth = WindowTruth.of(ids.interactions(scored))
+    truth = WindowTruth.of(summary.interactions(scored))
     cutoff = windows.get("val_end") or (val_end.isoformat() if val_end else None)
     return ScoredWindow(
-        name=window, seen=ids.interactions(seen), as_of=start - dt.timedelta(days=1), start=start, end=end,
+        name=window, seen=summary.interactions(seen), as_of=start - dt.timedelta(days=1), start=start, end=end,
         truth=truth, pairs=pairs, pairs_file=pairs_file,
         split={"cutoff": cutoff, "test_start": test_start.isoformat() if test_start else None,
                "test_end": test_end.isoformat() if test_end else None,

@@ -44,12 +44,12 @@ ARTICLE_CATEGORIES = [
 HETERO_DATA_CLASSES = (HeteroData, BaseStorage, NodeStorage, EdgeStorage)
 """The classes a graph.pt holds besides tensors: what its loader allows, and nothing more."""
 
-TRANSACTION_COLUMNS = {"customer_index": pl.Int32, "article_index": pl.Int32, "t_dat": pl.Date,
+TRANSACTION_SCHEMA = {"customer_index": pl.Int32, "article_index": pl.Int32, "t_dat": pl.Date,
                        "price": pl.Float32, "sales_channel_id": pl.Int8}
 """The purchase columns and types the graph's edges are made of (and `hmgnn sample` splits)."""
-_CUSTOMER_COLUMNS = {"customer_index": pl.Int32, "FN": pl.Int8, "Active": pl.Int8, "club_member_status": pl.String,
+_CUSTOMER_SCHEMA = {"customer_index": pl.Int32, "FN": pl.Int8, "Active": pl.Int8, "club_member_status": pl.String,
                      "fashion_news_frequency": pl.String, "age": pl.Int16, "known": pl.Boolean}
-_ARTICLE_COLUMNS = {"article_index": pl.Int32, **{c: pl.String for c in ARTICLE_CATEGORIES},
+_ARTICLE_SCHEMA = {"article_index": pl.Int32, **{c: pl.String for c in ARTICLE_CATEGORIES},
                     "detail_desc": pl.String, "known": pl.Boolean}
 
 
@@ -115,8 +115,8 @@ def read_tables(tables: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
     """Read the columns the graph needs, checking names, types and indices; one InputError lists every problem."""
     problems: list[str] = []
     frames = []
-    for file, columns in ((TRANSACTIONS_PARQUET, TRANSACTION_COLUMNS), (CUSTOMERS_PARQUET, _CUSTOMER_COLUMNS),
-                          (ARTICLES_PARQUET, _ARTICLE_COLUMNS)):
+    for file, columns in ((TRANSACTIONS_PARQUET, TRANSACTION_SCHEMA), (CUSTOMERS_PARQUET, _CUSTOMER_SCHEMA),
+                          (ARTICLES_PARQUET, _ARTICLE_SCHEMA)):
         schema = pl.read_parquet_schema(tables / file)
         bad = [f"{file}: column '{c}' is missing" for c in columns if c not in schema]
         bad += [f"{file}: column '{c}' is {schema[c]}, expected {t}" for c, t in columns.items()

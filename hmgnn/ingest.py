@@ -33,10 +33,10 @@ KAGGLE_NAMES = {
 _KIND_STEMS = {"transactions": "transaction", "customers": "customer", "articles": "article"}
 _SUFFIXES = (".csv", ".parquet", ".csv.zip")
 
-TRANSACTION_COLUMNS = ("t_dat", "customer_id", "article_id", "price")
-CUSTOMER_COLUMNS = ("customer_id", "FN", "Active", "club_member_status", "fashion_news_frequency", "age",
+KAGGLE_TRANSACTION_COLUMNS = ("t_dat", "customer_id", "article_id", "price")
+KAGGLE_CUSTOMER_COLUMNS = ("customer_id", "FN", "Active", "club_member_status", "fashion_news_frequency", "age",
                     "postal_code")
-ARTICLE_COLUMNS = (
+KAGGLE_ARTICLE_COLUMNS = (
     "article_id", "product_code", "prod_name", "product_type_no", "product_type_name", "product_group_name",
     "graphical_appearance_no", "graphical_appearance_name", "colour_group_code", "colour_group_name",
     "perceived_colour_value_id", "perceived_colour_value_name", "perceived_colour_master_id",
@@ -44,7 +44,7 @@ ARTICLE_COLUMNS = (
     "index_group_no", "index_group_name", "section_no", "section_name", "garment_group_no", "garment_group_name",
     "detail_desc",
 )
-_ARTICLE_CODES = {c for c in ARTICLE_COLUMNS[1:] if c.endswith(("_no", "_code", "_id")) and c != "index_code"}
+_ARTICLE_CODES = {c for c in KAGGLE_ARTICLE_COLUMNS[1:] if c.endswith(("_no", "_code", "_id")) and c != "index_code"}
 _SNIFF = 64 << 10
 _ZSTD_LEVEL = 1  # on these tables as small as the default level 3, at half the CPU
 MAX_AGE = 120
@@ -446,7 +446,7 @@ def read_customers(src: Source, problems: Problems | None = None) -> pl.DataFram
     problems = problems if problems is not None else Problems(lenient=False)
     found = _columns(src)
     _require(src, found, ("customer_id",))
-    df = _read_text_table(src, list(dict.fromkeys([*(c for c in CUSTOMER_COLUMNS if c in found), found[-1]])))
+    df = _read_text_table(src, list(dict.fromkeys([*(c for c in KAGGLE_CUSTOMER_COLUMNS if c in found), found[-1]])))
     _ids(src, df, "customer_id", numeric=False)
     drop = _check_short_rows(src, df, found, problems) | _check_customer_ids(src, df, "customer_id", problems)
     if problems.lenient and drop.any():
@@ -493,7 +493,7 @@ def read_articles(src: Source, problems: Problems | None = None) -> pl.DataFrame
     problems = problems if problems is not None else Problems(lenient=False)
     found = _columns(src)
     _require(src, found, ("article_id",))
-    df = _read_text_table(src, list(dict.fromkeys([*(c for c in ARTICLE_COLUMNS if c in found), found[-1]])))
+    df = _read_text_table(src, list(dict.fromkeys([*(c for c in KAGGLE_ARTICLE_COLUMNS if c in found), found[-1]])))
     _ids(src, df, "article_id", numeric=True)
     drop = _check_short_rows(src, df, found, problems)
     if problems.lenient and drop.any():
@@ -503,7 +503,7 @@ def read_articles(src: Source, problems: Problems | None = None) -> pl.DataFrame
         "article_index": pl.int_range(df.height, dtype=pl.Int32, eager=True),
         "article_id": ids,
     }
-    for col in ARTICLE_COLUMNS[1:]:
+    for col in KAGGLE_ARTICLE_COLUMNS[1:]:
         if col not in df.columns:
             # product_code is the article id without its 3-digit colour variant, so it can be recovered
             out[col] = ((ids // 1000).cast(pl.Int32) if col == "product_code"
@@ -587,7 +587,7 @@ def _first_bad_row(src: Source, has_channel: bool) -> InputError | None:
         return None
     raw = _scan(src).slice(row - 1, 1).collect().row(0, named=True)
     more = f" (and {n_bad - 1:,} more rows)" if n_bad > 1 else ""
-    for column in (*TRANSACTION_COLUMNS, "sales_channel_id"):
+    for column in (*KAGGLE_TRANSACTION_COLUMNS, "sales_channel_id"):
         value = None if raw.get(column) is None else str(raw[column])
         problem = _problem(column, value)
         if problem is not None:
@@ -632,7 +632,7 @@ def _map_transactions(src: Source, customers: pl.DataFrame, articles: pl.DataFra
     check finds; only then, or when some ids are unknown, is the file read a second time.
     """
     found = _columns(src)
-    _require(src, found, TRANSACTION_COLUMNS)
+    _require(src, found, KAGGLE_TRANSACTION_COLUMNS)
     has_channel = "sales_channel_id" in found
     mapped = work / "_mapped.parquet"
     lf = (_with_customer_index(_typed(_scan(src), has_channel), customers)
@@ -882,7 +882,7 @@ CUSTOMER_SCHEMA = {"customer_index": pl.Int32, "customer_id": pl.String, "FN": p
                    "postal_code": pl.String, "known": pl.Boolean}
 """tables/customers.parquet's columns, as `read_customers` gives them."""
 ARTICLE_SCHEMA = {"article_index": pl.Int32, "article_id": pl.Int64,
-                  **{c: pl.Int32 if c in _ARTICLE_CODES else pl.String for c in ARTICLE_COLUMNS[1:]},
+                  **{c: pl.Int32 if c in _ARTICLE_CODES else pl.String for c in KAGGLE_ARTICLE_COLUMNS[1:]},
                   "known": pl.Boolean}
 """tables/articles.parquet's columns, as `read_articles` gives them."""
 

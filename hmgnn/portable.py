@@ -15,13 +15,13 @@ import polars as pl
 import torch
 
 from hmgnn import artifacts as A
-from hmgnn.answers import ARTICLE_COLUMNS  # the article fields recommend and serve show
+from hmgnn.answers import DISPLAY_COLUMNS  # the article fields recommend and serve show
 from hmgnn.errors import InputError, MissingArtifactError
 
 PURCHASE_COLUMNS = ["customer_index", "article_index", "t_dat", "price"]
 """The columns of tables/transactions.parquet that a model folder copies and `recommend` fits on (every row, in
 order; price for the ranker's price features, which it learned with prices)."""
-CUSTOMER_COLUMNS = ["customer_index", "customer_id", "age"]
+COPIED_CUSTOMER_COLUMNS = ["customer_index", "customer_id", "age"]
 """The customer id map, and the age that picks a cold customer's age band for the fallback."""
 ARTICLE_META_COLUMNS = ["product_code", "product_type_no", "department_no", "section_no", "garment_group_no",
                         "detail_desc"]
@@ -43,8 +43,8 @@ def write(folder: Path, tables: Path, customer_x: torch.Tensor, article_x: torch
 
 def copied_columns(name: str) -> list[str]:
     """The columns of tables/<name> that the model folder's copy holds (those the table has)."""
-    return {A.TRANSACTIONS_PARQUET: PURCHASE_COLUMNS, A.CUSTOMERS_PARQUET: CUSTOMER_COLUMNS,
-            A.ARTICLES_PARQUET: ["article_index", "article_id", *ARTICLE_COLUMNS, *ARTICLE_META_COLUMNS]}[name]
+    return {A.TRANSACTIONS_PARQUET: PURCHASE_COLUMNS, A.CUSTOMERS_PARQUET: COPIED_CUSTOMER_COLUMNS,
+            A.ARTICLES_PARQUET: ["article_index", "article_id", *DISPLAY_COLUMNS, *ARTICLE_META_COLUMNS]}[name]
 
 
 def write_features(path: Path, customer_x: torch.Tensor, article_x: torch.Tensor) -> None:

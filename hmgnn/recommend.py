@@ -15,7 +15,7 @@ import polars as pl
 from hmgnn import answers
 from hmgnn import artifacts as A
 from hmgnn.answers import (  # noqa: F401 (re-exported)
-    ARTICLE_COLUMNS,
+    DISPLAY_COLUMNS,
     UNKNOWN_CUSTOMER,
     CustomerRecommendations,
     check_customer_id,
@@ -79,7 +79,7 @@ def _auto_note(cfg: Config, asked: str, resolved: str) -> str | None:
     return None
 
 
-def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, A.IdMaps]:
+def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, A.TablesSummary]:
     """Model `name` (as `model_name` resolves it; default: cfg.recommend.model, resolved here) fit on every purchase
     in tables/ (the deployed setting); `k`, the articles to be asked for per customer, is checked against the
     catalogue before anything is fit."""
@@ -92,17 +92,17 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
     else:
         A.require(tables, [A.TRANSACTIONS_PARQUET, A.CUSTOMERS_PARQUET, A.ARTICLES_PARQUET], A.TABLES)
         A.check_lineage([tables])
-    ids = A.IdMaps.read(tables)
-    limit = k_limit(ids.n_articles)
+    summary = A.TablesSummary.read(tables)
+    limit = k_limit(summary.n_articles)
     if k is not None and k > limit:
-        raise ConfigUsageError(f"recommend.k = {k:,} is more than the {ids.n_articles:,} articles in "
+        raise ConfigUsageError(f"recommend.k = {k:,} is more than the {summary.n_articles:,} articles in "
                           f"{tables / A.ARTICLES_PARQUET}; ask for at most {limit:,}")
     path = tables / A.TRANSACTIONS_PARQUET
     # the prices too, where the table has them: the ranker learned its price features from them
     present = pl.read_parquet_schema(path)
     purchases = pl.read_parquet(path, columns=[c for c in PURCHASE_COLUMNS if c in present])
-    model = create_model(name or model_name(cfg), cfg).fit(ids.interactions(purchases))
-    return model, ids
+    model = create_model(name or model_name(cfg), cfg).fit(summary.interactions(purchases))
+    return model, summary
 
 
 def _article_ids(tables: Path) -> np.ndarray:
@@ -126,10 +126,10 @@ def answer(model: Recommender, name: str, tables: Path, cid: str, k: int,
            .select("customer_index").collect())
     article_index, scores, fallback, reasons = rank_customer(model, int(row.item(0, 0)) if row.height else None, k,
                                                              filter_bought)
-    catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
+    catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *DISPLAY_COLUMNS])
                  .sort("article_index"))
     article_ids = catalogue["article_id"]
-    recs = [{"rank": i + 1, "article_id": A.article_label(a['article_id']), **{c: a[c] for c in ARTICLE_COLUMNS},
+    recs = [{"rank": i + 1, "article_id": A.article_label(a['article_id']), **{c: a[c] for c in DISPLAY_COLUMNS},
              "score": round(float(s), 6), **explained(r, lambda j: A.article_label(article_ids[j]))}
             for i, (a, s, r) in enumerate(zip(catalogue[article_index].iter_rows(named=True), scores, reasons))]
     return CustomerRecommendations(cid, name, k, fallback, recs)
@@ -164,11 +164,11 @@ def precompute(cfg: Config) -> Path:
     model, _ = fit_model(cfg, name, k=k)
     tables = A.locate(cfg.workdir).tables
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"]).sort("customer_id")
-    catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
+    catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *DISPLAY_COLUMNS])
                  .sort("article_index"))
     labels = [A.article_label(a) for a in catalogue["article_id"].to_list()]
-    shown = {c: catalogue[c].to_list() for c in ARTICLE_COLUMNS}
-    columns: dict[str, list] = {c: [] for c in ("customer_id", "rank", "article_id", *ARTICLE_COLUMNS, "score", "why",
+    shown = {c: catalogue[c].to_list() for c in DISPLAY_COLUMNS}
+    columns: dict[str, list] = {c: [] for c in ("customer_id", "rank", "article_id", *DISPLAY_COLUMNS, "score", "why",
                                                 "sources", "fallback")}
 
     def add(customer_id: str, ids: np.ndarray, scores: np.ndarray, reasons: list[Reason], fallback: str | None) -> None:
@@ -177,7 +177,7 @@ def precompute(cfg: Config) -> Path:
             columns["customer_id"].append(customer_id)
             columns["rank"].append(rank)
             columns["article_id"].append(labels[a])
-            for c in ARTICLE_COLUMNS:
+            for c in DISPLAY_COLUMNS:
                 columns[c].append(shown[c][a])
             columns["score"].append(score)
             for key, value in explained(reason, labels.__getitem__).items():
@@ -197,7 +197,7 @@ def precompute(cfg: Config) -> Path:
                 add(ids[start + row], top[row], values[row], reasons[row], model.fallback_reason(c))
             bar.advance(task, len(chunk))
     schema = pa.schema([("customer_id", pa.string()), ("rank", pa.int16()), ("article_id", pa.string()),
-                        *((c, pa.string()) for c in ARTICLE_COLUMNS),
+                        *((c, pa.string()) for c in DISPLAY_COLUMNS),
                         ("score", pa.float32()), ("why", pa.string()), ("sources", pa.list_(pa.string())),
                         ("fallback", pa.string())])
     table = pa.table(columns, schema=schema)

@@ -18,12 +18,12 @@ import polars as pl
 
 from hmgnn.artifacts import (ARTICLES_PARQUET, CUSTOMERS_KEPT_PARQUET, CUSTOMERS_PARQUET, GRAPH, GRAPH_PT,
                              HISTORY_PARQUET, SPLIT, TABLES, TEST_PAIRS_PARQUET, TEST_PARQUET, TRANSACTIONS_PARQUET,
-                             VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET, IdMaps, StepOutput, check_lineage, require,
+                             VALIDATION_PAIRS_PARQUET, VALIDATION_PARQUET, StepOutput, TablesSummary, check_lineage, require,
                              skip_if_current, step_dir)
 from hmgnn.config import Config, SampleConfig
 from hmgnn.console import info, progress
 from hmgnn.errors import ConfigError, InputError
-from hmgnn.graph import TRANSACTION_COLUMNS
+from hmgnn.graph import TRANSACTION_SCHEMA
 from hmgnn.interactions import Windows
 
 STEP = "sample"
@@ -71,10 +71,10 @@ def run(cfg: Config, inp: Path | None = None, out: Path | None = None, force: bo
 
     with progress(transient=True, unit="parts") as bar:
         task = bar.add_task("reading the purchases", total=4)
-        ids = IdMaps.read(tables_dir)
-        n_customers, n_articles = ids.n_customers, ids.n_articles
-        purchases = (pl.read_parquet(tables_dir / TRANSACTIONS_PARQUET, columns=list(TRANSACTION_COLUMNS))
-                     .cast(TRANSACTION_COLUMNS))
+        summary = TablesSummary.read(tables_dir)
+        n_customers, n_articles = summary.n_customers, summary.n_articles
+        purchases = (pl.read_parquet(tables_dir / TRANSACTIONS_PARQUET, columns=list(TRANSACTION_SCHEMA))
+                     .cast(TRANSACTION_SCHEMA))
         if purchases.height == 0:
             raise InputError(f"{tables_dir / TRANSACTIONS_PARQUET} has no purchases; check the transactions and run "
                              "`hmgnn ingest` and `hmgnn build-graph` again")

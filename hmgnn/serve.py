@@ -1,7 +1,7 @@
 """`hmgnn serve`: the recommender as an HTTP API (FastAPI + uvicorn), fit once at startup on model/ + tables/ (the
-model in memory, `ServedModel`, is hmgnn/served.py's, shared with `hmgnn.load`).
+model in memory, `LoadedModel`, is hmgnn/loaded.py's, shared with `hmgnn.load`).
 
-Requests read one immutable `ServedModel`; a reload builds the next one aside and swaps the reference under a lock.
+Requests read one immutable `LoadedModel`; a reload builds the next one aside and swaps the reference under a lock.
 GET /recommendations/{id} goes through the `Scorer` threads, which rank the requests waiting together as a batch."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from hmgnn.artifacts import article_label
 from hmgnn.config import MAX_K, Config
 from hmgnn.errors import HmgnnError
 from hmgnn.recommend import check_customer_id, check_k
-from hmgnn.served import ServedModel, load
+from hmgnn.loaded import LoadedModel, load
 
 try:
     from fastapi import FastAPI, HTTPException, Query, Request
@@ -129,7 +129,7 @@ class ReloadResult(BaseModel):
     seconds: float = Field(description="Time spent loading and fitting the new model")
 
 
-# ---- holding the served model (built by hmgnn/served.py) and reloading it ---------------------------------
+# ---- holding the served model (built by hmgnn/loaded.py) and reloading it ---------------------------------
 
 class ReloadBusy(Exception):
     """A reload is already running."""
@@ -139,8 +139,8 @@ class ModelHolder:
     """The one reference to the served model. A request reads `current` once and keeps that model to the end,
     so a reload never changes the model under a request in flight; `reload` fits the next model aside."""
 
-    def __init__(self, cfg: Config | None, served: ServedModel | None = None,
-                 loader: Callable[[Config], ServedModel] = load) -> None:
+    def __init__(self, cfg: Config | None, served: LoadedModel | None = None,
+                 loader: Callable[[Config], LoadedModel] = load) -> None:
         self.loader = loader
         self._current = served if served is not None else loader(cfg)
         # `auto` is resolved once: a reload keeps the model the server started with (a vanished checkpoint is
@@ -151,10 +151,10 @@ class ModelHolder:
         self._reloading = threading.Lock()
 
     @property
-    def current(self) -> ServedModel:
+    def current(self) -> LoadedModel:
         return self._current
 
-    def reload(self) -> tuple[ServedModel, ServedModel]:
+    def reload(self) -> tuple[LoadedModel, LoadedModel]:
         """Load the artifacts again and switch to them: (old, new). A failed load leaves the old one serving."""
         if not self._reloading.acquire(blocking=False):
             raise ReloadBusy
@@ -184,7 +184,7 @@ class Scorer:
         self._started = False
         self._start = threading.Lock()
 
-    async def recommend(self, served: ServedModel, customer_id: str, k: int, filter_bought: bool) -> bytes:
+    async def recommend(self, served: LoadedModel, customer_id: str, k: int, filter_bought: bool) -> bytes:
         """`served.recommend_json` for one request, ranked in the next batch."""
         if not self._started:
             with self._start:
@@ -250,7 +250,7 @@ def check_article_id(text: str) -> int:
     return int(text)
 
 
-def _k(k: int, served: ServedModel, where: str = "k") -> int:
+def _k(k: int, served: LoadedModel, where: str = "k") -> int:
     """`k` within the catalogue, as the CLI and the Python API check it (FastAPI has checked 1 <= k <= MAX_K)."""
     try:
         return check_k(k, served.model.n_articles, where)

@@ -75,13 +75,13 @@ def load_training_data(graph_dir: Path, split_dir: Path, tables_dir: Path) -> Tr
     windows = (artifacts.read_manifest(split_dir) or {}).get("windows")
     if not windows:
         raise InputError(f"{split_dir}/manifest.json has no 'windows'; run `hmgnn sample` again (with --force)")
-    ids = artifacts.IdMaps.read(tables_dir)
-    if (ids.n_customers, ids.n_articles) != (nc, na):
-        raise InputError(f"{tables_dir} has {ids.n_customers} customers x {ids.n_articles} articles, "
+    summary = artifacts.TablesSummary.read(tables_dir)
+    if (summary.n_customers, summary.n_articles) != (nc, na):
+        raise InputError(f"{tables_dir} has {summary.n_customers} customers x {summary.n_articles} articles, "
                          f"{graph_dir / artifacts.GRAPH_PT} {nc} x {na}; run `hmgnn build-graph --force`")
     columns = ["customer_index", "article_index", "t_dat", "price"]
-    history = ids.interactions(pl.read_parquet(split_dir / artifacts.HISTORY_PARQUET, columns=columns))
-    validation = ids.interactions(pl.read_parquet(split_dir / artifacts.VALIDATION_PARQUET, columns=columns))
+    history = summary.interactions(pl.read_parquet(split_dir / artifacts.HISTORY_PARQUET, columns=columns))
+    validation = summary.interactions(pl.read_parquet(split_dir / artifacts.VALIDATION_PARQUET, columns=columns))
     if len(history) == 0 or len(validation) == 0:
         raise InputError(f"{split_dir}: the history or validation window is empty; move sample.cutoff or "
                          "lengthen sample.val_days")

@@ -387,7 +387,7 @@ def _refit_ranker(checkpoint: dict[str, Any], customer_x: torch.Tensor, article_
     ages = customers.sort("customer_index")["age"].fill_null(-1).to_numpy().astype(np.int16)
     # the purchases as `recommend` reads them, so that the features the ranker learns from are the ones it will be
     # given, in a workdir and a model folder alike
-    purchases = A.IdMaps(customers.height, article_x.shape[0], ages).interactions(
+    purchases = A.TablesSummary(customers.height, article_x.shape[0], ages).interactions(
         transactions.select(c for c in portable.PURCHASE_COLUMNS if c in transactions.columns))
     end = transactions["t_dat"].max()
     windows = label_windows(purchases, end - dt.timedelta(days=days), end, rc)

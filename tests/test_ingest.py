@@ -26,7 +26,7 @@ CUSTOMERS_SCHEMA = {"customer_index": pl.Int32, "customer_id": pl.String, "FN": 
                     "postal_code": pl.String, "known": pl.Boolean}
 ARTICLES_SCHEMA = {
     "article_index": pl.Int32, "article_id": pl.Int64,
-    **{c: (pl.Int32 if c in ingest._ARTICLE_CODES else pl.String) for c in ingest.ARTICLE_COLUMNS[1:]},
+    **{c: (pl.Int32 if c in ingest._ARTICLE_CODES else pl.String) for c in ingest.KAGGLE_ARTICLE_COLUMNS[1:]},
     "known": pl.Boolean,
 }
 

@@ -175,14 +175,14 @@ def test_a_copied_model_folder_updates_on_its_own(trained_workdir, tmp_path, cap
 
 
 def test_a_second_update_places_new_customers_alike_and_serve_reloads(trained_workdir, tmp_path, capsys):
-    from hmgnn import served
+    from hmgnn import loaded
 
     folder = tmp_path / "hm"
     shutil.copytree(trained_workdir / A.MODEL, folder)
     new_week(folder, tmp_path / "first")
     assert hmgnn_cli(capsys, "update", "--model-dir", folder, "--raw", tmp_path / "first")[0] == 0
     cfg = load_config(None, [], workdir=folder)
-    serving = served.load(cfg)
+    serving = loaded.load(cfg)
     second = "cd" * 32  # the same profile as the first week's new customer
     week = new_week(folder, tmp_path / "second", customer=second)
     assert serving.customer_index(second) is None and serving.health()["as_of"] == week["last"]
@@ -193,7 +193,7 @@ def test_a_second_update_places_new_customers_alike_and_serve_reloads(trained_wo
     customer_x, _ = portable.read_features(folder, checkpoint)
     # the age scaling is the trained graph's, not one refit on the customers added since
     assert torch.equal(customer_x[-1], customer_x[-2])
-    reloaded = served.load(cfg)  # what `hmgnn serve`'s reload does
+    reloaded = loaded.load(cfg)  # what `hmgnn serve`'s reload does
     assert reloaded.health()["as_of"] == week["second"]
     index = reloaded.customer_index(second)
     assert index == checkpoint["model_args"]["num_customers"] - 1 and not reloaded.model.is_cold([index])[0]

@@ -1,6 +1,6 @@
-"""The recommender in memory, as every request of `hmgnn serve` and every call of `hmgnn.load()` reads it: a fitted
-model with its id maps and article fields, built once and never changed. No web framework: the Python API works
-without the serve extra."""
+"""The loaded recommender, as every request of `hmgnn serve` and every call of `hmgnn.load()` reads it: a fitted
+model in memory with its id maps and article fields, built once and never changed. No web framework: the Python API
+works without the serve extra."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from hmgnn.console import info
 from hmgnn.errors import HmgnnError
 from hmgnn.models.base import Recommender, top_k  # top_k: exact on ties, like every ranking in hmgnn
 from hmgnn.models.reasons import Reason
-from hmgnn.recommend import ARTICLE_COLUMNS, explained, fit_model, model_name, rank_customer
+from hmgnn.recommend import DISPLAY_COLUMNS, explained, fit_model, model_name, rank_customer
 from hmgnn.registry import model_class
 
 
@@ -50,7 +50,7 @@ def rank_dense(model: Recommender, customers: np.ndarray, ks: list[int],
 
 
 @dataclass(frozen=True, eq=False)
-class ServedModel:
+class LoadedModel:
     """A fitted model with everything a request needs, precomputed once; never changed after it is built.
 
     Args:
@@ -179,7 +179,7 @@ class ServedModel:
                 f'"fallback":{json.dumps(fallback, ensure_ascii=False)},"recommendations":[{recs}]}}').encode()
 
 
-def load(cfg: Config) -> ServedModel:
+def load(cfg: Config) -> LoadedModel:
     """cfg.serve.model fit on every purchase in tables/ (as `hmgnn recommend` does) plus the id maps and the
     per-article fields, all in memory; the GNN's article embeddings normalised for cosine lookups."""
     A.forget_fingerprints()  # a reload reads every file again: one edited in place since the last load is seen
@@ -203,16 +203,16 @@ def load(cfg: Config) -> ServedModel:
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"])
     order = customers["customer_id"].arg_sort().to_numpy()
     sorted_ids = customers["customer_id"].to_numpy()[order].astype("S64")
-    articles = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *ARTICLE_COLUMNS])
+    articles = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *DISPLAY_COLUMNS])
                 .sort("article_index"))
     article_ids = articles["article_id"].to_list()
-    rows = articles.select(A.article_labels(pl.col("article_id")), *ARTICLE_COLUMNS).to_dicts()
+    rows = articles.select(A.article_labels(pl.col("article_id")), *DISPLAY_COLUMNS).to_dicts()
     members = [json.dumps(row, ensure_ascii=False, separators=(",", ":"))[1:-1] for row in rows]
 
     unit = None
     if callable(getattr(model, "embeddings", None)):
         unit = torch.nn.functional.normalize(model.embeddings()[1].float(), dim=1)
-    return ServedModel(name, model, fingerprint, A.fingerprint(tables / A.TRANSACTIONS_PARQUET),
+    return LoadedModel(name, model, fingerprint, A.fingerprint(tables / A.TRANSACTIONS_PARQUET),
                        dt.datetime.now(dt.timezone.utc), sorted_ids,
                        customers["customer_index"].to_numpy()[order].astype(np.int64),
                        {a: i for i, a in enumerate(article_ids)}, rows, members, unit,
