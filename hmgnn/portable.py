@@ -105,15 +105,13 @@ def recipe(folder: Path) -> str:
     return str((config.get("train") or {}).get("recipe") or "gnn")
 
 
-def read_features(folder: Path, checkpoint: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def read_features(folder: Path, files: dict[str, Any],
+                  model_args: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """The static node features (customers, articles) of a model folder, after checking that each copied file is
-    the one written with this model.pt (the folder's counterpart of the graph.pt fingerprint a workdir checks)."""
-    record = checkpoint.get("files")
-    if not isinstance(record, dict):
-        raise InputError(f"{folder / A.MODEL_PT} records no copied data: it was trained before model folders "
-                         "loaded on their own; run `hmgnn train --force` in its workdir (or load the workdir)")
+    the one written with its model.pt (the folder's counterpart of the graph.pt fingerprint a workdir checks):
+    `files` and `model_args` are that checkpoint's (`hmgnn.ranking.checkpoint.Checkpoint`)."""
     for name in A.PORTABLE_FILES:
-        entry = record.get(name)
+        entry = files.get(name)
         if not isinstance(entry, dict) or not A.same_fingerprint(folder / name, entry.get("fingerprint")):
             raise InputError(f"{folder / name} is not the file written with {folder / A.MODEL_PT}; {RECOPY}")
     packed = A.load_torch(folder / A.FEATURES_PT, A.MODEL)
@@ -122,8 +120,8 @@ def read_features(folder: Path, checkpoint: dict[str, Any]) -> tuple[torch.Tenso
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise InputError(f"{folder / A.FEATURES_PT} does not hold the packed node features "
                          f"({type(exc).__name__}: {exc}); {RECOPY}") from None
-    args = checkpoint["model_args"]
-    expected = [args["num_customers"], args["customer_channels"], args["num_articles"], args["article_channels"]]
+    expected = [model_args["num_customers"], model_args["customer_channels"], model_args["num_articles"],
+                model_args["article_channels"]]
     if [*customer_x.shape, *article_x.shape] != expected:
         raise InputError(f"{folder / A.FEATURES_PT} holds {customer_x.shape[0]} x {customer_x.shape[1]} customer and "
                          f"{article_x.shape[0]} x {article_x.shape[1]} article features, the model expects "

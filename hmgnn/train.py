@@ -38,6 +38,7 @@ from hmgnn.models.node_inputs import (ARTICLE_TIME_FEATURES, CUSTOMER_TIME_FEATU
                                       inputs_on, node_inputs)
 from hmgnn.models.sparse import Adjacency
 from hmgnn.ranking.candidates import GNNScores
+from hmgnn.ranking.checkpoint import Checkpoint
 from hmgnn.ranking.features import ArticleMeta
 from hmgnn.ranking.fit import choose_rest_mix, fit_ranker, label_windows
 from hmgnn.ranking.recommender import ranker_scores
@@ -600,10 +601,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
               tables_dir / artifacts.TRANSACTIONS_PARQUET]  # the last three also copied into the model folder
     if (split_dir / artifacts.VALIDATION_PAIRS_PARQUET).is_file():  # they choose the non-candidates' score mix
         inputs.append(split_dir / artifacts.VALIDATION_PAIRS_PARQUET)
-    outdated = (out / artifacts.MODEL_PT).is_file() and not (out / artifacts.FEATURES_PT).is_file()
-    if outdated:
-        info(f"[yellow]train[/yellow]: {out} predates self-contained model folders; training again")
-    if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force or outdated):
+    if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force):
         return out
 
     device = resolve_device(tc.device)
@@ -688,26 +686,28 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
                               started=started) as so:
         # the data it recommends from, copied beside model.pt: the folder loads without the workdir
         files = portable.write(so.dir, tables_dir, data.customer_x, data.article_x)
-        checkpoint = {
-            "recipe": tc.recipe, "model_args": trainer.model.model_args,
-            "state_dict": {k: v.cpu() for k, v in final.state_dict().items()},
-            "train_config": tc.__dict__, "config": cfg.to_dict(), "seed": cfg.seed,
-            "feature_names": data.feature_names, "time_features": tc.time_features,
-            "graph_fingerprint": artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
-            "ranker": ranker.to_dict() if ranker else None,  # ranks each customer's candidates
-            "ranker_only": ranker_only.to_dict() if ranker_only else None,  # the same fit without the GNN
-            "auto": auto,  # the model that ranked the held-out label customers best: `recommend.model = auto`
-            "candidate_sizes": cfg.ranker.sizes(),
-            "gnn_recent_days": cfg.ranker.gnn_recent_days,
-            "retrieval_drops_bought": retrieval_drops_bought,
-            "retrieval_head": retrieval.head,  # the GNN alone's own-edge weights, in units of its scores' spread
-            "rest_mix": rest_mix,  # the non-candidates' weight of recent sales against the GNN's percentile
-            "article_meta": data.meta.to_dict(),  # the pair features' article categories
-            "best_epoch": trainer.best_epoch, "validation_map@12": trainer.best_map,
-            "refit": refit,  # None, or how the recommending GNN was refit on every purchase
-            "files": files,  # the copied data's fingerprints: a model folder loads only with its own files
-        }
-        artifacts.save_torch(checkpoint, so.dir / artifacts.MODEL_PT)  # plain data: loads with weights_only=True
+        checkpoint = Checkpoint(
+            recipe=tc.recipe, model_args=trainer.model.model_args,
+            state_dict={k: v.cpu() for k, v in final.state_dict().items()},
+            train_config=tc.__dict__, config=cfg.to_dict(), seed=cfg.seed,
+            feature_names=data.feature_names, time_features=tc.time_features,
+            graph_fingerprint=artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
+            ranker=ranker.to_dict() if ranker else None,  # ranks each customer's candidates
+            ranker_only=ranker_only.to_dict() if ranker_only else None,  # the same fit without the GNN
+            auto=auto,  # the model that ranked the held-out label customers best: `recommend.model = auto`
+            candidate_sizes=cfg.ranker.sizes(),
+            gnn_recent_days=cfg.ranker.gnn_recent_days,
+            retrieval_drops_bought=retrieval_drops_bought,
+            retrieval_head=retrieval.head,  # the GNN alone's own-edge weights, in units of its scores' spread
+            rest_mix=rest_mix,  # the non-candidates' weight of recent sales against the GNN's percentile
+            article_meta=data.meta.to_dict(),  # the pair features' article categories
+            best_epoch=trainer.best_epoch, validation_map=trainer.best_map,
+            refit=refit,  # None, or how the recommending GNN was refit on every purchase
+            files=files,  # the copied data's fingerprints: a model folder loads only with its own files
+            updates=[],  # `hmgnn update` appends one record each
+        )
+        # plain data: loads with weights_only=True
+        artifacts.save_torch(checkpoint.to_dict(), so.dir / artifacts.MODEL_PT)
         pl.DataFrame(trainer.log).write_csv(so.dir / artifacts.TRAIN_LOG)
         if ranker_report:
             (so.dir / RANKER_JSON).write_text(json.dumps(ranker_report, indent=1))

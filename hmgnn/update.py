@@ -162,7 +162,7 @@ def _update(cfg: Config, place: Place, raw: Path, refit_ranker: bool, scratch: P
             staged: Staged) -> dict[str, Any]:
     checkpoints = {folder: C.load(folder / A.MODEL_PT, folder.name) for folder in place.folders}
     first = checkpoints[place.folders[0]]
-    if refit_ranker and not any(c.get("ranker") for c in checkpoints.values()):
+    if refit_ranker and not any(c.ranker for c in checkpoints.values()):
         raise UsageError(f"--refit-ranker: {', '.join(map(str, place.folders))} holds no ranker (the reference "
                          "recipe ranks by the GNN alone); update without it")
     customers = pl.read_parquet(place.data / A.CUSTOMERS_PARQUET)
@@ -185,7 +185,7 @@ def _update(cfg: Config, place: Place, raw: Path, refit_ranker: bool, scratch: P
     with progress(transient=True, unit="parts") as bar:
         task = bar.add_task("new node features", total=2 + len(place.folders))
         # the new rows of the node features, encoded as the graph step encoded the rows it saw
-        customer_x, article_x = portable.read_features(place.folders[0], first)
+        customer_x, article_x = portable.read_features(place.folders[0], first.files, first.model_args)
         new_customer_x, new_article_x = new_features(first, customers, articles, article_x, added)
         customers_all = _appended(customers, added.customers)
         articles_all = _appended(articles, added.articles)
@@ -207,7 +207,7 @@ def _update(cfg: Config, place: Place, raw: Path, refit_ranker: bool, scratch: P
             bar.update(task, description=f"{folder.name}/: weights, copies, model card"
                                          + (", the ranker fit again" if refit_ranker else ""))
             if place.workdir and folder != place.folders[0]:
-                customer_x, article_x = portable.read_features(folder, checkpoint)
+                customer_x, article_x = portable.read_features(folder, checkpoint.files, checkpoint.model_args)
             records.append(_write_folder(
                 cfg, folder, checkpoint, torch.cat([customer_x, torch.from_numpy(new_customer_x)]),
                 torch.cat([article_x, torch.from_numpy(new_article_x)]), changed, transactions_all, customers_all,
@@ -216,16 +216,13 @@ def _update(cfg: Config, place: Place, raw: Path, refit_ranker: bool, scratch: P
     return records[0]
 
 
-def new_features(checkpoint: dict[str, Any], customers: pl.DataFrame, articles: pl.DataFrame,
+def new_features(checkpoint: C.Checkpoint, customers: pl.DataFrame, articles: pl.DataFrame,
                  article_x: torch.Tensor, added: ingest.Additions) -> tuple[np.ndarray, np.ndarray]:
     """The static node features of the new customers and articles, in the trained graph's columns: its one-hot
     vocabularies (a value it never saw is encoded as a missing one, all zeros in its block) and its age scaling
     (the median and spread of the ages it was built from). A new article whose description a known article has
     gets that article's text embedding (the SVD is not fit again); another description gets zeros, as an empty one."""
-    names = checkpoint.get("feature_names")
-    if not isinstance(names, dict) or not {"customer", "article"} <= set(names):
-        raise InputError(f"model.pt records no feature names, so new customers and articles cannot be encoded; "
-                         f"{C.FIX}")
+    names = checkpoint.feature_names
     built = _built_customers(checkpoint)  # the customers the graph step saw: their ages set the scaling
     seen = customers.head(built)
     known = seen["known"].to_numpy() if "known" in seen.columns else np.ones(seen.height, bool)
@@ -245,9 +242,9 @@ def new_features(checkpoint: dict[str, Any], customers: pl.DataFrame, articles: 
     return customer_x, article_x_new
 
 
-def _built_customers(checkpoint: dict[str, Any]) -> int:
+def _built_customers(checkpoint: C.Checkpoint) -> int:
     """How many customers the graph the model was trained with held (updates append after them)."""
-    return checkpoint["model_args"]["num_customers"] - sum(u["new_customers"] for u in checkpoint.get("updates", []))
+    return checkpoint.model_args["num_customers"] - sum(u["new_customers"] for u in checkpoint.updates)
 
 
 def _appended(frame: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -309,7 +306,7 @@ def _write_graph(graph_dir: Path, tables: dict[str, Path], customer_x: np.ndarra
     return path
 
 
-def _write_folder(cfg: Config, folder: Path, checkpoint: dict[str, Any], customer_x: torch.Tensor,
+def _write_folder(cfg: Config, folder: Path, checkpoint: C.Checkpoint, customer_x: torch.Tensor,
                   article_x: torch.Tensor, changed: dict[str, pl.DataFrame], transactions: pl.DataFrame,
                   customers: pl.DataFrame, articles: pl.DataFrame | None, record: dict[str, Any],
                   workdir_files: dict[str, Path], refit_ranker: bool, staged: Staged) -> dict[str, Any]:
@@ -324,36 +321,35 @@ def _write_folder(cfg: Config, folder: Path, checkpoint: dict[str, Any], custome
         frame.select(c for c in portable.copied_columns(name) if c in frame.columns).write_parquet(
             paths[name], compression="zstd")
     files = {name: paths.get(name, folder / name) for name in A.PORTABLE_FILES}
-    new = dict(checkpoint)
-    args = dict(checkpoint["model_args"])
+    args = dict(checkpoint.model_args)
     grow = {"customer": customer_x.shape[0] - args["num_customers"],
             "article": article_x.shape[0] - args["num_articles"]}
     args["num_customers"], args["num_articles"] = int(customer_x.shape[0]), int(article_x.shape[0])
-    new["model_args"] = args
-    state = dict(checkpoint["state_dict"])
+    state = dict(checkpoint.state_dict)
     for kind, n in grow.items():
         key = f"embedding.{kind}.weight"
         if key in state and n:
             # a new node starts from no ID of its own: its features and its purchases (message passing) place it
             state[key] = torch.cat([state[key], state[key].new_zeros(n, state[key].shape[1])])
-    new["state_dict"] = state
-    if articles is not None and checkpoint.get("article_meta") is not None:
+    new = dataclasses.replace(checkpoint, model_args=args, state_dict=state)
+    if articles is not None:
         from hmgnn.ranking.features import ArticleMeta
 
-        new["article_meta"] = ArticleMeta.from_frame(articles.sort("article_index")).to_dict()
+        new.article_meta = ArticleMeta.from_frame(articles.sort("article_index")).to_dict()
     if A.GRAPH_PT in workdir_files:
-        new["graph_fingerprint"] = A.fingerprint(workdir_files[A.GRAPH_PT])
-    record = dict(record, ranker_refit=refit_ranker and new.get("ranker") is not None)
+        new.graph_fingerprint = A.fingerprint(workdir_files[A.GRAPH_PT])
+    record = dict(record, ranker_refit=refit_ranker and new.ranker is not None)
     if record["ranker_refit"]:
         from hmgnn.device import resolve_device
 
         record["ranker"] = _refit_ranker(new, customer_x, article_x, transactions, customers,
                                          str(resolve_device(cfg.train.device, strict=False)))
-    new["files"] = portable.files_record(files)
-    new["updates"] = [*checkpoint.get("updates", []), dict(record)]
-    C.check(new, folder / A.MODEL_PT)  # what every load checks, before anything is renamed into place
+    new.files = portable.files_record(files)
+    new.updates = [*checkpoint.updates, dict(record)]
+    data = new.to_dict()
+    C.check(data, folder / A.MODEL_PT)  # what every load checks, before anything is renamed into place
     paths[A.MODEL_PT] = staged.path(folder / A.MODEL_PT)
-    A.save_torch(new, paths[A.MODEL_PT])
+    A.save_torch(data, paths[A.MODEL_PT])
 
     card = folder / A.MODEL_CARD
     if card.is_file():
@@ -371,19 +367,19 @@ def _write_folder(cfg: Config, folder: Path, checkpoint: dict[str, Any], custome
     return record
 
 
-def _refit_ranker(checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
+def _refit_ranker(checkpoint: C.Checkpoint, customer_x: torch.Tensor, article_x: torch.Tensor,
                   transactions: pl.DataFrame, customers: pl.DataFrame, device: str) -> dict[str, Any]:
     """Fit the checkpoint's rankers (`gnn`'s and `ranker-only`'s) again, as `hmgnn train` fits them (its ranker
     settings and seed), on one label window: the newest `sample.val_days` days, features as of the day before it, the
-    GNN's message pass (its weights kept) over the purchases up to that day. Returns what the model card records."""
+    GNN's message pass (its weights kept) over the purchases up to that day; the new rankers replace `checkpoint`'s.
+    Returns what the model card records."""
     from hmgnn.models.gnn import HeteroSAGE
     from hmgnn.ranking.recommender import ranker_scores
     from hmgnn.ranking.features import ArticleMeta
     from hmgnn.ranking.fit import fit_ranker, label_windows
 
-    trained = checkpoint.get("config") or {}
-    rc = dataclasses.replace(RankerConfig(**(trained.get("ranker") or {})), windows=1)  # the newest window only
-    days = int((trained.get("sample") or {}).get("val_days", 7))
+    rc = dataclasses.replace(RankerConfig(**checkpoint.config["ranker"]), windows=1)  # the newest window only
+    days = int(checkpoint.config["sample"]["val_days"])
     ages = customers.sort("customer_index")["age"].fill_null(-1).to_numpy().astype(np.int16)
     # the purchases as `recommend` reads them, so that the features the ranker learns from are the ones it will be
     # given, in a workdir and a model folder alike
@@ -391,22 +387,21 @@ def _refit_ranker(checkpoint: dict[str, Any], customer_x: torch.Tensor, article_
         transactions.select(c for c in portable.PURCHASE_COLUMNS if c in transactions.columns))
     end = transactions["t_dat"].max()
     windows = label_windows(purchases, end - dt.timedelta(days=days), end, rc)
-    model = HeteroSAGE.from_args(checkpoint["model_args"])
-    model.load_state_dict(checkpoint["state_dict"])
+    model = HeteroSAGE.from_args(checkpoint.model_args)
+    model.load_state_dict(checkpoint.state_dict)
     model.eval()
-    gnn_as_of = ranker_scores(model, checkpoint["recipe"], checkpoint["time_features"], customer_x, article_x,
-                              torch.device(device),
-                              edge_half_life=float(checkpoint["train_config"].get("edge_half_life", 0.0)))
+    gnn_as_of = ranker_scores(model, checkpoint.recipe, checkpoint.time_features, customer_x, article_x,
+                              torch.device(device), edge_half_life=float(checkpoint.train_config["edge_half_life"]))
 
     try:
-        ranker, ranker_only, report = fit_ranker(purchases, windows, ArticleMeta.from_dict(checkpoint["article_meta"]),
-                                                 rc, gnn_as_of, int(checkpoint.get("seed", 0)))
+        ranker, ranker_only, report = fit_ranker(purchases, windows, ArticleMeta.from_dict(checkpoint.article_meta),
+                                                 rc, gnn_as_of, checkpoint.seed)
     except ValueError as exc:
         raise InputError(f"--refit-ranker: the ranker cannot be fit on the label window after {windows[0].as_of} "
                          f"({exc}); update without --refit-ranker, or add more days of purchases") from None
-    checkpoint["ranker"] = ranker.to_dict()
-    if ranker_only is not None and checkpoint.get("ranker_only") is not None:
-        checkpoint["ranker_only"] = ranker_only.to_dict()
+    checkpoint.ranker = ranker.to_dict()
+    if ranker_only is not None and checkpoint.ranker_only is not None:
+        checkpoint.ranker_only = ranker_only.to_dict()
     window = windows[0]
     return {"window": f"{window.as_of + dt.timedelta(days=1)}..{window.end}", "customers": int(window.customers),
             "rows": int(report["rows"]), "trees": int(report["trees"])}

@@ -39,6 +39,7 @@ def untrained_gnn(ranker: bool = True, decoder: str = "dot"):
     """The GNN recommender over a freshly initialised model and a ranker fit on random rows: the interface, not
     the quality, is under test."""
     from hmgnn.models.gnn import HeteroSAGE
+    from hmgnn.ranking.checkpoint import Checkpoint
     from hmgnn.ranking.recommender import GNNRecommender
     from hmgnn.ranking.features import ArticleMeta
 
@@ -48,9 +49,14 @@ def untrained_gnn(ranker: bool = True, decoder: str = "dot"):
                        decoder=decoder)
     meta = ArticleMeta(np.arange(N_ARTICLES, dtype=np.int32) // 2, {"product_type_no": np.arange(N_ARTICLES) % 3})
     sizes = {"gnn": 6, "bought": 5, "variant": 3, "popular": 4, "trending": 4, "walk": 5}
-    checkpoint = {"recipe": "gnn", "model_args": model.model_args, "state_dict": model.state_dict(),
-                  "train_config": {"loss": "bpr"}, "time_features": True, "candidate_sizes": sizes,
-                  "article_meta": meta.to_dict(), "ranker": _random_ranker(meta).to_dict() if ranker else None}
+    checkpoint = Checkpoint(
+        recipe="gnn", model_args=model.model_args, state_dict=model.state_dict(),
+        train_config={"loss": "bpr", "edge_half_life": 0.0}, config={}, seed=0,
+        feature_names={"customer": [], "article": []}, time_features=True, graph_fingerprint="",
+        ranker=_random_ranker(meta).to_dict() if ranker else None,
+        ranker_only=None, auto="gnn", candidate_sizes=sizes, gnn_recent_days=0, retrieval_drops_bought=False,
+        retrieval_head=None, rest_mix=0.5, article_meta=meta.to_dict(), best_epoch=0, validation_map=0.0, refit=None,
+        files={}, updates=[])
     g = torch.Generator().manual_seed(1)
     return GNNRecommender(checkpoint, torch.randn(N_CUSTOMERS, 2, generator=g), torch.randn(N_ARTICLES, 3, generator=g))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -21,6 +22,7 @@ from hmgnn.registry import create_model
 from hmgnn.interactions import Interactions, WindowTruth
 from hmgnn.models.base import lookup
 from hmgnn.models.gnn import HeteroSAGE
+from hmgnn.ranking.checkpoint import Checkpoint, load as load_checkpoint
 from hmgnn.ranking.recommender import GNNRetrievalRecommender
 
 from tables_fixture import FAST_TRAIN as FAST
@@ -48,8 +50,12 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
     assert "label window" in card and "hmgnn.load(" in card and "validation MAP@12" in card
     assert f"--model-dir {out}" in card and f"| `features.pt` | {(out / 'features.pt').stat().st_size:,} |" in card
     ckpt = torch.load(out / "model.pt", weights_only=True)
-    assert {"state_dict", "model_args", "feature_names", "graph_fingerprint", "config", "ranker", "candidate_sizes",
-            "article_meta", "files", "gnn_recent_days"} <= set(ckpt)
+    # model.pt holds the Checkpoint's fields, no other, and loads into it, every part checked
+    assert list(ckpt) == [field.name for field in dataclasses.fields(Checkpoint)]
+    checkpoint = load_checkpoint(out / "model.pt")
+    assert checkpoint.to_dict().keys() == ckpt.keys() and checkpoint.recipe == "gnn" and checkpoint.updates == []
+    assert checkpoint.ranker is not None and checkpoint.config["seed"] == checkpoint.seed
+    assert checkpoint.graph_fingerprint == artifacts.fingerprint(workdir / "graph" / "graph.pt")
     assert isinstance(ckpt["retrieval_drops_bought"], bool)
     # self-contained: the data recommending reads, recorded by model.pt
     assert set(ckpt["files"]) == {"features.pt", "transactions.parquet", "customers.parquet", "articles.parquet"}
@@ -75,12 +81,6 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
     assert log[0].startswith("epoch,loss,val_map@12") and len(log) == 4
     # up to date: a second run skips
     assert train.run(_cfg(workdir)) == out
-    # a model folder from before folders carried their data (its manifest lists no such file) is not up to date
-    for name in ckpt["files"]:
-        (out / name).unlink()
-    manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps({**manifest, "outputs": artifacts.describe_outputs(out)}))
-    assert train.run(_cfg(workdir)) == out and set(ckpt["files"]) <= {p.name for p in out.iterdir()}
 
 
 def test_same_seed_same_model(workdir, tmp_path):
@@ -305,9 +305,9 @@ def test_gnn_retrieval_leaves_out_bought_articles_when_training_chose_to(workdir
     n_a = pl.read_parquet(workdir / "tables" / "articles.parquet").height
     inter = Interactions.from_frame(history, n_c, n_a)
     customers = np.unique(inter.customer_index)[:20]
-    checkpoint = torch.load(out / "model.pt", weights_only=True)
+    checkpoint = load_checkpoint(out / "model.pt")
     for drops in (False, True):
-        checkpoint["retrieval_drops_bought"], checkpoint["retrieval_head"] = drops, None
+        checkpoint.retrieval_drops_bought, checkpoint.retrieval_head = drops, None
         customer_x, article_x, _ = load_graph_features(workdir / "graph")
         model = GNNRetrievalRecommender(checkpoint, customer_x, article_x).fit(inter)
         ids, _ = model.recommend(customers, k=12)
@@ -346,15 +346,15 @@ def test_gnn_retrieval_adds_the_head_to_the_bought_pairs_in_units_of_the_spread(
     from hmgnn.ranking.candidates import GNNScores
 
     out = train.run(_cfg(workdir))
-    checkpoint = torch.load(out / "model.pt", weights_only=True)
-    head = checkpoint["retrieval_head"]
+    checkpoint = load_checkpoint(out / "model.pt")
+    head = checkpoint.retrieval_head
     assert head is None or (len(head) == 5 and "learned term" in (out / "README.md").read_text())
     history = pl.read_parquet(workdir / "split" / "history.parquet")
     n_c = pl.read_parquet(workdir / "tables" / "customers.parquet").height
     n_a = pl.read_parquet(workdir / "tables" / "articles.parquet").height
     inter = Interactions.from_frame(history, n_c, n_a)
     customer_x, article_x, _ = load_graph_features(workdir / "graph")
-    checkpoint["retrieval_drops_bought"], checkpoint["retrieval_head"] = False, [0.5, 0.0, 2.0, 0.0, 0.0]
+    checkpoint.retrieval_drops_bought, checkpoint.retrieval_head = False, [0.5, 0.0, 2.0, 0.0, 0.0]
     model = GNNRetrievalRecommender(checkpoint, customer_x, article_x).fit(inter)
     customer = int(history["customer_index"][0])
     bought = np.unique(history.filter(pl.col("customer_index") == customer)["article_index"].to_numpy())
@@ -369,7 +369,7 @@ def test_gnn_retrieval_adds_the_head_to_the_bought_pairs_in_units_of_the_spread(
     basis = own_edge_basis(torch.tensor([float(mine.sum())]), torch.tensor([float(days[mine].min())]))[0]
     expected = spread * float(basis @ torch.tensor([0.5, 0.0, 2.0, 0.0, 0.0]))
     assert float(lifted[article]) == pytest.approx(expected, rel=1e-4)
-    checkpoint["retrieval_head"] = None
+    checkpoint.retrieval_head = None
     assert GNNRetrievalRecommender(checkpoint, customer_x, article_x).fit(inter).gnn.own is None
 
 
@@ -542,23 +542,23 @@ def test_own_edge_term_trains_and_the_gnn_alone_ranks_with_it(workdir, tmp_path)
     from hmgnn.ranking.recommender import GNNRecommender
 
     out = train.run(_cfg(workdir, "train.own_edges=true"), out=tmp_path / "model")
-    ckpt = torch.load(out / "model.pt", weights_only=True)
-    assert ckpt["model_args"]["own_edges"] is True
-    weights = ckpt["state_dict"]["own.weight"]
+    checkpoint = load_checkpoint(out / "model.pt")
+    assert checkpoint.model_args["own_edges"] is True
+    weights = checkpoint.state_dict["own.weight"]
     assert weights.shape == (1, 5) and weights.abs().sum() > 0  # it moved from its zero start
     history = pl.read_parquet(workdir / "split" / "history.parquet")
     n_c = pl.read_parquet(workdir / "tables" / "customers.parquet").height
     n_a = pl.read_parquet(workdir / "tables" / "articles.parquet").height
     seen = Interactions.from_frame(history, n_c, n_a)
-    cx, ax = portable.read_features(out, ckpt)
-    alone = GNNRetrievalRecommender(ckpt, cx, ax).fit(seen)
+    cx, ax = portable.read_features(out, checkpoint.files, checkpoint.model_args)
+    alone = GNNRetrievalRecommender(checkpoint, cx, ax).fit(seen)
     customer = int(history["customer_index"][0])
     bought = np.unique(history.filter(pl.col("customer_index") == customer)["article_index"].to_numpy())
     with_term = alone.gnn.dense(np.array([customer]))[0]
     plain = alone.model.score_all(alone.customer_emb, alone.article_emb, torch.tensor([customer]))[0]
     changed = np.flatnonzero((with_term - plain).abs().numpy() > 1e-6)
     assert len(changed) and set(changed.tolist()) <= set(bought.tolist())
-    assert GNNRecommender(ckpt, cx, ax).fit(seen).gnn.own is None  # the ranker's GNN scores: embeddings only
+    assert GNNRecommender(checkpoint, cx, ax).fit(seen).gnn.own is None  # the ranker's GNN scores: embeddings only
 
 
 def test_new_targets_keep_only_articles_new_to_the_customer(workdir):

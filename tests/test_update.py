@@ -112,13 +112,13 @@ def test_new_nodes_are_placed_by_their_features(updated):
     articles = pl.read_parquet(wd / A.TABLES / A.ARTICLES_PARQUET)
     assert customers["customer_id"][-1] == NEW_CUSTOMER  # appended: no index moved
     assert articles["article_id"][-2:].to_list() == [NEW_ARTICLE, NEW_VARIANT]
-    args = checkpoint["model_args"]
+    args = checkpoint.model_args
     assert (args["num_customers"], args["num_articles"]) == (customers.height, articles.height)
-    ids = checkpoint["state_dict"]["embedding.customer.weight"]
+    ids = checkpoint.state_dict["embedding.customer.weight"]
     assert ids.shape[0] == customers.height and not ids[-1].any() and ids[:-1].abs().sum(1).min() > 0
-    assert not checkpoint["state_dict"]["embedding.article.weight"][-2:].any()
-    customer_x, article_x = portable.read_features(wd / A.MODEL, checkpoint)
-    names = checkpoint["feature_names"]
+    assert not checkpoint.state_dict["embedding.article.weight"][-2:].any()
+    customer_x, article_x = portable.read_features(wd / A.MODEL, checkpoint.files, checkpoint.model_args)
+    names = checkpoint.feature_names
     new_customer = dict(zip(names["customer"], customer_x[-1].tolist()))
     assert new_customer["FN"] == 1 and new_customer["club_member_status=ACTIVE"] == 1
     assert new_customer["fashion_news_frequency=Monthly"] == 1 and new_customer["age_missing"] == 0
@@ -189,14 +189,14 @@ def test_a_second_update_places_new_customers_alike_and_serve_reloads(trained_wo
     code, err = hmgnn_cli(capsys, "update", "--model-dir", folder, "--raw", tmp_path / "second")
     assert code == 0, err
     checkpoint = load_checkpoint(folder / A.MODEL_PT)
-    assert [u["new_customers"] for u in checkpoint["updates"]] == [1, 1]
-    customer_x, _ = portable.read_features(folder, checkpoint)
+    assert [u["new_customers"] for u in checkpoint.updates] == [1, 1]
+    customer_x, _ = portable.read_features(folder, checkpoint.files, checkpoint.model_args)
     # the age scaling is the trained graph's, not one refit on the customers added since
     assert torch.equal(customer_x[-1], customer_x[-2])
     reloaded = loaded.load(cfg)  # what `hmgnn serve`'s reload does
     assert reloaded.health()["as_of"] == week["second"]
     index = reloaded.customer_index(second)
-    assert index == checkpoint["model_args"]["num_customers"] - 1 and not reloaded.model.is_cold([index])[0]
+    assert index == checkpoint.model_args["num_customers"] - 1 and not reloaded.model.is_cold([index])[0]
     assert (folder / "README.md").read_text().count("\n- ") >= 2
 
 
@@ -253,10 +253,10 @@ def test_refit_ranker_changes_the_ranker_only(workdir_copy, tmp_path, capsys):
     code, err = hmgnn_cli(capsys, "update", "-w", wd, "--raw", tmp_path / "new", "--refit-ranker")
     assert code == 0, err
     new = load_checkpoint(wd / A.MODEL / A.MODEL_PT)
-    assert new["ranker"]["model_text"] != old["ranker"]["model_text"]
-    for name, weights in old["state_dict"].items():  # the GNN's weights kept (ID embeddings padded with zeros)
-        assert torch.equal(new["state_dict"][name][:len(weights)], weights)
-    assert new["updates"][-1]["ranker_refit"] is True
+    assert new.ranker["model_text"] != old.ranker["model_text"]
+    for name, weights in old.state_dict.items():  # the GNN's weights kept (ID embeddings padded with zeros)
+        assert torch.equal(new.state_dict[name][:len(weights)], weights)
+    assert new.updates[-1]["ranker_refit"] is True
     card = (wd / A.MODEL / "README.md").read_text()
     assert "the ranker was fit again on the newest label window" in card
     A.check_lineage([wd / A.TABLES, wd / A.GRAPH, wd / A.MODEL])

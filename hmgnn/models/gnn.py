@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Embedding, Linear, ModuleDict, ModuleList
 
-from hmgnn.errors import InputError
 from hmgnn.models.sparse import Adjacency
 
 __all__ = ["HeteroSAGE", "own_edge_basis"]
@@ -210,12 +209,7 @@ class HeteroSAGE(torch.nn.Module):
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> HeteroSAGE:
-        """The model a checkpoint's ``model_args`` describe. Checkpoints of hmgnn 0.1.0 before its last changes also
-        hold ``normalize`` (per-layer l2 normalisation, never used by a recipe): off, it is the same model."""
-        args = dict(args)
-        if args.pop("normalize", False):
-            raise InputError("this checkpoint's GNN normalises each layer (normalize = true), which this version "
-                             "of hmgnn no longer builds; train it again with `hmgnn train --force`")
+        """The model a checkpoint's ``model_args`` describe."""
         return cls(**args)
 
     def reset_parameters(self) -> None:

@@ -1,5 +1,7 @@
-"""What a model.pt may hold, checked before torch or LightGBM builds anything from it.
+"""model.pt's schema (`Checkpoint`), and what it may hold, checked before torch or LightGBM builds anything from it.
 
+`hmgnn train` writes `Checkpoint(...).to_dict()` and every reader gets a `Checkpoint` back from `load`: a file with a
+missing or unknown field is one error that says to retrain (old checkpoints are retrained, not patched).
 A model folder is a file users pass around, and native code trusts what it reads: LightGBM's model parser reads past
 the end of a cut text (a segfault) and aborts on a split of a feature it does not have, and torch's
 `load_state_dict` prints pages for a forged shape. `load` reads model.pt as plain data (`artifacts.load_torch`) and
@@ -8,6 +10,7 @@ checks every part against the others; a bad part is one InputError naming the fi
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import re
@@ -44,11 +47,94 @@ FIX = ("it is damaged or was edited: copy the whole model folder again from its 
 """How to get a sound model.pt back, for a copied model folder and a workdir's model/ alike."""
 
 
-def load(path: Path, kind: str = A.MODEL) -> dict[str, Any]:
-    """model.pt as plain data, every part checked (see `check`)."""
-    checkpoint = A.load_torch(path, kind)
-    check(checkpoint, path)
-    return checkpoint
+RETRAIN = "retrain: run `hmgnn train --force` in its workdir (and copy a model folder again after)"
+"""How to get a model.pt this version reads from one another version wrote."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """What model.pt holds: everything `recommend` needs to rebuild the model, and the record of how it was
+    trained. `to_dict` is the plain data `torch.save` writes (it loads with ``weights_only=True``: a model file is
+    data, never code); `from_dict` reads it back, the same fields and no others."""
+
+    recipe: str
+    """`gnn` (the two-stage model) or `reference`."""
+    model_args: dict[str, Any]
+    """The GNN's constructor arguments (`HeteroSAGE.model_args`)."""
+    state_dict: dict[str, torch.Tensor]
+    """The recommending GNN's weights, on the CPU."""
+    train_config: dict[str, Any]
+    """The resolved `[train]` section it was trained with (`TrainConfig.resolved()`)."""
+    config: dict[str, Any]
+    """The whole config it was trained with (`update --refit-ranker` reads its `[ranker]` and `[sample]`)."""
+    seed: int
+    feature_names: dict[str, list[str]]
+    """graph.pt's node feature columns per node type: `update` encodes new customers and articles in them."""
+    time_features: bool
+    """Whether the GNN's inputs include the time features as of the day."""
+    graph_fingerprint: str
+    """graph.pt's fingerprint: a workdir loads the model only with the graph it was trained on."""
+    ranker: dict[str, Any] | None
+    """The ranker of each customer's candidates (`Ranker.to_dict`); None for the reference recipe."""
+    ranker_only: dict[str, Any] | None
+    """The same fit without the GNN (`ranker-only`); None where there is no ranker."""
+    auto: str
+    """The model that ranked the held-out label customers best: what `recommend.model = auto` answers with."""
+    candidate_sizes: dict[str, int]
+    """Candidates per source (`RankerConfig.sizes`)."""
+    gnn_recent_days: int
+    """The window of recent purchases the GNN's candidates are drawn near (`ranker.gnn_recent_days`)."""
+    retrieval_drops_bought: bool
+    """Whether the GNN alone (`gnn-retrieval`) leaves each customer's bought articles out."""
+    retrieval_head: list[float] | None
+    """The GNN alone's own-edge weights, in units of its scores' spread; None where the plain scores rank better."""
+    rest_mix: float
+    """The non-candidates' weight of recent sales against the GNN's percentile."""
+    article_meta: dict[str, list[int]]
+    """The pair features' article categories (`ArticleMeta.to_dict`)."""
+    best_epoch: int
+    validation_map: float
+    """The validation MAP@12 of the best epoch."""
+    refit: dict[str, Any] | None
+    """None, or how the recommending GNN was refit on every purchase."""
+    files: dict[str, dict[str, Any]]
+    """The copied data's sizes and fingerprints (`portable.files_record`): a model folder loads only with its own."""
+    updates: list[dict[str, Any]]
+    """One record per `hmgnn update` since training."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data for `torch.save` (shallow: the tensors are the state dict's own)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | str) -> Checkpoint:
+        """The checkpoint in `data` (model.pt as loaded from `path`); an InputError naming every missing and unknown
+        field where another version of hmgnn wrote it. The values are checked by `check`."""
+        problem = _fields_problem(data)
+        if problem:
+            raise InputError(f"{path}: {problem}; {RETRAIN}")
+        return cls(**data)
+
+
+def _fields_problem(data: Any) -> str | None:
+    """What keeps `data` from being a `Checkpoint`'s fields, or None."""
+    if not isinstance(data, dict):
+        return f"the file holds a {type(data).__name__}, not a checkpoint"
+    names = [field.name for field in dataclasses.fields(Checkpoint)]
+    missing = [name for name in names if name not in data]
+    unknown = sorted(map(str, set(data) - set(names)))
+    if not missing and not unknown:
+        return None
+    parts = [*([f"lacks {', '.join(missing)}"] if missing else []),
+             *([f"holds {', '.join(unknown)}, which this version does not read"] if unknown else [])]
+    return f"the checkpoint {'; it '.join(parts)} (another version of hmgnn wrote it)"
+
+
+def load(path: Path, kind: str = A.MODEL) -> Checkpoint:
+    """model.pt's checkpoint, every part checked (see `check`)."""
+    data = A.load_torch(path, kind)
+    check(data, path)
+    return Checkpoint.from_dict(data, path)
 
 
 def check(checkpoint: Any, path: Path) -> None:
@@ -63,25 +149,38 @@ def check(checkpoint: Any, path: Path) -> None:
 
     if not isinstance(checkpoint, dict):
         raise bad("the file", f"holds a {type(checkpoint).__name__}, not a checkpoint dict")
-    missing = [key for key in ("recipe", "model_args", "state_dict", "train_config", "time_features")
-               if key not in checkpoint]
-    if missing:
-        raise bad("the checkpoint", f"lacks {', '.join(missing)}")
+    problem = _fields_problem(checkpoint)
+    if problem:
+        raise InputError(f"{path}: {problem}; {RETRAIN}")
     if checkpoint["recipe"] not in RECIPES:
         raise bad("recipe", f"is {checkpoint['recipe']!r}, not one of {', '.join(RECIPES)}")
-    if not isinstance(checkpoint["time_features"], bool):
-        raise bad("time_features", "is not true or false")
+    for name in ("time_features", "retrieval_drops_bought"):
+        if not isinstance(checkpoint[name], bool):
+            raise bad(name, "is not true or false")
     train_config = checkpoint["train_config"]
     if not isinstance(train_config, dict) or not isinstance(train_config.get("loss"), str):
         raise bad("train_config", "is not a dict naming the loss")
-    _number(bad, "train_config.edge_half_life", train_config.get("edge_half_life", 0.0), 0.0, math.inf)
-    args = _model_args(bad, checkpoint["model_args"])
+    _number(bad, "train_config.edge_half_life", train_config.get("edge_half_life"), 0.0, math.inf)
+    for name in ("config", "files"):
+        if not isinstance(checkpoint[name], dict):
+            raise bad(name, "is not a dict")
+    for name in ("graph_fingerprint", "auto"):
+        if not isinstance(checkpoint[name], str):
+            raise bad(name, "is not text")
+    names = checkpoint["feature_names"]
+    if not isinstance(names, dict) or not all(
+            isinstance(names.get(kind), list) and all(isinstance(n, str) for n in names[kind])
+            for kind in ("customer", "article")):
+        raise bad("feature_names", "is not a list of names per node type (customer, article)")
+    if not isinstance(checkpoint["updates"], list) or not all(
+            isinstance(u, dict) and type(u.get("new_customers")) is int for u in checkpoint["updates"]):
+        raise bad("updates", "is not a list of update records")
+    _number(bad, "seed", checkpoint["seed"], -(2**63), 2**63 - 1, integer=True)
+    args = _model_args(bad, checkpoint["model_args"], path)
     _state_dict(bad, checkpoint["state_dict"], args)
-    _number(bad, "rest_mix", checkpoint.get("rest_mix", 0.5), 0.0, 1.0)
-    _number(bad, "gnn_recent_days", checkpoint.get("gnn_recent_days", 0), 0, 1_000_000, integer=True)
-    if not isinstance(checkpoint.get("retrieval_drops_bought", False), bool):
-        raise bad("retrieval_drops_bought", "is not true or false")
-    head = checkpoint.get("retrieval_head")
+    _number(bad, "rest_mix", checkpoint["rest_mix"], 0.0, 1.0)
+    _number(bad, "gnn_recent_days", checkpoint["gnn_recent_days"], 0, 1_000_000, integer=True)
+    head = checkpoint["retrieval_head"]
     if head is not None:
         from hmgnn.models.gnn import OWN_BASIS
 
@@ -89,16 +188,16 @@ def check(checkpoint: Any, path: Path) -> None:
             raise bad("retrieval_head", f"is not a list of {OWN_BASIS} numbers")
         for i, value in enumerate(head):
             _number(bad, f"retrieval_head[{i}]", value, -1e6, 1e6)
-    sizes = checkpoint.get("candidate_sizes") or {}
+    sizes = checkpoint["candidate_sizes"]
     from hmgnn.ranking.candidates import SOURCES
 
     if not isinstance(sizes, dict) or not set(sizes) <= set(SOURCES):
         raise bad("candidate_sizes", f"must map sources ({', '.join(SOURCES)}) to counts")
     for source, n in sizes.items():
         _number(bad, f"candidate_sizes.{source}", n, 0, MAX_CANDIDATES, integer=True)
-    groups = _article_meta(bad, checkpoint.get("article_meta"), args["num_articles"])
+    groups = _article_meta(bad, checkpoint["article_meta"], args["num_articles"])
     for key in ("ranker", "ranker_only"):
-        entry = checkpoint.get(key)
+        entry = checkpoint[key]
         if entry is not None:
             check_ranker(entry, groups, lambda problem, key=key: bad(key, problem))
 
@@ -110,28 +209,32 @@ def _number(bad, name: str, value: Any, low: float, high: float, integer: bool =
             value, bool) else f"is {value!r}, not a {'whole ' if integer else ''}number")
 
 
-def _model_args(bad, args: Any) -> dict[str, Any]:
+def _model_args(bad, args: Any, path: Path) -> dict[str, Any]:
     """The constructor arguments, checked for type and range (the model itself checks how they combine)."""
     from hmgnn.models.gnn import HeteroSAGE
 
     if not isinstance(args, dict):
         raise bad("model_args", "is not a dict")
-    known = set(inspect.signature(HeteroSAGE).parameters) | {"normalize"}  # `normalize`: see HeteroSAGE.from_args
-    unknown = sorted(set(args) - known)
-    if unknown:
-        raise bad("model_args", f"holds {', '.join(map(str, unknown))}, which the GNN does not take")
+    known = list(inspect.signature(HeteroSAGE).parameters)
+    unknown = sorted(set(map(str, args)) - set(known))
+    missing = [name for name in known if name not in args]
+    if unknown or missing:
+        # `HeteroSAGE.model_args` names every constructor argument: another set is another version's GNN
+        parts = [*([f"lacks {', '.join(missing)}"] if missing else []),
+                 *([f"holds {', '.join(unknown)}, which the GNN does not take"] if unknown else [])]
+        raise InputError(f"{path}: model_args {'; it '.join(parts)}; {RETRAIN}")
     for name in ("num_customers", "num_articles"):
-        _number(bad, f"model_args.{name}", args.get(name), 1, MAX_NODES, integer=True)
+        _number(bad, f"model_args.{name}", args[name], 1, MAX_NODES, integer=True)
     for name in ("customer_channels", "article_channels", "customer_extra_channels", "article_extra_channels"):
-        _number(bad, f"model_args.{name}", args.get(name, 0), 0, MAX_WIDTH, integer=True)
-    _number(bad, "model_args.hidden_channels", args.get("hidden_channels", 64), 1, MAX_WIDTH, integer=True)
-    _number(bad, "model_args.num_layers", args.get("num_layers", 2), 1, MAX_LAYERS, integer=True)
-    _number(bad, "model_args.dropout", args.get("dropout", 0.0), 0.0, 1.0)
-    for name in ("id_embeddings", "normalize", "own_edges"):
-        if not isinstance(args.get(name, False), bool):
+        _number(bad, f"model_args.{name}", args[name], 0, MAX_WIDTH, integer=True)
+    _number(bad, "model_args.hidden_channels", args["hidden_channels"], 1, MAX_WIDTH, integer=True)
+    _number(bad, "model_args.num_layers", args["num_layers"], 1, MAX_LAYERS, integer=True)
+    _number(bad, "model_args.dropout", args["dropout"], 0.0, 1.0)
+    for name in ("id_embeddings", "own_edges"):
+        if not isinstance(args[name], bool):
             raise bad(f"model_args.{name}", "is not true or false")
     for name in ("decoder", "combine"):
-        if not isinstance(args.get(name, ""), str):
+        if not isinstance(args[name], str):
             raise bad(f"model_args.{name}", "is not a name")
     return args
 
@@ -163,8 +266,6 @@ def _state_dict(bad, state: Any, args: dict[str, Any]) -> None:
 def _article_meta(bad, meta: Any, n_articles: int) -> list[str]:
     """The articles' dense category codes the pair features read (one per article, each below the article count);
     returns the category columns, which name the ranker's affinity features."""
-    if meta is None:
-        return []
     if not isinstance(meta, dict) or "product" not in meta:
         raise bad("article_meta", "is not a dict of per-article codes with a product entry")
     groups = []

@@ -28,7 +28,7 @@ from hmgnn.models.node_inputs import OwnEdges, build_adjacency, inputs_on, node_
 from hmgnn.models.reasons import Reason
 from hmgnn.ranking.candidates import (CandidatePairs, GNNScores, RandomWalk, candidate_pairs, candidate_reasons,
                                       non_candidate_score, gnn_pool, trend_percentile)
-from hmgnn.ranking.checkpoint import load as load_checked
+from hmgnn.ranking.checkpoint import Checkpoint, load as load_checked
 from hmgnn.ranking.features import ArticleMeta, Snapshot
 from hmgnn.ranking.pairs import feature_matrix, feature_names
 from hmgnn.ranking.ranker import Ranker
@@ -41,7 +41,7 @@ from hmgnn.ranking.ranker import Ranker
 REST_TOP = 0.4995
 
 
-def load_checkpoint(folder: Path) -> dict[str, Any]:
+def load_checkpoint(folder: Path) -> Checkpoint:
     artifacts.require(folder, [artifacts.MODEL_PT], folder.name)
     return load_checked(folder / artifacts.MODEL_PT, folder.name)  # plain data only, every part checked
 
@@ -79,7 +79,7 @@ class GNNRecommender(Recommender):
     over pair features (hmgnn/ranking); customers without a history get the cold-start fallback.
 
     Args:
-        checkpoint: the dict `hmgnn train` saves in model.pt.
+        checkpoint: what `hmgnn train` saves in model.pt.
         customer_x, article_x: the static node features of graph/graph.pt.
         device: where the message pass and the GNN's scores run.
     """
@@ -88,28 +88,27 @@ class GNNRecommender(Recommender):
     fixed_catalogue = True
     """Bound to the customers and articles of the graph it was trained on."""
     ranker_key = "ranker"
-    """The checkpoint's entry that holds this model's ranker."""
+    """The checkpoint's field that holds this model's ranker."""
     uses_ranker = True
     """Rank the candidates with that ranker (False: the GNN's scores alone)."""
 
-    def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
+    def __init__(self, checkpoint: Checkpoint, customer_x: torch.Tensor, article_x: torch.Tensor,
                  device: str = "cpu", cold_start: bool = True, batch_size: int = 512) -> None:
         super().__init__(cold_start=cold_start, batch_size=batch_size)
         self.checkpoint = checkpoint
         self.device = torch.device(device)
-        self.model = HeteroSAGE.from_args(checkpoint["model_args"])
-        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model = HeteroSAGE.from_args(checkpoint.model_args)
+        self.model.load_state_dict(checkpoint.state_dict)
         self.model.eval().to(self.device)
         self.customer_x, self.article_x = customer_x, article_x
-        ranker = checkpoint.get(self.ranker_key) if self.uses_ranker else None
+        ranker = getattr(checkpoint, self.ranker_key) if self.uses_ranker else None
         self.ranker = Ranker.from_dict(ranker) if ranker else None
-        self.sizes: dict[str, int] = dict(checkpoint.get("candidate_sizes") or {})
+        self.sizes: dict[str, int] = dict(checkpoint.candidate_sizes)
         self._columns: np.ndarray | None = None  # the ranker's columns of `feature_matrix`, where not all of them
-        self.gnn_recent_days = int(checkpoint.get("gnn_recent_days", 0))
-        self.rest_mix = float(checkpoint.get("rest_mix", 0.5))
-        meta = checkpoint.get("article_meta")
-        self.meta = ArticleMeta.from_dict(meta) if meta else None
-        loss = checkpoint["train_config"]["loss"]
+        self.gnn_recent_days = checkpoint.gnn_recent_days
+        self.rest_mix = float(checkpoint.rest_mix)
+        self.meta = ArticleMeta.from_dict(checkpoint.article_meta)
+        loss = checkpoint.train_config["loss"]
         # BCE-trained logits are probabilities after a sigmoid; the ranker's and ranking losses' scores only order
         self.score_kind = "logit" if loss == "bce" and self.ranker is None else "rank"
 
@@ -125,24 +124,21 @@ class GNNRecommender(Recommender):
         if artifacts.locate(workdir).model_folder:
             checkpoint = load_checked(workdir / artifacts.MODEL_PT, artifacts.MODEL)
             recipe = "reference" if cls.folder == artifacts.REFERENCE else "gnn"
-            if checkpoint.get("recipe") != recipe:
-                right = "reference" if checkpoint.get("recipe") == "reference" else "gnn"
-                raise InputError(f"{workdir / artifacts.MODEL_PT} holds a {checkpoint.get('recipe')!r} model, which "
+            if checkpoint.recipe != recipe:
+                right = "reference" if checkpoint.recipe == "reference" else "gnn"
+                raise InputError(f"{workdir / artifacts.MODEL_PT} holds a {checkpoint.recipe!r} model, which "
                                  f"{cls.name!r} cannot load; recommend from it with --model {right} (or auto)")
-            customer_x, article_x = portable.read_features(workdir, checkpoint)
+            customer_x, article_x = portable.read_features(workdir, checkpoint.files, checkpoint.model_args)
         else:
             artifacts.check_lineage([workdir / artifacts.TABLES, workdir / artifacts.GRAPH, workdir / cls.folder])
             checkpoint = load_checkpoint(workdir / cls.folder)
             if not artifacts.same_fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT,
-                                              checkpoint.get("graph_fingerprint")):
+                                              checkpoint.graph_fingerprint):
                 raise InputError(f"{workdir / cls.folder / artifacts.MODEL_PT} was trained on another graph.pt; run "
                                  f"`hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.folder}`)")
-            if isinstance(checkpoint.get("files"), dict):  # graph.pt's node features, as the model folder holds them
-                customer_x, article_x = portable.read_features(workdir / cls.folder, checkpoint)
-            else:  # a model.pt from before model folders held their data: read the whole graph
-                from hmgnn.graph import load_graph_features
-
-                customer_x, article_x, _ = load_graph_features(workdir / artifacts.GRAPH)
+            # graph.pt's node features, as the model folder holds them
+            customer_x, article_x = portable.read_features(workdir / cls.folder, checkpoint.files,
+                                                           checkpoint.model_args)
         device = str(resolve_device(cfg.train.device, strict=False))  # a model trained on a GPU ranks on a CPU too
         return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size)
 
@@ -158,10 +154,10 @@ class GNNRecommender(Recommender):
         self._check_catalogue(interactions)
         # the message pass (torch, GIL-free) runs in a thread beside the snapshot's pair statistics (mostly numpy)
         with ThreadPoolExecutor(1) as side:
-            embedded = side.submit(embeddings_as_of, self.model, self.checkpoint["recipe"],
-                                   self.checkpoint["time_features"], self.customer_x, self.article_x, interactions,
+            embedded = side.submit(embeddings_as_of, self.model, self.checkpoint.recipe,
+                                   self.checkpoint.time_features, self.customer_x, self.article_x, interactions,
                                    as_of, self.device, counts=self.user_items,
-                                   edge_half_life=float(self.checkpoint["train_config"].get("edge_half_life", 0.0)))
+                                   edge_half_life=float(self.checkpoint.train_config["edge_half_life"]))
             self.snapshot = Snapshot(interactions, as_of, self.meta) if self.ranker is not None else None
             # the GNN alone adds its own-edge term; the ranker reads the embeddings' scores (its own features carry
             # the customer's purchases), as `hmgnn train` fit it
@@ -392,11 +388,11 @@ class GNNRetrievalRecommender(GNNRecommender):
 
     uses_ranker = False
 
-    def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
+    def __init__(self, checkpoint: Checkpoint, customer_x: torch.Tensor, article_x: torch.Tensor,
                  device: str = "cpu", cold_start: bool = True, batch_size: int = 512) -> None:
         super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size)
-        self.filters_bought = bool(checkpoint.get("retrieval_drops_bought", False))
-        head = checkpoint.get("retrieval_head")
+        self.filters_bought = checkpoint.retrieval_drops_bought
+        head = checkpoint.retrieval_head
         self.head = torch.tensor(head, dtype=torch.float32) if head is not None and not self.model.own_edges else None
 
     @torch.no_grad()
@@ -417,11 +413,11 @@ class RankerOnlyRecommender(GNNRecommender):
 
     ranker_key = "ranker_only"
 
-    def __init__(self, checkpoint: dict[str, Any], customer_x: torch.Tensor, article_x: torch.Tensor,
+    def __init__(self, checkpoint: Checkpoint, customer_x: torch.Tensor, article_x: torch.Tensor,
                  device: str = "cpu", cold_start: bool = True, batch_size: int = 512) -> None:
-        if not checkpoint.get(self.ranker_key):
-            raise InputError("this model.pt holds no ranker-only fit (trained by an older hmgnn, or without a "
-                             "ranker); retrain with `hmgnn train --force`")
+        if not getattr(checkpoint, self.ranker_key):
+            raise InputError("this model.pt holds no ranker-only fit (it was trained without a ranker); retrain with "
+                             "`hmgnn train --force`")
         super().__init__(checkpoint, customer_x, article_x, device, cold_start, batch_size)
         self.sizes["gnn"] = 0
         self.rest_mix = 1.0
