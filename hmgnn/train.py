@@ -48,6 +48,9 @@ CURVE_PNG = "train_curve.png"
 RANKER_JSON = "ranker.json"
 MODEL_CARD = artifacts.MODEL_CARD
 
+CHECKPOINT_FIELDS = [field.name for field in dataclasses.fields(Checkpoint)]
+"""What model.pt holds, recorded in the train manifest: a model/ written by a version whose fields differ is due."""
+
 
 def model_dir(cfg: Config) -> Path:
     """Where `hmgnn train` writes: model/ for the hybrid GNN, reference/ for the reference recipe."""
@@ -601,7 +604,9 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
               tables_dir / artifacts.TRANSACTIONS_PARQUET]  # the last three also copied into the model folder
     if (split_dir / artifacts.VALIDATION_PAIRS_PARQUET).is_file():  # they choose the non-candidates' score mix
         inputs.append(split_dir / artifacts.VALIDATION_PAIRS_PARQUET)
-    if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force):
+    # a model.pt whose fields are not this version's Checkpoint's is retrained, whatever else the manifest says
+    readable = (artifacts.read_manifest(out) or {}).get("checkpoint_fields") == CHECKPOINT_FIELDS
+    if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force or not readable):
         return out
 
     device = resolve_device(tc.device)
@@ -721,6 +726,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         so.extra["steps_per_epoch"] = trainer.steps_per_epoch()
         so.extra["validation"] = {"gnn_map@12": trainer.best_map}
         so.extra["refit"] = refit
+        so.extra["checkpoint_fields"] = CHECKPOINT_FIELDS
         so.extra["auto"] = auto  # read by `hmgnn.registry.resolve_model_name` without loading model.pt
         if ranker_report:
             so.extra["ranker"] = {k: v for k, v in ranker_report.items() if k != "importance"}

@@ -80,7 +80,15 @@ def test_train_writes_a_self_describing_checkpoint(workdir):
     log = (out / "train_log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,loss,val_map@12") and len(log) == 4
     # up to date: a second run skips
-    assert train.run(_cfg(workdir)) == out
+    written = (out / "model.pt").stat().st_mtime_ns
+    assert train.run(_cfg(workdir)) == out and (out / "model.pt").stat().st_mtime_ns == written
+    # a model/ whose model.pt another version wrote (other Checkpoint fields in its manifest) is trained again
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["checkpoint_fields"] == list(ckpt)
+    manifest["checkpoint_fields"] = [*ckpt, "validation_map@12"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert train.run(_cfg(workdir)) == out and (out / "model.pt").stat().st_mtime_ns != written
+    assert json.loads((out / "manifest.json").read_text())["checkpoint_fields"] == list(ckpt)
 
 
 def test_same_seed_same_model(workdir, tmp_path):
