@@ -586,31 +586,18 @@ def _store_answers(cfg: Config, path: Path) -> None:
 
 
 def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path:
+    """The train step in its phases: the inputs, the GNN's training, the GNN that recommends, the rankers, the
+    model folder."""
     started = time.perf_counter()
     tc = cfg.train.resolved()
-    workdir = Path(cfg.workdir)
-    split_dir = Path(inp) if inp else workdir / artifacts.SPLIT
-    graph_dir = workdir / artifacts.GRAPH
-    tables_dir = workdir / artifacts.TABLES
-    out = Path(out) if out else model_dir(cfg)
-    artifacts.require(graph_dir, [artifacts.GRAPH_PT, artifacts.FEATURE_NAMES], artifacts.GRAPH)
-    artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET], artifacts.SPLIT)
-    artifacts.require(tables_dir, [artifacts.TRANSACTIONS_PARQUET, artifacts.ARTICLES_PARQUET,
-                                   artifacts.CUSTOMERS_PARQUET], artifacts.TABLES)
-    artifacts.check_lineage([tables_dir, graph_dir, split_dir])  # tables -> graph -> split fit together
-    inputs = [graph_dir / artifacts.GRAPH_PT, graph_dir / artifacts.FEATURE_NAMES,
-              split_dir / artifacts.HISTORY_PARQUET, split_dir / artifacts.VALIDATION_PARQUET,
-              tables_dir / artifacts.ARTICLES_PARQUET, tables_dir / artifacts.CUSTOMERS_PARQUET,
-              tables_dir / artifacts.TRANSACTIONS_PARQUET]  # the last three also copied into the model folder
-    if (split_dir / artifacts.VALIDATION_PAIRS_PARQUET).is_file():  # they choose the non-candidates' score mix
-        inputs.append(split_dir / artifacts.VALIDATION_PAIRS_PARQUET)
+    paths = TrainPaths.of(cfg, inp, out)
     # a model.pt whose fields are not this version's Checkpoint's is retrained, whatever else the manifest says
-    readable = (artifacts.read_manifest(out) or {}).get("checkpoint_fields") == CHECKPOINT_FIELDS
-    if artifacts.skip_if_current(out, "train", cfg.section("train"), inputs, force or not readable):
-        return out
+    readable = (artifacts.read_manifest(paths.out) or {}).get("checkpoint_fields") == CHECKPOINT_FIELDS
+    if artifacts.skip_if_current(paths.out, "train", cfg.section("train"), paths.inputs, force or not readable):
+        return paths.out
 
     device = resolve_device(tc.device)
-    data = load_training_data(graph_dir, split_dir, tables_dir)
+    data = load_training_data(paths.graph, paths.split, paths.tables)
     purchases = Interactions.concat([data.history, data.validation])  # what the ranker's windows read
     windows = None
     if tc.recipe == "gnn":
@@ -619,14 +606,70 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         info(f"[green]train[/green]: the GNN learns from purchases up to {data.train_end}; the ranker from "
              f"{len(windows)} label window(s) after it")
     trainer = Trainer(tc, cfg.seed, data, device)
-    key = _run_key(cfg, inputs)
-    state_path = out.parent / f".{out.name}.partial" / STATE_PT
+    key = _run_key(cfg, paths.inputs)
+    _fit_gnn(trainer, tc, paths.state, key, force)
+
+    trainer.restore_best()
+    retrieval = choose_retrieval(trainer) if trainer.dist.is_main else RetrievalChoice(False, None, {})
+    trainer.release()
+    final, refit = _recommending_gnn(trainer, tc, cfg.seed, data, purchases, windows, device)
+    if not trainer.dist.is_main:
+        return paths.out  # torchrun: rank 0 alone fits the ranker and writes `out`; the others wait for it at a barrier
+
+    fit = _fit_rankers(cfg, tc, trainer, data, purchases, windows, paths.split, device)
+    validation = (fit.report or {}).get("validation") or {}
+    auto = validation.get("auto", "gnn")
+    if validation.get("customers"):
+        _say_validation(validation)
+    sizes = _write(cfg, tc, paths, started, data, trainer, final, refit, retrieval, fit, auto)
+    shutil.rmtree(paths.state.parent, ignore_errors=True)
+    info(f"[green]train[/green]: {paths.out} holds {sum(sizes.values()) / 2**20:,.1f} MiB and loads on its own "
+         f"(hmgnn recommend --model-dir {paths.out}); sizes in its README.md")
+    return paths.out
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Where the train step reads and writes: its input folders (checked to be there and to fit together), the
+    files whose change makes it due again, the model folder and the resumable state beside it."""
+
+    split: Path
+    graph: Path
+    tables: Path
+    inputs: list[Path]
+    out: Path
+    state: Path
+
+    @classmethod
+    def of(cls, cfg: Config, inp: Path | None, out: Path | None) -> TrainPaths:
+        workdir = Path(cfg.workdir)
+        split_dir = Path(inp) if inp else workdir / artifacts.SPLIT
+        graph_dir = workdir / artifacts.GRAPH
+        tables_dir = workdir / artifacts.TABLES
+        out = Path(out) if out else model_dir(cfg)
+        artifacts.require(graph_dir, [artifacts.GRAPH_PT, artifacts.FEATURE_NAMES], artifacts.GRAPH)
+        artifacts.require(split_dir, [artifacts.HISTORY_PARQUET, artifacts.VALIDATION_PARQUET], artifacts.SPLIT)
+        artifacts.require(tables_dir, [artifacts.TRANSACTIONS_PARQUET, artifacts.ARTICLES_PARQUET,
+                                       artifacts.CUSTOMERS_PARQUET], artifacts.TABLES)
+        artifacts.check_lineage([tables_dir, graph_dir, split_dir])  # tables -> graph -> split fit together
+        inputs = [graph_dir / artifacts.GRAPH_PT, graph_dir / artifacts.FEATURE_NAMES,
+                  split_dir / artifacts.HISTORY_PARQUET, split_dir / artifacts.VALIDATION_PARQUET,
+                  tables_dir / artifacts.ARTICLES_PARQUET, tables_dir / artifacts.CUSTOMERS_PARQUET,
+                  tables_dir / artifacts.TRANSACTIONS_PARQUET]  # the last three also copied into the model folder
+        if (split_dir / artifacts.VALIDATION_PAIRS_PARQUET).is_file():  # they choose the non-candidates' score mix
+            inputs.append(split_dir / artifacts.VALIDATION_PAIRS_PARQUET)
+        return cls(split_dir, graph_dir, tables_dir, inputs, out, out.parent / f".{out.name}.partial" / STATE_PT)
+
+
+def _fit_gnn(trainer: Trainer, tc: TrainConfig, state_path: Path, key: str, force: bool) -> None:
+    """The GNN's epochs until early stopping, the time budget or `train.epochs`, resumed from `state_path` where an
+    interrupted run of the same inputs and settings (`key`) left it, and saved there after each epoch."""
     if state_path.exists() and not force:
         state = trainer.dist.load(state_path)
         if state.get("key") == key:
             trainer.load_state(state)
             info(f"[yellow]train[/yellow]: resuming from epoch {trainer.epoch} ({state_path})")
-    info(f"[green]train[/green]: {trainer.model!r} on {device}, {trainer.steps_per_epoch()} steps/epoch, "
+    info(f"[green]train[/green]: {trainer.model!r} on {trainer.device}, {trainer.steps_per_epoch()} steps/epoch, "
          f"{len(trainer.val_truth.customers)} validation customers")
     trainer.dist.check_in_sync(trainer)  # torchrun: every rank starts from the same (resumed) state
 
@@ -650,61 +693,80 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
             if not console.is_terminal and trainer.dist.is_main:
                 info(f"train: {line}")  # a log file gets one line per epoch (a bar redraws only on a terminal)
 
-    trainer.restore_best()
-    retrieval = choose_retrieval(trainer) if trainer.dist.is_main else RetrievalChoice(False, None, {})
-    retrieval_drops_bought = retrieval.drops_bought
-    trainer.release()
-    final, refit = trainer.model, None
+
+def _recommending_gnn(trainer: Trainer, tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactions,
+                      windows: list | None, device: torch.device) -> tuple[HeteroSAGE, dict[str, Any] | None]:
+    """The GNN that recommends, and how it was refit (None: it is the first one, `trainer.model`)."""
     if tc.refit == "always" or (tc.refit == "auto" and windows is not None and len(windows) > 1):
         # the first GNN's training ends before the earliest label window; the one that recommends learns from
         # every purchase up to the test, for the epoch count early stopping chose
-        final, refit = _refit(tc, cfg.seed, data, purchases, device, trainer.best_epoch, out_of_time)
+        out_of_time = trainer.out_of_time if tc.max_minutes else None
+        final, refit = _refit(tc, seed, data, purchases, device, trainer.best_epoch, out_of_time)
         if final is None:
             info(f"[yellow]train[/yellow]: no refit ({refit['skipped']}); the first GNN recommends")
             final = trainer.model
-    if not trainer.dist.is_main:
-        return out  # torchrun: rank 0 alone fits the ranker and writes `out`; the others wait for it at a barrier
-    ranker, ranker_only, ranker_report, rest_mix = None, None, None, 0.5
-    if windows is not None:
-        model = trainer.model.eval()
-        gnn_as_of = ranker_scores(model, tc.recipe, tc.time_features, data.customer_x, data.article_x, device,
-                                  edge_half_life=tc.edge_half_life)
+        return final, refit
+    return trainer.model, None
 
-        try:
-            ranker, ranker_only, ranker_report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of,
-                                                            cfg.seed)
-        except ValueError as exc:
-            raise InputError(f"{split_dir}: the ranker cannot be fit ({exc}); move sample.cutoff or lengthen "
-                             "sample.val_days") from None
-        pairs_path = split_dir / artifacts.VALIDATION_PAIRS_PARQUET
-        if pairs_path.is_file():  # the binary metrics' pairs of the validation window choose the non-candidates' mix
-            pairs = pl.read_parquet(pairs_path).filter(pl.col("kind").is_in(artifacts.BINARY_KINDS))
-            rest_mix, ranker_report["rest_mix"] = choose_rest_mix(purchases, windows[0], data.meta, cfg.ranker,
-                                                                  gnn_as_of, pairs, cfg.seed)
 
-    validation = (ranker_report or {}).get("validation") or {}
-    auto = validation.get("auto", "gnn")
-    if validation.get("customers"):
-        _say_validation(validation)
+@dataclass
+class RankerFit:
+    """The rankers `hmgnn train` fits over the first GNN's scores (none for the reference recipe): the `gnn`'s,
+    `ranker-only`'s, the fit's report, and the non-candidates' weight of recent sales against the GNN's percentile."""
 
-    with artifacts.StepOutput(out, "train", cfg.to_dict(), cfg.section("train"), inputs,
+    ranker: Any = None
+    ranker_only: Any = None
+    report: dict[str, Any] | None = None
+    rest_mix: float = 0.5
+
+
+def _fit_rankers(cfg: Config, tc: TrainConfig, trainer: Trainer, data: TrainingData, purchases: Interactions,
+                 windows: list | None, split_dir: Path, device: torch.device) -> RankerFit:
+    """The rankers on the label windows, each candidate scored by the first GNN as of its window's day."""
+    fit = RankerFit()
+    if windows is None:
+        return fit
+    model = trainer.model.eval()
+    gnn_as_of = ranker_scores(model, tc.recipe, tc.time_features, data.customer_x, data.article_x, device,
+                              edge_half_life=tc.edge_half_life)
+    try:
+        fit.ranker, fit.ranker_only, fit.report = fit_ranker(purchases, windows, data.meta, cfg.ranker, gnn_as_of,
+                                                             cfg.seed)
+    except ValueError as exc:
+        raise InputError(f"{split_dir}: the ranker cannot be fit ({exc}); move sample.cutoff or lengthen "
+                         "sample.val_days") from None
+    pairs_path = split_dir / artifacts.VALIDATION_PAIRS_PARQUET
+    if pairs_path.is_file():  # the binary metrics' pairs of the validation window choose the non-candidates' mix
+        pairs = pl.read_parquet(pairs_path).filter(pl.col("kind").is_in(artifacts.BINARY_KINDS))
+        fit.rest_mix, fit.report["rest_mix"] = choose_rest_mix(purchases, windows[0], data.meta, cfg.ranker,
+                                                               gnn_as_of, pairs, cfg.seed)
+    return fit
+
+
+def _write(cfg: Config, tc: TrainConfig, paths: TrainPaths, started: float, data: TrainingData, trainer: Trainer,
+           final: HeteroSAGE, refit: dict[str, Any] | None, retrieval: RetrievalChoice, fit: RankerFit,
+           auto: str) -> dict[str, int]:
+    """The model folder, whole or not at all: model.pt (a `Checkpoint`), the data it recommends from, the
+    training log and curve, the ranker's report, the model card and the manifest; returns each file's size."""
+    ranker, ranker_only, ranker_report = fit.ranker, fit.ranker_only, fit.report
+    with artifacts.StepOutput(paths.out, "train", cfg.to_dict(), cfg.section("train"), paths.inputs,
                               started=started) as so:
         # the data it recommends from, copied beside model.pt: the folder loads without the workdir
-        files = portable.write(so.dir, tables_dir, data.customer_x, data.article_x)
+        files = portable.write(so.dir, paths.tables, data.customer_x, data.article_x)
         checkpoint = Checkpoint(
             recipe=tc.recipe, model_args=trainer.model.model_args,
             state_dict={k: v.cpu() for k, v in final.state_dict().items()},
             train_config=tc.__dict__, config=cfg.to_dict(), seed=cfg.seed,
             feature_names=data.feature_names, time_features=tc.time_features,
-            graph_fingerprint=artifacts.fingerprint(graph_dir / artifacts.GRAPH_PT),
+            graph_fingerprint=artifacts.fingerprint(paths.graph / artifacts.GRAPH_PT),
             ranker=ranker.to_dict() if ranker else None,  # ranks each customer's candidates
             ranker_only=ranker_only.to_dict() if ranker_only else None,  # the same fit without the GNN
             auto=auto,  # the model that ranked the held-out label customers best: `recommend.model = auto`
             candidate_sizes=cfg.ranker.sizes(),
             gnn_recent_days=cfg.ranker.gnn_recent_days,
-            retrieval_drops_bought=retrieval_drops_bought,
+            retrieval_drops_bought=retrieval.drops_bought,
             retrieval_head=retrieval.head,  # the GNN alone's own-edge weights, in units of its scores' spread
-            rest_mix=rest_mix,  # the non-candidates' weight of recent sales against the GNN's percentile
+            rest_mix=fit.rest_mix,  # the non-candidates' weight of recent sales against the GNN's percentile
             article_meta=data.meta.to_dict(),  # the pair features' article categories
             best_epoch=trainer.best_epoch, validation_map=trainer.best_map,
             refit=refit,  # None, or how the recommending GNN was refit on every purchase
@@ -719,7 +781,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         _plot(trainer.log, so.dir / CURVE_PNG)
         sizes = {p.name: p.stat().st_size for p in sorted(so.dir.iterdir()) if p.is_file()}
         artifacts.atomic_write_text(so.dir / MODEL_CARD,
-                                    _model_card(cfg, tc, data, trainer, ranker_report, refit, out, sizes,
+                                    _model_card(cfg, tc, data, trainer, ranker_report, refit, paths.out, sizes,
                                                retrieval))
         so.rows = {"epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
                    "validation_customers": len(trainer.val_truth.customers)}
@@ -730,10 +792,7 @@ def _train(cfg: Config, inp: Path | None, out: Path | None, force: bool) -> Path
         so.extra["auto"] = auto  # read by `hmgnn.registry.resolve_model_name` without loading model.pt
         if ranker_report:
             so.extra["ranker"] = {k: v for k, v in ranker_report.items() if k != "importance"}
-    shutil.rmtree(state_path.parent, ignore_errors=True)
-    info(f"[green]train[/green]: {out} holds {sum(sizes.values()) / 2**20:,.1f} MiB and loads on its own "
-         f"(hmgnn recommend --model-dir {out}); sizes in its README.md")
-    return out
+    return sizes
 
 
 def _refit(tc: TrainConfig, seed: int, data: TrainingData, purchases: Interactions, device: torch.device,
