@@ -79,10 +79,11 @@ def _auto_note(cfg: Config, asked: str, resolved: str) -> str | None:
     return None
 
 
-def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, A.TablesSummary]:
+def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tuple[Recommender, Path]:
     """Model `name` (as `model_name` resolves it; default: cfg.recommend.model, resolved here) fit on every purchase
-    in tables/ (the deployed setting); `k`, the articles to be asked for per customer, is checked against the
-    catalogue before anything is fit."""
+    in tables/ (the deployed setting), and the folder those tables were read from (<workdir>/tables, or a model
+    folder itself); `k`, the articles to be asked for per customer, is checked against the catalogue before anything
+    is fit."""
     where = A.locate(cfg.workdir)
     tables = where.tables
     if where.model_folder:  # a self-contained model folder: its own copies, checked as a whole
@@ -102,7 +103,7 @@ def fit_model(cfg: Config, name: str | None = None, k: int | None = None) -> tup
     present = pl.read_parquet_schema(path)
     purchases = pl.read_parquet(path, columns=[c for c in PURCHASE_COLUMNS if c in present])
     model = create_model(name or model_name(cfg), cfg).fit(summary.interactions(purchases))
-    return model, summary
+    return model, tables
 
 
 def _article_ids(tables: Path) -> np.ndarray:
@@ -115,8 +116,8 @@ def recommend_customer(cfg: Config, customer_id: str, filter_bought: bool = Fals
     without history gets the labelled fallback."""
     cid = check_customer_id(customer_id)
     name = model_name(cfg)  # a bad model name fails before the data is read
-    model, _ = fit_model(cfg, name, k=cfg.recommend.k)
-    return answer(model, name, A.locate(cfg.workdir).tables, cid, cfg.recommend.k, filter_bought)
+    model, tables = fit_model(cfg, name, k=cfg.recommend.k)
+    return answer(model, name, tables, cid, cfg.recommend.k, filter_bought)
 
 
 def answer(model: Recommender, name: str, tables: Path, cid: str, k: int,
@@ -161,8 +162,7 @@ def precompute(cfg: Config) -> Path:
     asked = cfg.recommend.model
     name = model_name(cfg)
     k = cfg.recommend.k
-    model, _ = fit_model(cfg, name, k=k)
-    tables = A.locate(cfg.workdir).tables
+    model, tables = fit_model(cfg, name, k=k)
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"]).sort("customer_id")
     catalogue = (pl.read_parquet(tables / A.ARTICLES_PARQUET, columns=["article_index", "article_id", *DISPLAY_COLUMNS])
                  .sort("article_index"))
@@ -239,8 +239,7 @@ def write_all(cfg: Config, out: Path, filter_bought: bool = False) -> Path:
     if cfg.recommend.k > MAX_K_ALL:
         raise ConfigUsageError(f"recommend.k = {cfg.recommend.k:,} with --all: at most {MAX_K_ALL:,} articles per "
                           "customer are written for everybody (a Kaggle submission needs 12)")
-    model, _ = fit_model(cfg, model_name(cfg), k=cfg.recommend.k)
-    tables = A.locate(cfg.workdir).tables
+    model, tables = fit_model(cfg, model_name(cfg), k=cfg.recommend.k)
     customers = pl.read_parquet(tables / A.CUSTOMERS_PARQUET, columns=["customer_index", "customer_id"])
     index = customers["customer_index"].to_numpy()
     cold = int(model.is_cold(index).sum())

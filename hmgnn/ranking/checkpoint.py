@@ -304,7 +304,8 @@ def check_ranker(entry: Any, groups: list[str], bad) -> None:
         raise bad(f"objective is {objective!r}, not one of {', '.join(OBJECTIVES)}")
     if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
         raise bad("features is not a list of feature names")
-    unknown = [f for f in features if f not in set(pair_feature_names(groups))]
+    computed = set(pair_feature_names(groups))
+    unknown = [f for f in features if f not in computed]
     if unknown:
         raise bad(f"uses features this version does not compute ({', '.join(unknown[:5])})")
     if len(set(features)) != len(features):

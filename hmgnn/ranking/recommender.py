@@ -121,24 +121,24 @@ class GNNRecommender(Recommender):
         """The checkpoint of <cfg.workdir>/<folder> with graph/'s node features, or, where cfg.workdir is a model
         folder (a copied model/), everything from that folder alone."""
         workdir = Path(cfg.workdir)
-        if artifacts.locate(workdir).model_folder:
-            checkpoint = load_checked(workdir / artifacts.MODEL_PT, artifacts.MODEL)
+        where = artifacts.locate(workdir)
+        folder = where.folder(cls.folder)  # a copied model folder itself, or <workdir>/<folder>
+        if where.model_folder:
+            checkpoint = load_checked(folder / artifacts.MODEL_PT, artifacts.MODEL)
             recipe = "reference" if cls.folder == artifacts.REFERENCE else "gnn"
             if checkpoint.recipe != recipe:
                 right = "reference" if checkpoint.recipe == "reference" else "gnn"
-                raise InputError(f"{workdir / artifacts.MODEL_PT} holds a {checkpoint.recipe!r} model, which "
+                raise InputError(f"{folder / artifacts.MODEL_PT} holds a {checkpoint.recipe!r} model, which "
                                  f"{cls.name!r} cannot load; recommend from it with --model {right} (or auto)")
-            customer_x, article_x = portable.read_features(workdir, checkpoint.files, checkpoint.model_args)
         else:
-            artifacts.check_lineage([workdir / artifacts.TABLES, workdir / artifacts.GRAPH, workdir / cls.folder])
-            checkpoint = load_checkpoint(workdir / cls.folder)
+            artifacts.check_lineage([workdir / artifacts.TABLES, workdir / artifacts.GRAPH, folder])
+            checkpoint = load_checkpoint(folder)
             if not artifacts.same_fingerprint(workdir / artifacts.GRAPH / artifacts.GRAPH_PT,
                                               checkpoint.graph_fingerprint):
-                raise InputError(f"{workdir / cls.folder / artifacts.MODEL_PT} was trained on another graph.pt; run "
+                raise InputError(f"{folder / artifacts.MODEL_PT} was trained on another graph.pt; run "
                                  f"`hmgnn train --force` (or `hmgnn train -c ... --set train.recipe={cls.folder}`)")
-            # graph.pt's node features, as the model folder holds them
-            customer_x, article_x = portable.read_features(workdir / cls.folder, checkpoint.files,
-                                                           checkpoint.model_args)
+        # graph.pt's node features, as the model folder holds them
+        customer_x, article_x = portable.read_features(folder, checkpoint.files, checkpoint.model_args)
         device = str(resolve_device(cfg.train.device, strict=False))  # a model trained on a GPU ranks on a CPU too
         return cls(checkpoint, customer_x, article_x, device=device, batch_size=cfg.recommend.batch_size)
 
